@@ -1,0 +1,39 @@
+# Two commands: `make run` and `make test`. Both create the virtualenv, install
+# stepstream, start the local services (reusing running ones) and then do their job.
+PYTHON_BIN ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STEPSTREAM := $(VENV)/bin/stepstream
+INSTALLED := $(VENV)/.installed
+SERVICES_ENV := $(VENV)/services.env
+PYTEST_ARGS ?=
+
+.PHONY: run test lint services services-down venv
+
+venv: $(INSTALLED)
+
+$(INSTALLED): pyproject.toml
+	@$(PYTHON_BIN) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "stepstream needs Python >= 3.11 ($(PYTHON_BIN) is older)"; exit 1; }
+	test -x $(PY) || $(PYTHON_BIN) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+services: $(INSTALLED)
+	$(STEPSTREAM) services up > $(SERVICES_ENV)
+	@cat $(SERVICES_ENV)
+
+services-down: $(INSTALLED)
+	$(STEPSTREAM) services down
+
+run: services
+	set -a && . ./$(SERVICES_ENV) && set +a && $(STEPSTREAM) run
+
+test: services
+	set -a && . ./$(SERVICES_ENV) && set +a && $(VENV)/bin/pytest $(PYTEST_ARGS)
+
+lint: $(INSTALLED)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy

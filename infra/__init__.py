@@ -1,0 +1,1 @@
+"""Clients to the outside world: PostgreSQL, Redis, the AI provider; readiness probes."""

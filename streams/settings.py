@@ -1,0 +1,125 @@
+"""One typed settings object, read from the environment variables the product documents.
+
+A bad value stops start-up with a message that names the variable, so a typo in a
+deployment fails loudly instead of running with a silent default.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+
+class SettingsError(ValueError):
+    """A configuration variable holds a value stepstream cannot use."""
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _parse_bool(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ValueError(f"expected one of {sorted(_TRUE | _FALSE)}")
+
+
+def _parse_positive_int(raw: str) -> int:
+    value = int(raw.strip())
+    if value <= 0:
+        raise ValueError("expected a positive integer")
+    return value
+
+
+def _parse_non_empty(raw: str) -> str:
+    if not raw.strip():
+        raise ValueError("expected a non-empty value")
+    return raw.strip()
+
+
+def _parse_url(*schemes: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = _parse_non_empty(raw)
+        if not value.startswith(tuple(f"{scheme}://" for scheme in schemes)):
+            raise ValueError(
+                f"expected a URL starting with {' or '.join(s + '://' for s in schemes)}"
+            )
+        return value
+
+    return parse
+
+
+def _parse_topic_prefix(raw: str) -> str:
+    value = raw.strip()
+    allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+    if not value or not set(value) <= allowed:
+        raise ValueError("expected letters, digits, '.', '_' or '-'")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob of a stepstream process. Field metadata names the variable and parser."""
+
+    cache_enabled: bool = True
+    cache_ttl_ms: int = 3_600_000
+    ai_response_cache_ttl_ms: int = 300_000
+    rate_limit_enabled: bool = True
+    rate_limit_points: int = 10
+    rate_limit_window_seconds: int = 60
+    parallel_execution_enabled: bool = True
+    max_parallel_steps: int = 10
+    kafka_bootstrap_servers: str = "127.0.0.1:19092"
+    database_url: str = "postgresql://stepstream:stepstream@127.0.0.1:15432/stepstream"
+    redis_url: str = "redis://127.0.0.1:16379/0"
+    topic_prefix: str = "stepstream"
+    topic_partitions: int = 8
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read every variable; raise SettingsError naming the first bad one."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for field in fields(cls):
+            variable, parse = ENVIRONMENT[field.name]
+            raw = env.get(variable)
+            if raw is None:
+                continue
+            try:
+                values[field.name] = parse(raw)
+            except ValueError as error:
+                raise SettingsError(f"{variable}={raw!r} is invalid: {error}") from None
+        return cls(**values)
+
+    def as_environment(self) -> dict[str, str]:
+        """The settings as the environment variables that would produce them."""
+        result = {}
+        for field in fields(self):
+            value = getattr(self, field.name)
+            text = str(value).lower() if isinstance(value, bool) else str(value)
+            result[ENVIRONMENT[field.name][0]] = text
+        return result
+
+
+ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "cache_enabled": ("WORKFLOW_CACHE_ENABLED", _parse_bool),
+    "cache_ttl_ms": ("WORKFLOW_CACHE_TTL_MS", _parse_positive_int),
+    "ai_response_cache_ttl_ms": ("AI_RESPONSE_CACHE_TTL_MS", _parse_positive_int),
+    "rate_limit_enabled": ("WORKFLOW_RATE_LIMIT_ENABLED", _parse_bool),
+    "rate_limit_points": ("WORKFLOW_RATE_LIMIT_POINTS", _parse_positive_int),
+    "rate_limit_window_seconds": ("WORKFLOW_RATE_LIMIT_WINDOW_SECONDS", _parse_positive_int),
+    "parallel_execution_enabled": ("WORKFLOW_PARALLEL_EXECUTION_ENABLED", _parse_bool),
+    "max_parallel_steps": ("WORKFLOW_MAX_PARALLEL_STEPS", _parse_positive_int),
+    "kafka_bootstrap_servers": ("KAFKA_BOOTSTRAP_SERVERS", _parse_non_empty),
+    "database_url": ("DATABASE_URL", _parse_url("postgresql", "postgres")),
+    "redis_url": ("REDIS_URL", _parse_url("redis", "rediss", "unix")),
+    "topic_prefix": ("STEPSTREAM_TOPIC_PREFIX", _parse_topic_prefix),
+    "topic_partitions": ("STEPSTREAM_TOPIC_PARTITIONS", _parse_positive_int),
+}
+
+VARIABLE_NAMES: frozenset[str] = frozenset(variable for variable, _ in ENVIRONMENT.values())

@@ -1,0 +1,96 @@
+"""Real-service fixtures. Each isolates the test run: a unique topic prefix, its own
+PostgreSQL schema, its own Redis key prefix. A missing service fails the test loudly."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+import redis.asyncio as aioredis
+
+from infra.health import wait_until_answers
+from streams.settings import Settings
+
+SERVICE_WAIT_SECONDS = 15.0
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "integration" in item.path.parts:
+            item.add_marker(pytest.mark.integration)
+
+
+def require(service: str, url: str) -> None:
+    """Fail the test (never skip) when the service does not answer."""
+    try:
+        asyncio.run(wait_until_answers(service, url, SERVICE_WAIT_SECONDS))
+    except TimeoutError as error:
+        pytest.fail(
+            f"{service} is required and not reachable: {error}. "
+            "Start the services with `make services` (or `stepstream services up`).",
+            pytrace=False,
+        )
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(settings: Settings) -> str:
+    require("kafka", settings.kafka_bootstrap_servers)
+    return settings.kafka_bootstrap_servers
+
+
+@pytest.fixture(scope="session")
+def topic_prefix(run_token: str) -> str:
+    return f"test-{run_token}"
+
+
+@pytest.fixture(scope="session")
+def database_url(settings: Settings) -> str:
+    require("postgres", settings.database_url)
+    return settings.database_url
+
+
+@pytest.fixture(scope="session")
+def pg_schema(database_url: str, run_token: str) -> str:
+    """A schema of this run's own, dropped at the end."""
+    schema = f"test_{run_token}"
+
+    async def run(sql: str) -> None:
+        connection = await asyncpg.connect(database_url)
+        try:
+            await connection.execute(sql)
+        finally:
+            await connection.close()
+
+    asyncio.run(run(f"CREATE SCHEMA {schema}"))
+    yield schema
+    asyncio.run(run(f"DROP SCHEMA {schema} CASCADE"))
+
+
+@pytest.fixture
+async def pg(database_url: str, pg_schema: str) -> AsyncIterator[asyncpg.Connection]:
+    connection = await asyncpg.connect(database_url, server_settings={"search_path": pg_schema})
+    try:
+        yield connection
+    finally:
+        await connection.close()
+
+
+@pytest.fixture(scope="session")
+def redis_url(settings: Settings) -> str:
+    require("redis", settings.redis_url)
+    return settings.redis_url
+
+
+@pytest.fixture
+async def redis_client(redis_url: str, run_token: str) -> AsyncIterator[aioredis.Redis]:
+    """A client; every key this run wrote under `test:<token>:` is deleted afterwards."""
+    client = aioredis.from_url(redis_url, decode_responses=True)
+    try:
+        yield client
+    finally:
+        keys = [key async for key in client.scan_iter(match=f"test:{run_token}:*")]
+        if keys:
+            await client.delete(*keys)
+        await client.aclose()

@@ -1,0 +1,47 @@
+"""docker-compose.yml cannot run here (no Docker engine), so its shape is checked instead."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from streams.settings import VARIABLE_NAMES, Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def compose() -> dict[str, Any]:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def test_has_the_three_services_and_a_worker_with_health_checks() -> None:
+    services = compose()["services"]
+    assert {"kafka", "postgres", "redis", "worker"} <= set(services)
+    for name in ("kafka", "postgres", "redis"):
+        assert services[name]["healthcheck"]["test"], f"{name} has no health check"
+        assert services["worker"]["depends_on"][name]["condition"] == "service_healthy"
+    assert services["kafka"]["image"].startswith("apache/kafka:4.")
+    assert services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
+
+
+def test_worker_environment_uses_exactly_the_settings_variable_names() -> None:
+    worker_env = compose()["services"]["worker"]["environment"]
+    assert set(worker_env) == VARIABLE_NAMES
+    # And every value is one the settings object accepts.
+    Settings.from_env({key: str(value) for key, value in worker_env.items()})
+
+
+def test_worker_is_built_from_the_dockerfile() -> None:
+    worker = compose()["services"]["worker"]
+    assert worker["build"] == "."
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "pip install" in dockerfile
+    assert worker["command"][0] == "stepstream"
+
+
+def test_ports_bind_to_loopback_only() -> None:
+    for name, service in compose()["services"].items():
+        for port in service.get("ports", []):
+            assert port.startswith("127.0.0.1:"), f"{name} publishes {port} beyond loopback"
