@@ -55,3 +55,30 @@ def run() -> None:
     click.echo("stepstream run: smoke job (round-trips data through each service)")
     for line in asyncio.run(run_smoke(load_settings())):
         click.echo(line)
+
+
+@main.command("plan")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--format", "output_format", type=click.Choice(["text", "mermaid", "dot"]), default="text"
+)
+def plan_command(file: Path, output_format: str) -> None:
+    """Validate a definition FILE and print its execution plan (exit 2 if invalid)."""
+    from workflows import (
+        InvalidDefinition,
+        describe,
+        format_for,
+        parse_definition,
+        to_dot,
+        to_mermaid,
+    )
+
+    try:
+        definition = parse_definition(file.read_text(), format_for(file.name))
+    except InvalidDefinition as invalid:
+        click.echo(f"{file}: invalid workflow definition", err=True)
+        for problem in invalid.problems:
+            click.echo(f"  {problem}", err=True)
+        sys.exit(2)
+    render = {"text": describe, "mermaid": to_mermaid, "dot": to_dot}[output_format]
+    click.echo(render(definition))

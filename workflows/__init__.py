@@ -1,1 +1,68 @@
-"""stepstream package."""
+"""The pure workflow core: definitions, validation, planning and the execution state
+machine. No I/O, no Kafka, no database: a test keeps it that way."""
+
+from workflows.checkpoint import CheckpointError, state_from_dict, state_to_dict
+from workflows.definition import (
+    DefaultPolicies,
+    RetryPolicy,
+    StepDefinition,
+    WorkflowDefinition,
+)
+from workflows.execution import (
+    Command,
+    CompleteWorkflow,
+    EmitStepReady,
+    Event,
+    ExecutionState,
+    ExecutionStatus,
+    FailWorkflow,
+    ScheduleRetry,
+    Started,
+    StepCompleted,
+    StepFailed,
+    StepStatus,
+    Tick,
+    new_execution,
+    reduce,
+)
+from workflows.loading import definition_to_dict, format_for, parse_definition
+from workflows.planning import Plan, describe, plan
+from workflows.rendering import to_dot, to_mermaid
+from workflows.validation import InvalidDefinition, Problem, build_definition, validated
+
+__all__ = [
+    "CheckpointError",
+    "Command",
+    "CompleteWorkflow",
+    "DefaultPolicies",
+    "EmitStepReady",
+    "Event",
+    "ExecutionState",
+    "ExecutionStatus",
+    "FailWorkflow",
+    "InvalidDefinition",
+    "Plan",
+    "Problem",
+    "RetryPolicy",
+    "ScheduleRetry",
+    "Started",
+    "StepCompleted",
+    "StepDefinition",
+    "StepFailed",
+    "StepStatus",
+    "Tick",
+    "WorkflowDefinition",
+    "build_definition",
+    "definition_to_dict",
+    "describe",
+    "format_for",
+    "new_execution",
+    "parse_definition",
+    "plan",
+    "reduce",
+    "state_from_dict",
+    "state_to_dict",
+    "to_dot",
+    "to_mermaid",
+    "validated",
+]

@@ -1,0 +1,89 @@
+"""Hypothesis strategies and a driver that runs an execution to its end."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from hypothesis import strategies as st
+
+from workflows import (
+    EmitStepReady,
+    Event,
+    ExecutionState,
+    StepCompleted,
+    StepDefinition,
+    WorkflowDefinition,
+    new_execution,
+    reduce,
+)
+from workflows.execution import Started
+
+
+@st.composite
+def dags(draw: st.DrawFn, max_steps: int = 20) -> WorkflowDefinition:
+    """A random DAG: step i depends on some of the steps before it; listed in any order."""
+    count = draw(st.integers(1, max_steps))
+    steps = []
+    for index in range(count):
+        deps = draw(st.lists(st.integers(0, index - 1), unique=True, max_size=4)) if index else []
+        steps.append(StepDefinition(f"s{index}", "noop", tuple(f"s{d}" for d in deps)))
+    listed = draw(st.permutations(steps))
+    return WorkflowDefinition("random", 1, "random", tuple(listed))
+
+
+@dataclass
+class Run:
+    """What a driver saw while running an execution to its end."""
+
+    state: ExecutionState
+    events: list[Event] = field(default_factory=list)
+    commands: list[object] = field(default_factory=list)
+    ready_order: list[str] = field(default_factory=list)
+    max_running: int = 0
+
+
+def output_of(step_id: str) -> dict[str, str]:
+    return {"result": f"out-{step_id}"}
+
+
+def run_all_succeed(
+    definition: WorkflowDefinition,
+    choose: Callable[[int], int],
+    *,
+    limit: int = 3,
+    parallel: bool = True,
+) -> Run:
+    """Start, then complete one running step at a time, picked by `choose`.
+
+    Asserts the invariants a user relies on at every step: a step is released only after
+    all its dependencies completed, with their outputs as inputs, and never more than
+    `limit` steps are outstanding.
+    """
+    state = new_execution(
+        "exec-1", definition, {"k": 1}, max_parallel_steps=limit, parallel_enabled=parallel
+    )
+    run = Run(state)
+    running: list[EmitStepReady] = []
+    completed: set[str] = set()
+    event: Event = Started(at_ms=0)
+    while True:
+        run.events.append(event)
+        run.state, commands = reduce(run.state, event)
+        run.commands += commands
+        for command in commands:
+            if isinstance(command, EmitStepReady):
+                deps = definition.step_by_id[command.step_id].depends_on
+                assert set(deps) <= completed, f"{command.step_id} released before {deps}"
+                assert command.inputs == {
+                    "input": {"k": 1},
+                    "steps": {d: output_of(d) for d in deps},
+                }
+                running.append(command)
+                run.ready_order.append(command.step_id)
+        run.max_running = max(run.max_running, len(running))
+        if not running:
+            return run
+        ready = running.pop(choose(len(running)))
+        completed.add(ready.step_id)
+        event = StepCompleted(ready.step_id, ready.attempt, output_of(ready.step_id), at_ms=0)

@@ -1,0 +1,98 @@
+"""Execution state to a compact, versioned dict and back, without loss.
+
+The dict is a table value (JSON- and Avro-friendly): short keys, steps as positional
+lists. The pinned definition travels with it, so a worker that takes over an
+execution needs nothing else to resume it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import MutableMapping
+from typing import Any
+
+from workflows.definition import WorkflowDefinition
+from workflows.execution import ExecutionState, ExecutionStatus, Failure, StepState, StepStatus
+from workflows.loading import definition_to_dict
+from workflows.validation import build_definition
+
+FORMAT_VERSION = 1
+
+_STEP_FIELDS = (
+    "status",
+    "remaining",
+    "attempt",
+    "output",
+    "error",
+    "retry_at_ms",
+    "ready_at_ms",
+    "started_at_ms",
+    "finished_at_ms",
+)
+
+
+class CheckpointError(ValueError):
+    """A stored checkpoint cannot be read by this version of stepstream."""
+
+
+DefinitionMemo = MutableMapping[tuple[str, int], WorkflowDefinition]
+
+
+def state_to_dict(state: ExecutionState) -> dict[str, Any]:
+    steps = {}
+    for step_id, step in state.steps.items():
+        values = [getattr(step, name) for name in _STEP_FIELDS]
+        values[0] = str(step.status)
+        while values and values[-1] is None:  # trailing unset fields cost nothing
+            values.pop()
+        steps[step_id] = values
+    return {
+        "v": FORMAT_VERSION,
+        "id": state.execution_id,
+        "def": definition_to_dict(state.definition),
+        "in": dict(state.input),
+        "max": state.max_outstanding,
+        "st": str(state.status),
+        "steps": steps,
+        "q": list(state.queue),
+        "out": state.outstanding,
+        "done": state.completed_steps,
+        "fail": [state.failure.step_id, state.failure.error] if state.failure else None,
+        "t0": state.started_at_ms,
+        "t1": state.finished_at_ms,
+    }
+
+
+def state_from_dict(data: dict[str, Any], memo: DefinitionMemo | None = None) -> ExecutionState:
+    """Read a checkpoint. `memo` caches parsed definitions by (id, version) across calls."""
+    if data.get("v") != FORMAT_VERSION:
+        raise CheckpointError(f"unsupported checkpoint format {data.get('v')!r}")
+    try:
+        raw_definition = data["def"]
+        key = (raw_definition["id"], raw_definition["version"])
+        definition = memo.get(key) if memo is not None else None
+        if definition is None:
+            definition = build_definition(raw_definition)
+            if memo is not None:
+                memo[key] = definition
+        steps = {}
+        for step_id, values in data["steps"].items():
+            fields = dict(zip(_STEP_FIELDS, values, strict=False))
+            fields["status"] = StepStatus(fields["status"])
+            steps[step_id] = StepState(**fields)
+        failure = data["fail"]
+        return ExecutionState(
+            execution_id=data["id"],
+            definition=definition,
+            input=data["in"],
+            max_outstanding=data["max"],
+            steps=steps,
+            status=ExecutionStatus(data["st"]),
+            queue=tuple(data["q"]),
+            outstanding=data["out"],
+            completed_steps=data["done"],
+            failure=Failure(failure[0], failure[1]) if failure else None,
+            started_at_ms=data["t0"],
+            finished_at_ms=data["t1"],
+        )
+    except (KeyError, TypeError, ValueError) as error:
+        raise CheckpointError(f"malformed checkpoint: {error!r}") from error

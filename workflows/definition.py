@@ -1,0 +1,109 @@
+"""Workflow definitions as frozen data: what a workflow is, independent of any run of it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How often a failing step is tried, and how long to wait between tries.
+
+    The delay before attempt n+1 is `initial_backoff_ms * multiplier**(n-1)`, spread by
+    +/- `jitter` (a fraction) and capped at `max_backoff_ms`.
+    """
+
+    max_attempts: int = 1
+    initial_backoff_ms: int = 1_000
+    multiplier: float = 2.0
+    max_backoff_ms: int = 60_000
+    jitter: float = 0.2
+
+
+@dataclass(frozen=True, slots=True)
+class StepDefinition:
+    id: str
+    type: str
+    depends_on: tuple[str, ...] = ()
+    retry: RetryPolicy | None = None
+    timeout_ms: int | None = None
+    parallel: bool | None = None
+    config: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class DefaultPolicies:
+    """Policies for steps that do not set their own."""
+
+    retry: RetryPolicy = RetryPolicy()
+    timeout_ms: int = 30_000
+
+
+@dataclass(frozen=True, slots=True)
+class DependencyGraph:
+    """The adjacency a valid definition implies, computed once per definition."""
+
+    dependents: Mapping[str, tuple[str, ...]]
+    levels: tuple[tuple[str, ...], ...]
+    order: tuple[str, ...]
+    position: Mapping[str, int]
+
+
+@dataclass(frozen=True)
+class WorkflowDefinition:
+    """A validated workflow. Build one with `workflows.validation.build_definition`."""
+
+    id: str
+    version: int
+    name: str
+    steps: tuple[StepDefinition, ...]
+    defaults: DefaultPolicies = DefaultPolicies()
+
+    @cached_property
+    def step_by_id(self) -> Mapping[str, StepDefinition]:
+        return {step.id: step for step in self.steps}
+
+    @cached_property
+    def graph(self) -> DependencyGraph:
+        return dependency_graph(self.steps)
+
+    def retry_policy(self, step_id: str) -> RetryPolicy:
+        return self.step_by_id[step_id].retry or self.defaults.retry
+
+    def timeout_ms(self, step_id: str) -> int:
+        timeout = self.step_by_id[step_id].timeout_ms
+        return self.defaults.timeout_ms if timeout is None else timeout
+
+
+def dependency_graph(steps: tuple[StepDefinition, ...]) -> DependencyGraph:
+    """Levels by longest distance from a root; within a level, definition order.
+
+    Assumes the steps form a DAG over known ids (validation guarantees it).
+    """
+    dependents: dict[str, list[str]] = {step.id: [] for step in steps}
+    remaining = {step.id: len(step.depends_on) for step in steps}
+    for step in steps:
+        for dependency in step.depends_on:
+            dependents[dependency].append(step.id)
+    index = {step.id: i for i, step in enumerate(steps)}
+    levels: list[tuple[str, ...]] = []
+    current = [step.id for step in steps if remaining[step.id] == 0]
+    while current:
+        levels.append(tuple(current))
+        following: list[str] = []
+        for step_id in current:
+            for dependent in dependents[step_id]:
+                remaining[dependent] -= 1
+                if remaining[dependent] == 0:
+                    following.append(dependent)
+        current = sorted(following, key=index.__getitem__)
+    order = tuple(step_id for level in levels for step_id in level)
+    return DependencyGraph(
+        dependents={key: tuple(value) for key, value in dependents.items()},
+        levels=tuple(levels),
+        order=order,
+        position={step_id: i for i, step_id in enumerate(order)},
+    )

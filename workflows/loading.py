@@ -1,0 +1,65 @@
+"""Definitions from YAML or JSON text. Reading the file is the caller's job: no I/O here."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection
+from typing import Any, Literal
+
+import yaml
+
+from workflows.definition import WorkflowDefinition
+from workflows.validation import InvalidDefinition, Problem, build_definition
+
+Format = Literal["yaml", "json"]
+
+
+def format_for(filename: str) -> Format:
+    return "json" if filename.lower().endswith(".json") else "yaml"
+
+
+def parse_definition(
+    text: str, fmt: Format = "yaml", step_types: Collection[str] | None = None
+) -> WorkflowDefinition:
+    """Parse and validate; syntax errors are reported like any other problem."""
+    raw: Any
+    try:
+        raw = json.loads(text) if fmt == "json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as error:
+        raise InvalidDefinition([Problem("(file)", f"not valid {fmt.upper()}: {error}")]) from None
+    return build_definition(raw, step_types)
+
+
+def definition_to_dict(definition: WorkflowDefinition) -> dict[str, Any]:
+    """The raw form `build_definition` reads back to an equal definition."""
+    return {
+        "id": definition.id,
+        "version": definition.version,
+        "name": definition.name,
+        "defaults": {
+            "retry": _retry_to_dict(definition.defaults.retry),
+            "timeoutMs": definition.defaults.timeout_ms,
+        },
+        "steps": [
+            {
+                "id": step.id,
+                "type": step.type,
+                "dependsOn": list(step.depends_on),
+                **({"retry": _retry_to_dict(step.retry)} if step.retry else {}),
+                **({"timeoutMs": step.timeout_ms} if step.timeout_ms is not None else {}),
+                **({"parallel": step.parallel} if step.parallel is not None else {}),
+                **({"config": dict(step.config)} if step.config else {}),
+            }
+            for step in definition.steps
+        ],
+    }
+
+
+def _retry_to_dict(policy: Any) -> dict[str, Any]:
+    return {
+        "maxAttempts": policy.max_attempts,
+        "initialBackoffMs": policy.initial_backoff_ms,
+        "multiplier": policy.multiplier,
+        "maxBackoffMs": policy.max_backoff_ms,
+        "jitter": policy.jitter,
+    }

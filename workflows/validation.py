@@ -1,0 +1,311 @@
+"""Turn raw definitions (parsed YAML/JSON, or Python objects) into validated ones.
+
+Every problem is reported at once, each with its location, so an author fixes a file in
+one pass. A cycle is reported with its path.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Iterator, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from workflows.definition import DefaultPolicies, RetryPolicy, StepDefinition, WorkflowDefinition
+
+ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+TYPE_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
+MAX_ATTEMPTS_LIMIT = 100
+
+WORKFLOW_FIELDS = {"id", "version", "name", "description", "steps", "defaults"}
+STEP_FIELDS = {"id", "type", "name", "description", "dependsOn", "retry", "timeoutMs"}
+STEP_FIELDS |= {"parallel", "config"}
+RETRY_FIELDS = {"maxAttempts", "initialBackoffMs", "multiplier", "maxBackoffMs", "jitter"}
+DEFAULTS_FIELDS = {"retry", "timeoutMs"}
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong with a definition, and where."""
+
+    location: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.location}: {self.message}"
+
+
+class InvalidDefinition(ValueError):
+    """A definition was rejected; `problems` lists every reason."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("invalid workflow definition:\n" + "\n".join(f"  {p}" for p in problems))
+
+
+def build_definition(
+    raw: Mapping[str, Any], step_types: Collection[str] | None = None
+) -> WorkflowDefinition:
+    """Parse and validate a raw definition; raise InvalidDefinition listing every problem."""
+    parser = _Parser()
+    definition = parser.workflow(raw)
+    problems = parser.problems
+    if definition is not None:
+        problems += check_definition(definition, step_types)
+    if problems or definition is None:
+        raise InvalidDefinition(problems)
+    return definition
+
+
+def validated(
+    definition: WorkflowDefinition, step_types: Collection[str] | None = None
+) -> WorkflowDefinition:
+    """The Python API's check: return the definition, or raise with every problem."""
+    problems = check_definition(definition, step_types)
+    if problems:
+        raise InvalidDefinition(problems)
+    return definition
+
+
+def check_definition(
+    definition: WorkflowDefinition, step_types: Collection[str] | None = None
+) -> list[Problem]:
+    """Structural problems of a parsed definition: ids, references, cycles, types."""
+    problems: list[Problem] = []
+    if not ID_PATTERN.match(definition.id):
+        problems.append(Problem("id", f"malformed workflow id {definition.id!r}"))
+    if definition.version < 1:
+        problems.append(Problem("version", f"must be a positive integer, got {definition.version}"))
+    if not definition.steps:
+        problems.append(Problem("steps", "a workflow needs at least one step"))
+    problems += _policy_problems("defaults.retry", definition.defaults.retry)
+    if definition.defaults.timeout_ms <= 0:
+        problems.append(Problem("defaults.timeoutMs", "must be a positive number of milliseconds"))
+    seen: dict[str, int] = {}
+    for index, step in enumerate(definition.steps):
+        where = f"steps[{index}] ({step.id})"
+        if step.id in seen:
+            problems.append(
+                Problem(where, f"duplicate step id, first used by steps[{seen[step.id]}]")
+            )
+        else:
+            seen[step.id] = index
+        if not ID_PATTERN.match(step.id):
+            problems.append(Problem(f"steps[{index}].id", f"malformed step id {step.id!r}"))
+        if not TYPE_PATTERN.match(step.type):
+            problems.append(Problem(f"{where}.type", f"malformed step type {step.type!r}"))
+        elif step_types is not None and step.type not in step_types:
+            known = ", ".join(sorted(step_types)) or "none registered"
+            problems.append(Problem(f"{where}.type", f"unknown step type {step.type!r} ({known})"))
+        if step.retry is not None:
+            problems += _policy_problems(f"{where}.retry", step.retry)
+        if step.timeout_ms is not None and step.timeout_ms <= 0:
+            problems.append(Problem(f"{where}.timeoutMs", "must be a positive number"))
+    ids = {step.id for step in definition.steps}
+    for index, step in enumerate(definition.steps):
+        for position, dependency in enumerate(step.depends_on):
+            where = f"steps[{index}] ({step.id}).dependsOn[{position}]"
+            if dependency == step.id:
+                problems.append(Problem(where, "a step cannot depend on itself"))
+            elif dependency not in ids:
+                problems.append(Problem(where, f"depends on unknown step {dependency!r}"))
+        if len(set(step.depends_on)) != len(step.depends_on):
+            problems.append(Problem(f"steps[{index}] ({step.id}).dependsOn", "lists a step twice"))
+    edges: dict[str, list[str]] = {}
+    for step in definition.steps:  # duplicates merge, so no edge hides behind one
+        edges.setdefault(step.id, []).extend(
+            d for d in step.depends_on if d in ids and d != step.id
+        )
+    for cycle in find_cycles(edges):
+        path = " -> ".join(cycle)
+        problems.append(
+            Problem("steps", f"dependency cycle: {path} (each step depends on the next)")
+        )
+    return problems
+
+
+def find_cycles(edges: Mapping[str, list[str]]) -> list[list[str]]:
+    """Cycles found by depth-first search, each as a closed path `[a, b, ..., a]`.
+
+    Every cycle reported is real; the graph is acyclic exactly when none is reported.
+    Iterative, so deep graphs do not hit the recursion limit.
+    """
+    visiting, done = set(), set()
+    cycles: list[list[str]] = []
+    reported: set[frozenset[str]] = set()
+    for root in edges:
+        if root in done:
+            continue
+        path = [root]
+        iterators: list[Iterator[str]] = [iter(edges.get(root, ()))]
+        visiting.add(root)
+        while iterators:
+            following = next(iterators[-1], None)
+            if following is None:
+                finished = path.pop()
+                iterators.pop()
+                visiting.discard(finished)
+                done.add(finished)
+            elif following in visiting:
+                cycle = [*path[path.index(following) :], following]
+                if frozenset(cycle) not in reported:
+                    reported.add(frozenset(cycle))
+                    cycles.append(cycle)
+            elif following not in done:
+                visiting.add(following)
+                path.append(following)
+                iterators.append(iter(edges.get(following, ())))
+    return cycles
+
+
+def _policy_problems(where: str, policy: RetryPolicy) -> list[Problem]:
+    problems = []
+    if not 1 <= policy.max_attempts <= MAX_ATTEMPTS_LIMIT:
+        problems.append(Problem(f"{where}.maxAttempts", f"must be 1..{MAX_ATTEMPTS_LIMIT}"))
+    if policy.initial_backoff_ms < 0:
+        problems.append(Problem(f"{where}.initialBackoffMs", "must not be negative"))
+    if policy.multiplier < 1:
+        problems.append(Problem(f"{where}.multiplier", "must be at least 1"))
+    if policy.max_backoff_ms < policy.initial_backoff_ms:
+        problems.append(Problem(f"{where}.maxBackoffMs", "must be at least initialBackoffMs"))
+    if not 0 <= policy.jitter < 1:
+        problems.append(Problem(f"{where}.jitter", "must be a fraction in [0, 1)"))
+    return problems
+
+
+class _Parser:
+    """Reads the raw mapping field by field, collecting shape problems as it goes."""
+
+    def __init__(self) -> None:
+        self.problems: list[Problem] = []
+
+    def fail(self, location: str, message: str) -> None:
+        self.problems.append(Problem(location, message))
+
+    def workflow(self, raw: Any) -> WorkflowDefinition | None:
+        if not isinstance(raw, Mapping):
+            self.fail("(root)", f"a definition must be a mapping, got {type(raw).__name__}")
+            return None
+        self.unknown_fields("(root)", raw, WORKFLOW_FIELDS)
+        workflow_id = self.text(raw, "id", "id")
+        version = raw.get("version", 1)
+        if not _is_int(version):
+            self.fail("version", f"must be an integer, got {version!r}")
+            version = 1
+        name = raw.get("name", workflow_id)
+        if not isinstance(name, str):
+            self.fail("name", "must be a string")
+            name = workflow_id
+        defaults = self.defaults(raw.get("defaults", {}))
+        raw_steps = raw.get("steps")
+        if not isinstance(raw_steps, list):
+            self.fail("steps", "must be a list of steps")
+            raw_steps = []
+        steps = [self.step(f"steps[{i}]", item) for i, item in enumerate(raw_steps)]
+        parsed = [step for step in steps if step is not None]
+        if not any(isinstance(s, Mapping) and "dependsOn" in s for s in raw_steps):
+            parsed = _sequential(parsed)
+        return WorkflowDefinition(workflow_id, version, name, tuple(parsed), defaults)
+
+    def step(self, where: str, raw: Any) -> StepDefinition | None:
+        if not isinstance(raw, Mapping):
+            self.fail(where, "a step must be a mapping")
+            return None
+        self.unknown_fields(where, raw, STEP_FIELDS)
+        depends_on = raw.get("dependsOn", [])
+        if not isinstance(depends_on, list) or not all(isinstance(d, str) for d in depends_on):
+            self.fail(f"{where}.dependsOn", "must be a list of step ids")
+            depends_on = []
+        parallel = raw.get("parallel")
+        if parallel is not None and not isinstance(parallel, bool):
+            self.fail(f"{where}.parallel", "must be true or false")
+            parallel = None
+        config = raw.get("config", {})
+        if not isinstance(config, Mapping):
+            self.fail(f"{where}.config", "must be a mapping")
+            config = {}
+        return StepDefinition(
+            id=self.text(raw, "id", f"{where}.id"),
+            type=self.text(raw, "type", f"{where}.type"),
+            depends_on=tuple(depends_on),
+            retry=self.retry(f"{where}.retry", raw["retry"]) if "retry" in raw else None,
+            timeout_ms=self.optional_int(raw, "timeoutMs", f"{where}.timeoutMs"),
+            parallel=parallel,
+            config=dict(config),
+        )
+
+    def defaults(self, raw: Any) -> DefaultPolicies:
+        if not isinstance(raw, Mapping):
+            self.fail("defaults", "must be a mapping")
+            return DefaultPolicies()
+        self.unknown_fields("defaults", raw, DEFAULTS_FIELDS)
+        retry = self.retry("defaults.retry", raw["retry"]) if "retry" in raw else RetryPolicy()
+        timeout = self.optional_int(raw, "timeoutMs", "defaults.timeoutMs")
+        return DefaultPolicies(retry) if timeout is None else DefaultPolicies(retry, timeout)
+
+    def retry(self, where: str, raw: Any) -> RetryPolicy:
+        if not isinstance(raw, Mapping):
+            self.fail(where, "must be a mapping")
+            return RetryPolicy()
+        self.unknown_fields(where, raw, RETRY_FIELDS)
+        base = RetryPolicy()
+        numbers: dict[str, float] = {}
+        for key in RETRY_FIELDS & set(raw):
+            value = raw[key]
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                self.fail(f"{where}.{key}", f"must be a number, got {value!r}")
+            elif key in {"maxAttempts", "initialBackoffMs", "maxBackoffMs"} and not _is_int(value):
+                self.fail(f"{where}.{key}", f"must be an integer, got {value!r}")
+            else:
+                numbers[key] = value
+        return RetryPolicy(
+            max_attempts=int(numbers.get("maxAttempts", base.max_attempts)),
+            initial_backoff_ms=int(numbers.get("initialBackoffMs", base.initial_backoff_ms)),
+            multiplier=float(numbers.get("multiplier", base.multiplier)),
+            max_backoff_ms=int(numbers.get("maxBackoffMs", base.max_backoff_ms)),
+            jitter=float(numbers.get("jitter", base.jitter)),
+        )
+
+    def text(self, raw: Mapping[str, Any], key: str, where: str) -> str:
+        value = raw.get(key)
+        if isinstance(value, str) and value:
+            return value
+        self.fail(where, "is required" if value is None else f"must be a string, got {value!r}")
+        return ""
+
+    def optional_int(self, raw: Mapping[str, Any], key: str, where: str) -> int | None:
+        value = raw.get(key)
+        if value is None or _is_int(value):
+            return value
+        self.fail(where, f"must be an integer, got {value!r}")
+        return None
+
+    def unknown_fields(self, where: str, raw: Mapping[str, Any], known: set[str]) -> None:
+        for key in raw:
+            if key not in known:
+                self.fail(where, f"unknown field {key!r} (known: {', '.join(sorted(known))})")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _sequential(steps: list[StepDefinition]) -> list[StepDefinition]:
+    """Backward compatibility for definitions that name no dependencies at all.
+
+    Such workflows ran their steps in list order; a run of consecutive steps flagged
+    `parallel: true` ran together. Each group now depends on every step of the group
+    before it, which keeps that behaviour on the DAG engine.
+    """
+    groups: list[list[StepDefinition]] = []
+    for step in steps:
+        if step.parallel and groups and groups[-1][-1].parallel:
+            groups[-1].append(step)
+        else:
+            groups.append([step])
+    result: list[StepDefinition] = []
+    previous: tuple[str, ...] = ()
+    for group in groups:
+        result += [replace(step, depends_on=previous) for step in group]
+        previous = tuple(step.id for step in group)
+    return result
