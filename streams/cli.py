@@ -49,12 +49,165 @@ def smoke() -> None:
 
 @main.command()
 def run() -> None:
-    """The main job. Until the event pipeline lands, it is the services smoke job."""
-    from streams.smoke import run_smoke
+    """The main job: a worker runs the reference workflow, followed live."""
+    from streams.demo import run_demo
 
-    click.echo("stepstream run: smoke job (round-trips data through each service)")
-    for line in asyncio.run(run_smoke(load_settings())):
-        click.echo(line)
+    sys.exit(asyncio.run(run_demo(load_settings())))
+
+
+@main.command()
+@click.option("--name", default=None, help="Worker name (default: host-pid).")
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Table store directory (default: /var/tmp/stepstream/workers/NAME).",
+)
+@click.option("--concurrency", default=32, show_default=True, help="Steps run at once.")
+@click.option("--store", default="rocksdb://", show_default=True, help="Faust table store.")
+@click.option("--loglevel", default="warn", show_default=True)
+def worker(
+    name: str | None, data_dir: Path | None, concurrency: int, store: str, loglevel: str
+) -> None:
+    """Run a worker: intake, coordinator and executor agents in one consumer group."""
+    import faust
+
+    from streams.engine import WorkerOptions, create_engine, default_data_dir
+    from streams.topics import TopicNames, declare_topics
+
+    settings = load_settings()
+    name = name or f"{os.uname().nodename}-{os.getpid()}"
+    data_dir = data_dir or default_data_dir(name)
+    asyncio.run(
+        declare_topics(
+            settings.kafka_bootstrap_servers,
+            TopicNames.for_prefix(settings.topic_prefix),
+            settings.topic_partitions,
+        )
+    )
+    asyncio.set_event_loop(asyncio.new_event_loop())  # asyncio.run closed the last one
+    engine = create_engine(settings, WorkerOptions(name, data_dir, store, concurrency))
+    faust.Worker(engine.app, loglevel=loglevel, quiet=True).execute_from_commandline()
+
+
+@main.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def register(file: Path) -> None:
+    """Validate a definition FILE and publish it to every worker."""
+    from steps.builtin import default_registry
+    from streams.definitions import DefinitionConflict, register_definition
+    from streams.topics import TopicNames, declare_topics
+    from workflows import InvalidDefinition, format_for, parse_definition
+
+    settings = load_settings()
+    try:
+        definition = parse_definition(file.read_text(), format_for(file.name), default_registry())
+    except InvalidDefinition as invalid:
+        click.echo(f"{file}: invalid workflow definition", err=True)
+        for problem in invalid.problems:
+            click.echo(f"  {problem}", err=True)
+        sys.exit(2)
+    names = TopicNames.for_prefix(settings.topic_prefix)
+
+    async def publish() -> bool:
+        await declare_topics(settings.kafka_bootstrap_servers, names, settings.topic_partitions)
+        return await register_definition(
+            settings.kafka_bootstrap_servers, names.definitions, definition
+        )
+
+    try:
+        fresh = asyncio.run(publish())
+    except DefinitionConflict as conflict:
+        raise click.ClickException(str(conflict)) from None
+    state = "registered" if fresh else "already registered"
+    click.echo(f"{state}: {definition.id} version {definition.version}")
+
+
+@main.command()
+@click.argument("workflow_id")
+@click.option("--input", "input_json", default="{}", help="Workflow input, a JSON object.")
+@click.option("--tenant", required=True)
+@click.option("--user", required=True)
+@click.option("--execution-id", default=None, help="Idempotency key (default: a new UUID).")
+@click.option("--version", default=0, help="Definition version (default: latest).")
+@click.option("--wait", is_flag=True, help="Follow the execution live until it ends.")
+@click.option("--timeout", default=300.0, show_default=True, help="Seconds to wait.")
+def start(
+    workflow_id: str,
+    input_json: str,
+    tenant: str,
+    user: str,
+    execution_id: str | None,
+    version: int,
+    wait: bool,
+    timeout: float,
+) -> None:
+    """Start WORKFLOW_ID; print its execution id (and with --wait, how it ended)."""
+    import json
+    import uuid
+
+    from rich.console import Console
+
+    from streams.client import WorkflowClient
+    from streams.progress import follow
+
+    settings = load_settings()
+    try:
+        workflow_input = json.loads(input_json)
+    except json.JSONDecodeError as error:
+        raise click.BadParameter(f"not JSON: {error}", param_hint="--input") from None
+    execution_id = execution_id or str(uuid.uuid4())
+
+    async def go() -> int:
+        async with WorkflowClient(settings, follow_outcomes=False) as client:
+
+            async def send() -> None:
+                await client.start_workflow(
+                    workflow_id, workflow_input, tenant, user, execution_id, version
+                )
+                await client.flush()
+
+            if not wait:
+                await send()
+                click.echo(execution_id)
+                return 0
+            view = await follow(settings, execution_id, send, [], Console(), timeout)
+            click.echo(
+                f"{execution_id}: {view.outcome}" + (f" ({view.detail})" if view.detail else "")
+            )
+            return 0 if view.outcome == "completed" else 1
+
+    sys.exit(asyncio.run(go()))
+
+
+@main.command()
+@click.argument("execution_id")
+def status(execution_id: str) -> None:
+    """Per-step state of EXECUTION_ID, from its checkpoint."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from streams.watch import read_checkpoint
+    from workflows import state_from_dict
+
+    stored = asyncio.run(read_checkpoint(load_settings(), execution_id))
+    if stored is None:
+        raise click.ClickException(f"no checkpoint for execution {execution_id}")
+    state = state_from_dict(stored["state"])
+    table = Table(
+        title=f"{execution_id}: {state.status} ({state.definition.id} v{state.definition.version})"
+    )
+    for column in ("step", "status", "attempt", "took", "error"):
+        table.add_column(column)
+    for step_id in state.definition.graph.order:
+        step = state.steps[step_id]
+        took = (
+            f"{step.finished_at_ms - step.started_at_ms} ms"
+            if step.finished_at_ms and step.started_at_ms
+            else ""
+        )
+        table.add_row(step_id, str(step.status), str(step.attempt), took, step.error or "")
+    Console().print(table)
 
 
 @main.command("plan")
@@ -82,3 +235,7 @@ def plan_command(file: Path, output_format: str) -> None:
         sys.exit(2)
     render = {"text": describe, "mermaid": to_mermaid, "dot": to_dot}[output_format]
     click.echo(render(definition))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,195 @@
+"""Coordinator: the single writer of each execution's state.
+
+For every event of an execution it loads the checkpoint, applies the core's reducer,
+writes the checkpoint once, and emits the commands. It never waits on PostgreSQL, Redis
+or a broker round trip.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import logging
+from typing import Any
+
+from faust.types import EventT, StreamT
+
+from schemas.codec import CODEC, EventCodecError
+from streams.engine import Engine
+from streams.events import envelope, now_ms, to_json
+from workflows import (
+    CompleteWorkflow,
+    EmitStepReady,
+    Event,
+    ExecutionState,
+    FailWorkflow,
+    ScheduleRetry,
+    Started,
+    StepCompleted,
+    StepFailed,
+    StepStatus,
+    Tick,
+    build_definition,
+    new_execution,
+    reduce,
+    state_from_dict,
+    state_to_dict,
+)
+from workflows.checkpoint import DefinitionMemo
+
+log = logging.getLogger(__name__)
+
+
+class UnknownExecution(LookupError):
+    pass
+
+
+def core_event(name: str, record: dict[str, Any]) -> Event:
+    """Translate a decoded Kafka event into the reducer's event."""
+    if name == "WorkflowStarted":
+        return Started(at_ms=record["timestamp"])
+    if name == "StepCompleted":
+        return StepCompleted(
+            record["step_id"],
+            record["attempt"],
+            json.loads(record["output_json"]),
+            at_ms=record["finished_at"],
+            started_at_ms=record["started_at"],
+        )
+    if name == "StepFailed":
+        return StepFailed(
+            record["step_id"],
+            record["attempt"],
+            f"{record['error_type']}: {record['error_message']}",
+            record["retryable"],
+            at_ms=record["finished_at"],
+            started_at_ms=record["started_at"],
+        )
+    if name == "StepRetryDue":
+        return Tick(now_ms=max(record["timestamp"], now_ms()))
+    raise ValueError(f"the coordinator does not take {name} events")
+
+
+def install(engine: Engine) -> None:
+    names = engine.names
+    table = engine.executions
+    memo: DefinitionMemo = {}
+    retries: list[tuple[int, str, dict[str, Any]]] = []  # (due_ms, execution_id, origin)
+
+    def load(
+        key: bytes, name: str, record: dict[str, Any]
+    ) -> tuple[ExecutionState, dict[str, Any]]:
+        stored = table.get(key)
+        if stored is not None:
+            return state_from_dict(stored["state"], memo), stored["origin"]
+        if name != "WorkflowStarted":
+            raise UnknownExecution(f"{name} for unknown execution {record['execution_id']}")
+        definition = build_definition(json.loads(record["definition_json"]))
+        memo.setdefault((definition.id, definition.version), definition)
+        state = new_execution(
+            record["execution_id"],
+            memo[(definition.id, definition.version)],
+            json.loads(record["input_json"]),
+            max_parallel_steps=engine.settings.max_parallel_steps,
+            parallel_enabled=engine.settings.parallel_execution_enabled,
+        )
+        origin = {
+            k: record[k]
+            for k in ("execution_id", "workflow_id", "workflow_version", "tenant_id", "user_id")
+        }
+        return state, origin
+
+    async def emit(state: ExecutionState, origin: dict[str, Any], command: object) -> None:
+        execution_id = state.execution_id
+        match command:
+            case EmitStepReady():
+                record = envelope(
+                    "ready",
+                    origin,
+                    command.step_id,
+                    command.attempt,
+                    step_id=command.step_id,
+                    step_type=command.step_type,
+                    attempt=command.attempt,
+                    idempotency_key=f"{execution_id}/{command.step_id}/{command.attempt}",
+                    inputs_json=to_json(command.inputs),
+                    config_json=to_json(command.config),
+                    timeout_ms=command.timeout_ms,
+                )
+                await engine.send(names.step_ready, execution_id, "StepReady", record)
+            case CompleteWorkflow():
+                record = envelope(
+                    "completed",
+                    origin,
+                    outputs_json=to_json(command.outputs),
+                    started_at=state.started_at_ms or command.at_ms,
+                )
+                await engine.send(
+                    names.workflow_completed, execution_id, "WorkflowCompleted", record
+                )
+            case FailWorkflow():
+                record = envelope(
+                    "failed",
+                    origin,
+                    failed_step_id=command.step_id,
+                    error=command.error,
+                    started_at=state.started_at_ms or command.at_ms,
+                )
+                await engine.send(names.workflow_completed, execution_id, "WorkflowFailed", record)
+            case ScheduleRetry():
+                retry_origin = {**origin, "step_id": command.step_id, "attempt": command.attempt}
+                heapq.heappush(retries, (command.due_at_ms, execution_id, retry_origin))
+
+    async def handle(event: EventT[Any]) -> None:
+        key = event.message.key
+        try:
+            if key is None:
+                raise ValueError("execution events must be keyed by execution_id")
+            decoded = CODEC.decode(event.value)
+            state, origin = load(key, decoded.name, decoded.record)
+            core = core_event(decoded.name, decoded.record)
+        except (EventCodecError, UnknownExecution, ValueError, KeyError) as error:
+            await engine.dead_letter(event, error)
+            return
+        new_state, commands = reduce(state, core)
+        if new_state is state and table.get(key) is not None:
+            return  # a duplicate or stale event: nothing to write, nothing to emit
+        table[key] = {"state": state_to_dict(new_state), "origin": origin}
+        for command in commands:
+            await emit(new_state, origin, command)
+
+    channel = engine.app.topic(
+        names.executions, names.step_completed, key_serializer="raw", value_serializer="raw"
+    )
+
+    @engine.app.agent(channel, name="coordinator")
+    async def coordinator(stream: StreamT[Any]) -> None:
+        await engine.consume(stream, handle)
+
+    @engine.app.timer(interval=0.2)  # type: ignore[untyped-decorator]
+    async def release_due_retries() -> None:
+        """Retries are due by wall clock; a StepRetryDue event brings the clock into the
+        execution's partition, where the coordinator may write its checkpoint."""
+        now = now_ms()
+        while retries and retries[0][0] <= now:
+            due, execution_id, origin = heapq.heappop(retries)
+            record = envelope(
+                "retry-due",
+                origin,
+                origin["step_id"],
+                origin["attempt"],
+                step_id=origin["step_id"],
+                attempt=origin["attempt"],
+            )
+            record["timestamp"] = due
+            await engine.send(names.executions, execution_id, "StepRetryDue", record)
+
+    @table.on_recover
+    async def rearm_retries() -> None:
+        """A worker that takes over partitions re-arms the retries their checkpoints hold."""
+        for key, stored in table.items():
+            state = state_from_dict(stored["state"], memo)
+            for step_id, step in state.steps.items():
+                if step.status is StepStatus.RETRYING and step.retry_at_ms is not None:
+                    origin = {**stored["origin"], "step_id": step_id, "attempt": step.attempt + 1}
+                    heapq.heappush(retries, (step.retry_at_ms, key.decode(), origin))

@@ -1,0 +1,41 @@
+"""Built-in step types: `noop`, `sleep` and `fail` (for tests and demos)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from steps.registry import PermanentStepError, StepContext, StepRegistry
+
+
+async def noop(context: StepContext) -> dict[str, Any]:
+    return {"step": context.step_id}
+
+
+async def sleep(context: StepContext) -> dict[str, Any]:
+    """Sleeps `config.seconds`, else the workflow input's `sleep_seconds`, else 0."""
+    seconds = context.config.get("seconds", context.input.get("sleep_seconds", 0))
+    if not isinstance(seconds, int | float) or isinstance(seconds, bool) or seconds < 0:
+        raise PermanentStepError(f"sleep needs a non-negative number of seconds, got {seconds!r}")
+    await asyncio.sleep(float(seconds))
+    return {"slept_seconds": seconds}
+
+
+class InjectedFailure(Exception):
+    """What the `fail` step raises."""
+
+
+async def fail(context: StepContext) -> dict[str, Any]:
+    """Always raises; retryable unless `config.permanent` is true."""
+    message = str(context.config.get("message", f"{context.step_id} failed on purpose"))
+    if context.config.get("permanent", False):
+        raise PermanentStepError(message)
+    raise InjectedFailure(message)
+
+
+def default_registry() -> StepRegistry:
+    registry = StepRegistry()
+    registry.add("noop", noop)
+    registry.add("sleep", sleep)
+    registry.add("fail", fail)
+    return registry

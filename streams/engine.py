@@ -1,0 +1,158 @@
+"""The Faust app and what the agents share: topics, tables, the catalog, sending."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import faust
+from faust.types import EventT, SchemaT, StreamT, TableT
+
+from schemas.codec import CODEC, EventCodecError
+from steps.builtin import default_registry
+from steps.registry import StepRegistry
+from streams.definitions import DefinitionCatalog
+from streams.events import now_ms
+from streams.settings import Settings
+from streams.topics import TopicNames
+
+log = logging.getLogger(__name__)
+
+
+def default_data_dir(worker_name: str) -> Path:
+    """Beside the local services' data (scripts/services.sh uses the same variable)."""
+    state_dir = os.environ.get("STEPSTREAM_STATE_DIR", "/var/tmp/stepstream")  # noqa: S108
+    return Path(state_dir) / "workers" / worker_name
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    name: str
+    data_dir: Path
+    store: str = "rocksdb://"
+    executor_concurrency: int = 32
+
+
+@dataclass
+class Engine:
+    settings: Settings
+    options: WorkerOptions
+    app: faust.App
+    names: TopicNames
+    topics: dict[str, faust.TopicT]
+    executions: TableT[bytes, Any]
+    started: TableT[bytes, Any]
+    catalog: DefinitionCatalog
+    registry: StepRegistry
+    _catalog_started: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _catalog_running: bool = False
+
+    async def definitions(self) -> DefinitionCatalog:
+        async with self._catalog_started:
+            if not self._catalog_running:
+                await self.catalog.start()
+                self._catalog_running = True
+        return self.catalog
+
+    async def consume(
+        self, stream: StreamT[Any], handle: Callable[[EventT[Any]], Awaitable[None]]
+    ) -> None:
+        """Run `handle` on every event; whatever it raises dead-letters that event and
+        processing goes on, so no input can stop a worker."""
+        async for event in stream.events():
+            try:
+                await handle(event)
+            except Exception as error:
+                log.exception(
+                    "failed on %s/%s/%s",
+                    event.message.topic,
+                    event.message.partition,
+                    event.message.offset,
+                )
+                await self.dead_letter(event, error)
+
+    async def send(self, topic: str, key: str, name: str, record: dict[str, Any]) -> None:
+        """Encode and hand to the producer. Does not wait for the broker's ack: the
+        batch is flushed before the consumed offset is committed."""
+        await self.topics[topic].send(key=key.encode(), value=CODEC.encode(name, record))
+
+    async def dead_letter(self, event: EventT[Any], error: Exception | str) -> None:
+        message = event.message
+        record: dict[str, Any] = {
+            "event_id": f"{message.topic}/{message.partition}/{message.offset}",
+            "timestamp": now_ms(),
+            "source_topic": message.topic,
+            "partition": message.partition,
+            "offset": message.offset,
+            "error": error if isinstance(error, str) else f"{type(error).__name__}: {error}",
+            "key": message.key,
+            "payload": message.value or b"",
+        }
+        try:  # carry the execution's identity when the event could be read at all
+            decoded = CODEC.decode(message.value).record
+            for name in ("execution_id", "workflow_id", "workflow_version", "tenant_id", "user_id"):
+                record[name] = decoded.get(name)
+        except EventCodecError:
+            pass
+        log.warning("dead-lettered %s: %s", record["event_id"], record["error"])
+        await self.topics[self.names.dead_letter].send(
+            key=message.key, value=CODEC.encode("DeadLetter", record)
+        )
+
+
+def create_engine(settings: Settings, options: WorkerOptions) -> Engine:
+    names = TopicNames.for_prefix(settings.topic_prefix)
+    app = faust.App(
+        f"{settings.topic_prefix}-engine",
+        broker=f"kafka://{settings.kafka_bootstrap_servers}",
+        store=options.store,
+        datadir=str(options.data_dir),
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=1,
+        topic_allow_declare=True,
+        web_enabled=False,
+        consumer_auto_offset_reset="earliest",
+        # A dead worker's partitions move within ~10 s instead of faust's default 60 s.
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=1.0,
+        broker_commit_interval=1.0,
+        producer_linger_ms=2,
+        producer_acks=-1,
+        stream_wait_empty=False,
+    )
+    topics = {
+        name: app.topic(
+            name,
+            partitions=settings.topic_partitions,
+            key_serializer="raw",
+            value_serializer="raw",
+        )
+        for name in names.all()
+        if name != names.definitions
+    }
+    # Keys are the execution id's bytes (as on the topics); values JSON checkpoints.
+    table_schema: SchemaT[Any, Any] = faust.Schema(key_serializer="raw", value_serializer="json")
+    executions = app.Table("executions", partitions=settings.topic_partitions, schema=table_schema)
+    started = app.Table("started", partitions=settings.topic_partitions, schema=table_schema)
+    engine = Engine(
+        settings=settings,
+        options=options,
+        app=app,
+        names=names,
+        topics=topics,
+        executions=executions,
+        started=started,
+        catalog=DefinitionCatalog(settings.kafka_bootstrap_servers, names.definitions),
+        registry=default_registry(),
+    )
+    from agents import coordinator, executor, intake
+
+    intake.install(engine)
+    coordinator.install(engine)
+    executor.install(engine)
+    return engine

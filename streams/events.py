@@ -1,0 +1,44 @@
+"""Build event records: deterministic ids, the common fields, JSON payload fields.
+
+Inputs and outputs travel as JSON strings inside the Avro records: step payloads are
+arbitrary per step type, so a fixed Avro shape would either be a union of every step's
+types or force a schema change per new step. The envelope stays typed and evolvable;
+the payload is decoded only by the handler that needs it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Mapping
+from typing import Any
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def event_id(*parts: object) -> str:
+    """The same logical event always gets the same id, so consumers can de-duplicate."""
+    return hashlib.blake2b("/".join(map(str, parts)).encode(), digest_size=16).hexdigest()
+
+
+def to_json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
+def envelope(
+    kind: str, origin: Mapping[str, Any], *id_parts: object, **fields: Any
+) -> dict[str, Any]:
+    """Common fields copied from `origin` (a decoded event of the same execution)."""
+    return {
+        "event_id": event_id(origin["execution_id"], kind, *id_parts),
+        "execution_id": origin["execution_id"],
+        "workflow_id": origin["workflow_id"],
+        "workflow_version": origin["workflow_version"],
+        "tenant_id": origin["tenant_id"],
+        "user_id": origin["user_id"],
+        "timestamp": now_ms(),
+        **fields,
+    }

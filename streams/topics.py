@@ -1,0 +1,77 @@
+"""Topic names and their declaration. Every execution-keyed topic has the same number of
+partitions, so one execution's events meet in one partition and its table rows are local."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, fields
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+
+@dataclass(frozen=True)
+class TopicNames:
+    workflow_start: str
+    executions: str
+    step_ready: str
+    step_completed: str
+    workflow_completed: str
+    workflow_rejected: str
+    dead_letter: str
+    definitions: str
+
+    @classmethod
+    def for_prefix(cls, prefix: str) -> TopicNames:
+        return cls(
+            workflow_start=f"{prefix}.workflow-start",
+            executions=f"{prefix}.executions",
+            step_ready=f"{prefix}.step-ready",
+            step_completed=f"{prefix}.step-completed",
+            workflow_completed=f"{prefix}.workflow-completed",
+            workflow_rejected=f"{prefix}.workflow-rejected",
+            dead_letter=f"{prefix}.dead-letter",
+            definitions=f"{prefix}.definitions",
+        )
+
+    def all(self) -> list[str]:
+        return [getattr(self, f.name) for f in fields(self)]
+
+
+async def declare_topics(bootstrap_servers: str, names: TopicNames, partitions: int) -> None:
+    """Create every topic that does not exist yet. Definitions are compacted, one
+    partition (a small, totally ordered catalog every worker reads whole)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [
+            NewTopic(name, num_partitions=partitions, replication_factor=1)
+            for name in names.all()
+            if name != names.definitions and name not in existing
+        ]
+        if names.definitions not in existing:
+            wanted.append(
+                NewTopic(
+                    names.definitions,
+                    num_partitions=1,
+                    replication_factor=1,
+                    topic_configs={"cleanup.policy": "compact"},
+                )
+            )
+        for topic in wanted:  # one at a time: a concurrent creator must not fail us
+            try:
+                await admin.create_topics([topic])
+            except TopicAlreadyExistsError:
+                pass
+        await _wait_for_metadata(admin, names.all())
+    finally:
+        await admin.close()
+
+
+async def _wait_for_metadata(admin: AIOKafkaAdminClient, topics: list[str]) -> None:
+    for _ in range(100):
+        if set(topics) <= set(await admin.list_topics()):
+            return
+        await asyncio.sleep(0.1)
+    raise TimeoutError(f"topics not visible in metadata: {topics}")

@@ -1,0 +1,160 @@
+"""Follow one execution: its step and outcome events, and its checkpoint.
+
+Every execution topic is keyed by execution_id, so one partition of each holds all of
+an execution's events: the watcher reads only those partitions.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.partitioner import murmur2
+
+from schemas.codec import CODEC, DecodedEvent, EventCodecError
+from streams.settings import Settings
+from streams.topics import TopicNames
+
+TERMINAL_EVENTS = {"WorkflowCompleted", "WorkflowFailed", "WorkflowRejected"}
+
+
+def partition_for(key: str, partitions: int) -> int:
+    """The partition Kafka's default partitioner (murmur2) gives this key."""
+    return int(murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+
+
+@dataclass
+class StepView:
+    step_id: str
+    status: str = "waiting"
+    attempt: int = 0
+    ready_at: int | None = None
+    started_at: int | None = None
+    finished_at: int | None = None
+    worker: str = ""
+    detail: str = ""
+
+
+@dataclass
+class ExecutionView:
+    """What the events of one execution say so far."""
+
+    execution_id: str
+    steps: dict[str, StepView] = field(default_factory=dict)
+    outcome: str | None = None
+    detail: str = ""
+
+    def apply(self, event: DecodedEvent) -> None:
+        record = event.record
+        if event.name in TERMINAL_EVENTS:
+            self.outcome = {
+                "WorkflowCompleted": "completed",
+                "WorkflowFailed": "failed",
+                "WorkflowRejected": "rejected",
+            }[event.name]
+            self.detail = record.get("reason") or record.get("error") or ""
+            return
+        step = self.steps.setdefault(record["step_id"], StepView(record["step_id"]))
+        step.attempt = record["attempt"]
+        if event.name == "StepReady":
+            step.status, step.ready_at = "running", record["timestamp"]
+        elif event.name in {"StepCompleted", "StepFailed"}:
+            step.status = "completed" if event.name == "StepCompleted" else "failed"
+            step.started_at, step.finished_at = record["started_at"], record["finished_at"]
+            step.worker = record["worker"]
+            step.detail = record.get("error_message", "")
+
+
+class ExecutionWatcher:
+    """Open before starting the execution, then iterate its events until it ends."""
+
+    def __init__(self, settings: Settings, execution_id: str) -> None:
+        names = TopicNames.for_prefix(settings.topic_prefix)
+        partition = partition_for(execution_id, settings.topic_partitions)
+        self.execution_id = execution_id
+        self.partitions = [
+            TopicPartition(topic, partition)
+            for topic in (
+                names.step_ready,
+                names.step_completed,
+                names.workflow_completed,
+                names.workflow_rejected,
+            )
+        ]
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False
+        )
+
+    async def __aenter__(self) -> ExecutionWatcher:
+        await self.consumer.start()
+        self.consumer.assign(self.partitions)
+        await self.consumer.seek_to_end(*self.partitions)
+        for partition in self.partitions:
+            await self.consumer.position(partition)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.consumer.stop()
+
+    async def events(self) -> AsyncIterator[DecodedEvent]:
+        async for message in self.consumer:
+            if message.key != self.execution_id.encode():
+                continue
+            try:
+                event = CODEC.decode(message.value)
+            except EventCodecError:
+                continue
+            yield event
+            if event.name in TERMINAL_EVENTS:
+                return
+
+
+def changelog_topic(settings: Settings) -> str:
+    return f"{settings.topic_prefix}-engine-executions-changelog"
+
+
+async def read_checkpoints(
+    settings: Settings, partitions: list[int] | None = None
+) -> dict[str, dict[str, Any]]:
+    """Latest checkpoint of every execution in the given changelog partitions (all by
+    default), read from the executions table's changelog up to its current end."""
+    topic = changelog_topic(settings)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    try:
+        if topic not in await consumer.topics():
+            return {}
+        numbers = partitions if partitions is not None else range(settings.topic_partitions)
+        assigned = [TopicPartition(topic, number) for number in numbers]
+        consumer.assign(assigned)
+        await consumer.seek_to_beginning(*assigned)
+        for partition in assigned:  # resolve the seek before asking where the end is
+            await consumer.position(partition)
+        ends = await consumer.end_offsets(assigned)
+        latest: dict[str, dict[str, Any]] = {}
+        for partition in assigned:
+            while await consumer.position(partition) < ends[partition]:
+                batches = await consumer.getmany(partition, timeout_ms=1000)
+                for message in batches.get(partition, []):
+                    if message.key is None:
+                        continue
+                    if message.value:
+                        latest[message.key.decode()] = json.loads(message.value)
+                    else:
+                        latest.pop(message.key.decode(), None)
+        return latest
+    finally:
+        await consumer.stop()
+
+
+async def read_checkpoint(settings: Settings, execution_id: str) -> dict[str, Any] | None:
+    """One execution's latest checkpoint: only its changelog partition is read."""
+    partition = partition_for(execution_id, settings.topic_partitions)
+    return (await read_checkpoints(settings, [partition])).get(execution_id)

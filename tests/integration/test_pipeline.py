@@ -1,0 +1,290 @@
+"""The event pipeline on the real broker, with one worker process."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from schemas.codec import CODEC
+from streams.client import WorkflowClient
+from streams.settings import Settings
+from streams.topics import TopicNames
+from streams.watch import ExecutionView, ExecutionWatcher
+from tests.integration.workers import (
+    WorkerProcess,
+    definition,
+    engine_env,
+    prepare,
+    read_topic,
+    wait_for_checkpoints,
+    wait_until_ready,
+)
+
+MAINTENANCE = definition(
+    {
+        "id": "maintenance-sleep",
+        "version": 1,
+        "steps": [
+            {"id": "step-1", "type": "sleep", "config": {"seconds": 0.2}},
+            {"id": "step-2", "type": "sleep", "dependsOn": ["step-1"], "config": {"seconds": 0.6}},
+            {"id": "step-3", "type": "sleep", "dependsOn": ["step-1"], "config": {"seconds": 0.4}},
+            {
+                "id": "step-4",
+                "type": "sleep",
+                "dependsOn": ["step-2", "step-3"],
+                "config": {"seconds": 0.1},
+            },
+        ],
+    }
+)
+NOOP_DIAMOND = definition(
+    {
+        "id": "noop-diamond",
+        "version": 1,
+        "steps": [
+            {"id": "a", "type": "noop"},
+            {"id": "b", "type": "noop", "dependsOn": ["a"]},
+            {"id": "c", "type": "noop", "dependsOn": ["a"]},
+            {"id": "d", "type": "noop", "dependsOn": ["b", "c"]},
+        ],
+    }
+)
+FAN = definition(
+    {
+        "id": "fan-200",
+        "version": 1,
+        "steps": [
+            {"id": "root", "type": "noop"},
+            *({"id": f"leaf-{i:03d}", "type": "noop", "dependsOn": ["root"]} for i in range(198)),
+            {"id": "sink", "type": "noop", "dependsOn": [f"leaf-{i:03d}" for i in range(198)]},
+        ],
+    }
+)
+SLOW_CHAIN = definition(
+    {
+        "id": "slow-chain",
+        "version": 1,
+        "steps": [
+            {"id": "first", "type": "noop"},
+            {"id": "second", "type": "sleep", "dependsOn": ["first"], "config": {"seconds": 1.5}},
+            {"id": "third", "type": "noop", "dependsOn": ["second"]},
+        ],
+    }
+)
+FAILING = definition(
+    {
+        "id": "failing",
+        "version": 1,
+        "steps": [
+            {"id": "ok", "type": "noop"},
+            {
+                "id": "boom",
+                "type": "fail",
+                "dependsOn": ["ok"],
+                "retry": {"maxAttempts": 2, "initialBackoffMs": 50, "jitter": 0},
+            },
+            {"id": "never", "type": "noop", "dependsOn": ["boom"]},
+        ],
+    }
+)
+
+
+@pytest.fixture(scope="module")
+def engine(
+    settings: Settings,
+    kafka_bootstrap: str,
+    run_token: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Settings]:
+    prefix = f"test-{run_token}-pipeline"
+    env = engine_env(settings, prefix)
+    engine_settings = Settings.from_env(env)
+    asyncio.run(prepare(engine_settings, MAINTENANCE, NOOP_DIAMOND, FAN, SLOW_CHAIN, FAILING))
+    worker = WorkerProcess("pipeline-w1", env, tmp_path_factory.mktemp("workers"))
+    try:
+        asyncio.run(wait_until_ready(engine_settings, [worker], time.monotonic() + 120))
+        yield engine_settings
+    finally:
+        worker.stop()
+
+
+@pytest.fixture
+async def client(engine: Settings) -> AsyncIterator[WorkflowClient]:
+    async with WorkflowClient(engine) as client:
+        yield client
+
+
+async def run_watched(
+    engine: Settings, client: WorkflowClient, workflow_id: str, execution_id: str
+) -> ExecutionView:
+    view = ExecutionView(execution_id)
+    async with ExecutionWatcher(engine, execution_id) as watcher:
+        await client.start_workflow(workflow_id, {}, "tenant-a", "user-1", execution_id)
+        async with asyncio.timeout(60):
+            async for event in watcher.events():
+                view.apply(event)
+    return view
+
+
+async def test_maintenance_example_runs_independent_steps_in_parallel(
+    engine: Settings, client: WorkflowClient, run_token: str
+) -> None:
+    view = await run_watched(engine, client, "maintenance-sleep", f"{run_token}-maint")
+    assert view.outcome == "completed"
+    s = view.steps
+    assert [s[i].status for i in ("step-1", "step-2", "step-3", "step-4")] == ["completed"] * 4
+    assert s["step-2"].started_at >= s["step-1"].finished_at
+    assert s["step-3"].started_at >= s["step-1"].finished_at
+    # step-2 and step-3 overlap in time ...
+    assert max(s["step-2"].started_at, s["step-3"].started_at) < min(
+        s["step-2"].finished_at, s["step-3"].finished_at
+    )
+    # ... and step-4 starts only after both finished.
+    assert s["step-4"].started_at >= max(s["step-2"].finished_at, s["step-3"].finished_at)
+
+
+async def test_a_200_step_fan_out_and_fan_in_completes(
+    engine: Settings, client: WorkflowClient, run_token: str
+) -> None:
+    execution_id = await client.start_workflow(
+        "fan-200", {}, "tenant-a", "user-1", f"{run_token}-fan"
+    )
+    outcome = await client.wait_for(execution_id, timeout=120)
+    assert outcome.status == "completed"
+    assert len(outcome.outputs) == 200
+    checkpoint = (await wait_for_checkpoints(engine, [execution_id]))[execution_id]
+    steps = checkpoint["state"]["steps"]
+    assert len(steps) == 200
+    assert all(values[0] == "completed" and values[2] == 1 for values in steps.values())
+
+
+async def test_500_concurrent_executions_complete(engine: Settings, client: WorkflowClient) -> None:
+    ids = [
+        await client.start_workflow("noop-diamond", {"n": n}, f"tenant-{n % 7}", f"user-{n}")
+        for n in range(500)
+    ]
+    outcomes = await asyncio.gather(*(client.wait_for(i, timeout=180) for i in ids))
+    assert Counter(outcome.status for outcome in outcomes) == {"completed": 500}
+
+
+async def test_a_duplicated_start_gives_one_execution(
+    engine: Settings, client: WorkflowClient, run_token: str
+) -> None:
+    execution_id = f"{run_token}-dup-start"
+    for _ in range(3):
+        await client.start_workflow("noop-diamond", {}, "tenant-a", "user-1", execution_id)
+    assert (await client.wait_for(execution_id, timeout=60)).status == "completed"
+    names = TopicNames.for_prefix(engine.topic_prefix)
+    started = await read_topic(engine, names.executions)
+    ready = await read_topic(engine, names.step_ready)
+    assert sum(e.record["execution_id"] == execution_id for e in started) == 1
+    assert Counter(
+        e.record["step_id"] for e in ready if e.record["execution_id"] == execution_id
+    ) == {"a": 1, "b": 1, "c": 1, "d": 1}
+
+
+async def test_an_injected_duplicate_completion_releases_nothing_twice(
+    engine: Settings, client: WorkflowClient, run_token: str
+) -> None:
+    execution_id = f"{run_token}-dup-completion"
+    names = TopicNames.for_prefix(engine.topic_prefix)
+    async with ExecutionWatcher(engine, execution_id) as watcher:
+        await client.start_workflow("slow-chain", {}, "tenant-a", "user-1", execution_id)
+        async with asyncio.timeout(60):
+            async for event in watcher.events():
+                if event.name == "StepReady" and event.record["step_id"] == "second":
+                    break
+    completed = await read_topic(
+        engine,
+        names.step_completed,
+        until=lambda events: any(e.record["execution_id"] == execution_id for e in events),
+    )
+    first_done = next(e for e in completed if e.record["execution_id"] == execution_id)
+    assert first_done.record["step_id"] == "first"
+    # While `second` runs, the completion of `first` arrives again (as after a redelivery).
+    duplicate = CODEC.encode("StepCompleted", first_done.record)
+    await client.send_raw(names.step_completed, duplicate, key=execution_id.encode())
+    assert (await client.wait_for(execution_id, timeout=60)).status == "completed"
+    ready = await read_topic(engine, names.step_ready)
+    assert Counter(
+        e.record["step_id"] for e in ready if e.record["execution_id"] == execution_id
+    ) == {"first": 1, "second": 1, "third": 1}
+
+
+async def test_poison_messages_go_to_the_dead_letter_topic_and_processing_goes_on(
+    engine: Settings, client: WorkflowClient, run_token: str
+) -> None:
+    names = TopicNames.for_prefix(engine.topic_prefix)
+    poison_key = f"{run_token}-poison".encode()
+    await client.send_raw(names.step_completed, b"\x00not avro at all", key=poison_key)
+    await client.send_raw(
+        names.workflow_start,
+        CODEC.encode(
+            "DeadLetter",
+            {
+                "event_id": "x",
+                "timestamp": 1,
+                "source_topic": "t",
+                "partition": 0,
+                "offset": 0,
+                "error": "e",
+                "payload": b"",
+            },
+        ),
+        key=poison_key,
+    )
+    execution_id = await client.start_workflow(
+        "noop-diamond", {}, "tenant-a", "user-1", f"{run_token}-after-poison"
+    )
+    assert (await client.wait_for(execution_id, timeout=60)).status == "completed"
+    letters = await read_topic(
+        engine,
+        names.dead_letter,
+        until=lambda events: sum(e.record["key"] == poison_key for e in events) >= 2,
+    )
+    ours = {e.record["source_topic"]: e.record for e in letters if e.record["key"] == poison_key}
+    assert ours[names.step_completed]["payload"] == b"\x00not avro at all"
+    assert "CorruptEvent" in ours[names.step_completed]["error"]
+    assert "unexpected DeadLetter" in ours[names.workflow_start]["error"]
+    assert ours[names.workflow_start]["offset"] >= 0
+
+
+async def test_a_failing_step_is_retried_then_fails_the_workflow(
+    engine: Settings, client: WorkflowClient, run_token: str
+) -> None:
+    view = await run_watched(engine, client, "failing", f"{run_token}-failing")
+    assert view.outcome == "failed"
+    assert view.steps["boom"].attempt == 2
+    assert "InjectedFailure" in view.detail
+    assert "never" not in view.steps
+
+
+async def test_unknown_workflows_and_bad_input_are_rejected_with_the_reason(
+    engine: Settings, client: WorkflowClient, run_token: str
+) -> None:
+    unknown = await client.start_workflow("no-such-workflow", {}, "tenant-a", "user-1")
+    outcome = await client.wait_for(unknown, timeout=30)
+    assert outcome.status == "rejected"
+    assert outcome.record["code"] == "unknown_workflow"
+    assert "'no-such-workflow'" in outcome.record["reason"]
+
+
+def test_status_prints_the_checkpoint(engine: Settings, run_token: str, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "status", f"{run_token}-maint"],
+        env=engine_env(engine, engine.topic_prefix),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "completed" in result.stdout and "step-4" in result.stdout
