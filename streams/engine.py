@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import faust
-from faust.types import EventT, SchemaT, StreamT, TableT
+from faust.types import EventT, StreamT, TableT
 
 from schemas.codec import CODEC, EventCodecError
 from steps.builtin import default_registry
@@ -58,6 +58,12 @@ class Engine:
                 await self.catalog.start()
                 self._catalog_running = True
         return self.catalog
+
+    async def close(self) -> None:
+        async with self._catalog_started:
+            if self._catalog_running:
+                await self.catalog.stop()
+                self._catalog_running = False
 
     async def consume(
         self, stream: StreamT[Any], handle: Callable[[EventT[Any]], Awaitable[None]]
@@ -135,10 +141,10 @@ def create_engine(settings: Settings, options: WorkerOptions) -> Engine:
         for name in names.all()
         if name != names.definitions
     }
-    # Keys are the execution id's bytes (as on the topics); values JSON checkpoints.
-    table_schema: SchemaT[Any, Any] = faust.Schema(key_serializer="raw", value_serializer="json")
-    executions = app.Table("executions", partitions=settings.topic_partitions, schema=table_schema)
-    started = app.Table("started", partitions=settings.topic_partitions, schema=table_schema)
+    # Keys are the execution id's bytes, as on the topics (key_type=bytes selects the raw
+    # codec for the store and the changelog alike); values are JSON checkpoints.
+    executions = app.Table("executions", partitions=settings.topic_partitions, key_type=bytes)
+    started = app.Table("started", partitions=settings.topic_partitions, key_type=bytes)
     engine = Engine(
         settings=settings,
         options=options,
@@ -150,6 +156,11 @@ def create_engine(settings: Settings, options: WorkerOptions) -> Engine:
         catalog=DefinitionCatalog(settings.kafka_bootstrap_servers, names.definitions),
         registry=default_registry(),
     )
+
+    @app.on_before_shutdown.connect  # type: ignore[arg-type]
+    async def stop_catalog(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
+        await engine.close()
+
     from agents import coordinator, executor, intake
 
     intake.install(engine)
