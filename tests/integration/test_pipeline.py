@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -107,7 +106,7 @@ def engine(
     asyncio.run(prepare(engine_settings, MAINTENANCE, NOOP_DIAMOND, FAN, SLOW_CHAIN, FAILING))
     worker = WorkerProcess("pipeline-w1", env, tmp_path_factory.mktemp("workers"))
     try:
-        asyncio.run(wait_until_ready(engine_settings, [worker], time.monotonic() + 120))
+        asyncio.run(wait_until_ready(engine_settings, [worker], 120))
         yield engine_settings
     finally:
         worker.stop()

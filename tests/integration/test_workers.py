@@ -53,7 +53,7 @@ def group(
     workdir = tmp_path_factory.mktemp("group")
     workers = {"w1": WorkerProcess("group-w1", env, workdir)}
     try:
-        asyncio.run(wait_until_ready(engine, list(workers.values()), time.monotonic() + 120))
+        asyncio.run(wait_until_ready(engine, list(workers.values()), 120))
         workers["w2"] = WorkerProcess("group-w2", env, workdir)
         asyncio.run(wait_until_both_work(engine, time.monotonic() + 120))
         yield engine, workers

@@ -1,103 +1,31 @@
-"""Worker processes for integration tests: real `stepstream worker` subprocesses."""
+"""Helpers for tests on the real broker: definitions, reading topics and checkpoints."""
 
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from schemas.codec import CODEC, DecodedEvent, EventCodecError
-from streams.client import WorkflowClient
-from streams.definitions import register_definition
 from streams.settings import Settings
-from streams.topics import TopicNames, declare_topics
-from workflows import StepDefinition, WorkflowDefinition, build_definition
+from streams.worker_process import WorkerProcess, prepare, wait_until_ready
+from workflows import WorkflowDefinition, build_definition
 
-PROBE = WorkflowDefinition("probe", 1, "readiness probe", (StepDefinition("only", "noop"),))
-
-
-class WorkerProcess:
-    def __init__(self, name: str, env: dict[str, str], workdir: Path) -> None:
-        self.name = name
-        self.log_path = workdir / f"{name}.log"
-        self._log = self.log_path.open("wb")
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "streams.cli",
-                "worker",
-                "--name",
-                name,
-                "--data-dir",
-                str(workdir / name),
-                "--loglevel",
-                "info",
-            ],
-            env=env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-
-    def kill(self) -> None:
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=30)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        self._log.close()
-
-    def log_tail(self, lines: int = 40) -> str:
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+__all__ = ["WorkerProcess", "prepare", "wait_until_ready"]
 
 
 def engine_env(settings: Settings, prefix: str, **overrides: str) -> dict[str, str]:
-    env = {
+    """The environment of an isolated engine: its own topic prefix (and consumer group)."""
+    return {
         **os.environ,
         **settings.as_environment(),
         "STEPSTREAM_TOPIC_PREFIX": prefix,
         "STEPSTREAM_TOPIC_PARTITIONS": "4",
         **overrides,
     }
-    return env
-
-
-async def prepare(settings: Settings, *definitions: WorkflowDefinition) -> None:
-    names = TopicNames.for_prefix(settings.topic_prefix)
-    await declare_topics(settings.kafka_bootstrap_servers, names, settings.topic_partitions)
-    for definition in (PROBE, *definitions):
-        await register_definition(settings.kafka_bootstrap_servers, names.definitions, definition)
-
-
-async def wait_until_ready(
-    settings: Settings, workers: list[WorkerProcess], deadline: float
-) -> None:
-    """Ready means: a probe execution started now completes."""
-    async with WorkflowClient(settings) as client:
-        while True:
-            for worker in workers:
-                if worker.process.poll() is not None:
-                    raise RuntimeError(f"{worker.name} exited:\n{worker.log_tail()}")
-            execution_id = await client.start_workflow("probe", {}, "probe", "probe")
-            try:
-                await client.wait_for(execution_id, timeout=5)
-                return
-            except TimeoutError:
-                if time.monotonic() > deadline:
-                    tails = "\n".join(w.log_tail() for w in workers)
-                    raise TimeoutError(f"workers not ready in time:\n{tails}") from None
 
 
 def definition(raw: dict[str, Any]) -> WorkflowDefinition:
