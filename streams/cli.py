@@ -70,9 +70,9 @@ def worker(
     name: str | None, data_dir: Path | None, concurrency: int, store: str, loglevel: str
 ) -> None:
     """Run a worker: intake, coordinator and executor agents in one consumer group."""
-    import faust
+    import uvloop
 
-    from streams.engine import WorkerOptions, create_engine, default_data_dir
+    from streams.engine import Worker, WorkerOptions, create_engine, default_data_dir
     from streams.topics import TopicNames, declare_topics
 
     settings = load_settings()
@@ -85,9 +85,11 @@ def worker(
             settings.topic_partitions,
         )
     )
+    # uvloop: the worker spends a large share of its time in the event loop itself.
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     asyncio.set_event_loop(asyncio.new_event_loop())  # asyncio.run closed the last one
     engine = create_engine(settings, WorkerOptions(name, data_dir, store, concurrency))
-    faust.Worker(engine.app, loglevel=loglevel, quiet=True).execute_from_commandline()
+    Worker(engine.app, loglevel=loglevel, quiet=True).execute_from_commandline()
 
 
 @main.command()

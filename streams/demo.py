@@ -41,8 +41,13 @@ async def run_demo(settings: Settings) -> int:
         async with WorkflowClient(settings, follow_outcomes=False) as client:
 
             async def start() -> None:
-                await client.start_workflow(definition.id, {"title": "Leaking tap in unit 4B"},
-                                            "tenant-demo", "user-demo", execution_id)
+                await client.start_workflow(
+                    definition.id,
+                    {"title": "Leaking tap in unit 4B"},
+                    "tenant-demo",
+                    "user-demo",
+                    execution_id,
+                )
                 await client.flush()
 
             order = list(definition.graph.order)

@@ -13,15 +13,26 @@ from typing import Any
 import faust
 from faust.types import EventT, StreamT, TableT
 
-from schemas.codec import CODEC, EventCodecError
+from schemas.codec import CODEC, DecodedEvent, EventCodecError
 from steps.builtin import default_registry
 from steps.registry import StepRegistry
+from streams.codec import CODEC_NAME, register_codec
 from streams.definitions import DefinitionCatalog
 from streams.events import now_ms
 from streams.settings import Settings
 from streams.topics import TopicNames
 
 log = logging.getLogger(__name__)
+
+
+class Worker(faust.Worker):
+    """faust's worker leaves the root logger at DEBUG and filters in the handler, so every
+    debug call in faust and aiokafka builds a record; at load that costs several percent
+    of the worker's CPU. Setting the root level drops them at the call."""
+
+    def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+        super().on_setup_root_logger(logger, level)
+        logger.setLevel(level or logging.WARNING)
 
 
 def default_data_dir(worker_name: str) -> Path:
@@ -85,7 +96,9 @@ class Engine:
     async def send(self, topic: str, key: str, name: str, record: dict[str, Any]) -> None:
         """Encode and hand to the producer. Does not wait for the broker's ack: the
         batch is flushed before the consumed offset is committed."""
-        await self.topics[topic].send(key=key.encode(), value=CODEC.encode(name, record))
+        await self.topics[topic].send(
+            key=key.encode(), value=DecodedEvent(name, record), value_serializer=CODEC_NAME
+        )
 
     async def dead_letter(self, event: EventT[Any], error: Exception | str) -> None:
         message = event.message
@@ -113,6 +126,7 @@ class Engine:
 
 def create_engine(settings: Settings, options: WorkerOptions) -> Engine:
     names = TopicNames.for_prefix(settings.topic_prefix)
+    register_codec()
     app = faust.App(
         f"{settings.topic_prefix}-engine",
         broker=f"kafka://{settings.kafka_bootstrap_servers}",

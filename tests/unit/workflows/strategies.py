@@ -57,8 +57,8 @@ def run_all_succeed(
     """Start, then complete one running step at a time, picked by `choose`.
 
     Asserts the invariants a user relies on at every step: a step is released only after
-    all its dependencies completed, with their outputs as inputs, and never more than
-    `limit` steps are outstanding.
+    all its dependencies completed, with their outputs as inputs, never more than `limit`
+    steps are outstanding, and no ready step waits while a slot is free.
     """
     state = new_execution(
         "exec-1", definition, {"k": 1}, max_parallel_steps=limit, parallel_enabled=parallel
@@ -71,6 +71,8 @@ def run_all_succeed(
         run.events.append(event)
         run.state, commands = reduce(run.state, event)
         run.commands += commands
+        # Work-conserving: a step never waits in the queue while a slot is free.
+        assert not run.state.queue or run.state.outstanding == run.state.max_outstanding
         for command in commands:
             if isinstance(command, EmitStepReady):
                 deps = definition.step_by_id[command.step_id].depends_on

@@ -1,0 +1,293 @@
+"""Benchmark of the engine on the real broker, with the raw aiokafka bound beside it.
+
+    .venv/bin/python bench/pipeline.py [--executions 10000] [--paced-seconds 10]
+
+Each run uses a fresh topic prefix and its own worker process. Prints numbers; asserts
+nothing. Phases:
+  1. the 4-step example with 1 s steps: wall time vs sequential sum and critical path;
+  2. no-op throughput over N executions of the 4-step example (saturation);
+  3. scheduling delay at a paced 1,000 steps/s, and at 200 steps/s;
+  4. the raw bound: aiokafka moving the same messages per step, in this run;
+  5. worker RSS with N executions in flight.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from schemas.codec import CODEC, DecodedEvent
+from streams.client import WorkflowClient
+from streams.settings import Settings
+from streams.topics import TopicNames
+from streams.worker_process import WorkerProcess, prepare, wait_until_ready
+from workflows import build_definition
+
+
+def diamond(workflow_id: str, step_type: str, seconds: float = 0.0) -> dict:
+    config = {"seconds": seconds} if step_type == "sleep" else {}
+    return {
+        "id": workflow_id,
+        "version": 1,
+        "steps": [
+            {"id": "step-1", "type": step_type, "config": config},
+            {"id": "step-2", "type": step_type, "dependsOn": ["step-1"], "config": config},
+            {"id": "step-3", "type": step_type, "dependsOn": ["step-1"], "config": config},
+            {
+                "id": "step-4",
+                "type": step_type,
+                "dependsOn": ["step-2", "step-3"],
+                "config": config,
+            },
+        ],
+    }
+
+
+DEFINITIONS = [
+    build_definition(diamond("diamond-1s", "sleep", 1.0)),
+    build_definition(diamond("diamond-noop", "noop")),
+    build_definition(
+        {
+            "id": "hold",
+            "version": 1,
+            "steps": [
+                {"id": "hold", "type": "sleep", "config": {"seconds": 120}, "timeoutMs": 300_000}
+            ],
+        }
+    ),
+]
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def read_all(settings: Settings, topic: str) -> list[DecodedEvent]:
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_records=5000,
+    )
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in range(settings.topic_partitions)]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        for partition in partitions:
+            await consumer.position(partition)
+        ends = await consumer.end_offsets(partitions)
+        events = []
+        while any([await consumer.position(p) < ends[p] for p in partitions]):
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                events += [CODEC.decode(r.value) for r in records]
+        return events
+    finally:
+        await consumer.stop()
+
+
+def scheduling_delays(completed: list[DecodedEvent], ids: set[str]) -> list[float]:
+    """Dependency completed -> dependent step started, in ms, from executor timestamps."""
+    by_execution: dict[str, dict[str, dict]] = {}
+    for event in completed:
+        if event.record["execution_id"] in ids:
+            by_execution.setdefault(event.record["execution_id"], {})[event.record["step_id"]] = (
+                event.record
+            )
+    delays = []
+    for steps in by_execution.values():
+        if len(steps) < 4:
+            continue
+        for step, deps in (
+            ("step-2", ["step-1"]),
+            ("step-3", ["step-1"]),
+            ("step-4", ["step-2", "step-3"]),
+        ):
+            released = max(steps[d]["finished_at"] for d in deps)
+            delays.append(steps[step]["started_at"] - released)
+    return delays
+
+
+async def one_second_steps(settings: Settings, client: WorkflowClient) -> None:
+    execution_id = await client.start_workflow("diamond-1s", {}, "bench", "bench")
+    started = time.perf_counter()
+    await client.wait_for(execution_id, timeout=60)
+    wall = time.perf_counter() - started
+    print(
+        f"[1] 4-step example, 1 s steps: wall {wall:.2f} s (from the start request); "
+        f"sequential sum 4.00 s; critical path 3.00 s; overhead over the critical path "
+        f"{(wall - 3) * 1000:.0f} ms"
+    )
+
+
+async def saturation(settings: Settings, client: WorkflowClient, executions: int) -> float:
+    started = time.perf_counter()
+    ids = [
+        await client.start_workflow("diamond-noop", {}, f"t{n % 16}", f"u{n}")
+        for n in range(executions)
+    ]
+    await client.flush()
+    outcomes = await asyncio.gather(*(client.wait_for(i, timeout=600) for i in ids))
+    elapsed = time.perf_counter() - started
+    assert all(o.status == "completed" for o in outcomes)
+    steps = executions * 4
+    names = TopicNames.for_prefix(settings.topic_prefix)
+    delays = scheduling_delays(await read_all(settings, names.step_completed), set(ids))
+    print(
+        f"[2] saturation, {executions} executions x 4 no-op steps: {elapsed:.1f} s, "
+        f"{steps / elapsed:,.0f} steps/s, {executions / elapsed:,.0f} workflows/s; "
+        f"scheduling delay p50 {percentile(delays, 0.5):.0f} ms, "
+        f"p99 {percentile(delays, 0.99):.0f} ms (queueing included)"
+    )
+    return steps / elapsed
+
+
+async def paced(
+    settings: Settings, client: WorkflowClient, seconds: float, steps_per_second: int
+) -> None:
+    rate = steps_per_second / 4  # workflows/s
+    ids = []
+    started = time.perf_counter()
+    for n in range(int(rate * seconds)):
+        due = started + n / rate
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        ids.append(await client.start_workflow("diamond-noop", {}, f"t{n % 16}", f"p{n}"))
+    await asyncio.gather(*(client.wait_for(i, timeout=300) for i in ids))
+    names = TopicNames.for_prefix(settings.topic_prefix)
+    delays = scheduling_delays(await read_all(settings, names.step_completed), set(ids))
+    print(
+        f"[3] paced at {steps_per_second:,} steps/s for {seconds:g} s: scheduling delay "
+        f"p50 {percentile(delays, 0.5):.0f} ms, p99 {percentile(delays, 0.99):.0f} ms, "
+        f"max {max(delays):.0f} ms, mean {statistics.fmean(delays):.1f} ms"
+    )
+
+
+async def raw_bound(settings: Settings, steps: int) -> float:
+    """Per step the engine produces 3 messages (ready, completed, changelog) and consumes 2
+    (ready, completed). Raw aiokafka does the same: a relay A -> B, plus a side write."""
+    prefix = f"bench-raw-{uuid.uuid4().hex[:8]}"
+    topic_a, topic_b, side = f"{prefix}.a", f"{prefix}.b", f"{prefix}.side"
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await admin.start()
+    await admin.create_topics(
+        [NewTopic(t, settings.topic_partitions, 1) for t in (topic_a, topic_b, side)]
+    )
+    await admin.close()
+    bootstrap = settings.kafka_bootstrap_servers
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=2, acks="all")
+    relay_in = AIOKafkaConsumer(
+        topic_a, bootstrap_servers=bootstrap, group_id=f"{prefix}-r", auto_offset_reset="earliest"
+    )
+    sink = AIOKafkaConsumer(
+        topic_b, bootstrap_servers=bootstrap, group_id=f"{prefix}-s", auto_offset_reset="earliest"
+    )
+    await producer.start()
+    await relay_in.start()
+    await sink.start()
+    payload = os.urandom(200)
+
+    async def relay() -> None:
+        moved = 0
+        while moved < steps:
+            for records in (await relay_in.getmany(timeout_ms=200)).values():
+                for record in records:
+                    await producer.send(topic_b, payload, key=record.key)
+                    await producer.send(side, payload, key=record.key)
+                    moved += 1
+
+    async def drain() -> None:
+        seen = 0
+        while seen < steps:
+            for records in (await sink.getmany(timeout_ms=200)).values():
+                seen += len(records)
+
+    started = time.perf_counter()
+    tasks = [asyncio.create_task(relay()), asyncio.create_task(drain())]
+    for n in range(steps):
+        await producer.send(topic_a, payload, key=str(n % 1000).encode())
+    await asyncio.gather(*tasks)
+    elapsed = time.perf_counter() - started
+    for client in (relay_in, sink):
+        await client.stop()
+    await producer.stop()
+    print(
+        f"[4] raw aiokafka bound, {steps} steps (3 produces + 2 consumes each): "
+        f"{elapsed:.1f} s, {steps / elapsed:,.0f} steps/s"
+    )
+    return steps / elapsed
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def in_flight_memory(
+    settings: Settings, client: WorkflowClient, worker: WorkerProcess, executions: int
+) -> None:
+    before = rss_mb(worker.process.pid)
+    ids = [
+        await client.start_workflow("hold", {}, f"t{n % 16}", f"m{n}") for n in range(executions)
+    ]
+    await client.flush()
+    names = TopicNames.for_prefix(settings.topic_prefix)
+    # In flight: every execution has released its (120 s) step to the executors.
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        ready = await read_all(settings, names.step_ready)
+        if sum(e.record["workflow_id"] == "hold" for e in ready) >= executions:
+            break
+    print(
+        f"[5] worker RSS: {before:.0f} MB idle, {rss_mb(worker.process.pid):.0f} MB with "
+        f"{len(ids)} executions in flight"
+    )
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--executions", type=int, default=10_000)
+    parser.add_argument("--paced-seconds", type=float, default=10.0)
+    parser.add_argument("--concurrency", type=int, default=64)
+    args = parser.parse_args()
+    prefix = f"bench-{uuid.uuid4().hex[:8]}"
+    env = {**os.environ, **Settings.from_env().as_environment(), "STEPSTREAM_TOPIC_PREFIX": prefix}
+    settings = Settings.from_env(env)
+    await prepare(settings, *DEFINITIONS)
+    workdir = Path(tempfile.mkdtemp(prefix="stepstream-bench-", dir="/var/tmp"))
+    worker = WorkerProcess("bench-worker", env, workdir, ("--concurrency", str(args.concurrency)))
+    try:
+        await wait_until_ready(settings, [worker], timeout=120)
+        print(
+            f"broker {settings.kafka_bootstrap_servers}, {settings.topic_partitions} "
+            f"partitions, 1 worker (executor concurrency {args.concurrency}), "
+            f"store rocksdb, {os.cpu_count()} cores shared with the broker"
+        )
+        async with WorkflowClient(settings) as client:
+            await one_second_steps(settings, client)
+            engine = await saturation(settings, client, args.executions)
+            for steps_per_second in (1_000, 200):
+                await paced(settings, client, args.paced_seconds, steps_per_second)
+        bound = await raw_bound(settings, args.executions * 4)
+        print(f"    engine / raw bound = {engine / bound:.2f}")
+        async with WorkflowClient(settings, follow_outcomes=False) as client:
+            await in_flight_memory(settings, client, worker, args.executions)
+    finally:
+        worker.stop()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
