@@ -29,6 +29,7 @@ from schemas.codec import CODEC, DecodedEvent
 from streams.client import WorkflowClient
 from streams.settings import Settings
 from streams.topics import TopicNames
+from streams.watch import rewind
 from streams.worker_process import WorkerProcess, prepare, wait_until_ready
 from workflows import build_definition
 
@@ -82,11 +83,7 @@ async def read_all(settings: Settings, topic: str) -> list[DecodedEvent]:
     await consumer.start()
     try:
         partitions = [TopicPartition(topic, p) for p in range(settings.topic_partitions)]
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        for partition in partitions:
-            await consumer.position(partition)
-        ends = await consumer.end_offsets(partitions)
+        ends = await rewind(consumer, partitions)
         events = []
         while any([await consumer.position(p) < ends[p] for p in partitions]):
             for records in (await consumer.getmany(timeout_ms=500)).values():

@@ -112,6 +112,22 @@ class ExecutionWatcher:
                 return
 
 
+async def rewind(
+    consumer: AIOKafkaConsumer, partitions: list[TopicPartition]
+) -> dict[TopicPartition, int]:
+    """Assign the partitions at their beginning; return their current end offsets.
+
+    The seek is resolved before the ends are asked for: aiokafka applies
+    `seek_to_beginning` lazily, and asking for end offsets first can leave the
+    positions at the end (seen with aiokafka 0.14).
+    """
+    consumer.assign(partitions)
+    await consumer.seek_to_beginning(*partitions)
+    for partition in partitions:
+        await consumer.position(partition)
+    return dict(await consumer.end_offsets(partitions))
+
+
 def changelog_topic(settings: Settings) -> str:
     return f"{settings.topic_prefix}-engine-executions-changelog"
 
@@ -133,11 +149,7 @@ async def read_checkpoints(
             return {}
         numbers = partitions if partitions is not None else range(settings.topic_partitions)
         assigned = [TopicPartition(topic, number) for number in numbers]
-        consumer.assign(assigned)
-        await consumer.seek_to_beginning(*assigned)
-        for partition in assigned:  # resolve the seek before asking where the end is
-            await consumer.position(partition)
-        ends = await consumer.end_offsets(assigned)
+        ends = await rewind(consumer, assigned)
         latest: dict[str, dict[str, Any]] = {}
         for partition in assigned:
             while await consumer.position(partition) < ends[partition]:

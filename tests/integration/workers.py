@@ -11,6 +11,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from schemas.codec import CODEC, DecodedEvent, EventCodecError
 from streams.settings import Settings
+from streams.watch import rewind
 from streams.worker_process import WorkerProcess, prepare, wait_until_ready
 from workflows import WorkflowDefinition, build_definition
 
@@ -48,12 +49,8 @@ async def read_topic(
     await consumer.start()
     try:
         partitions = [TopicPartition(topic, p) for p in range(settings.topic_partitions)]
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        for partition in partitions:
-            await consumer.position(partition)
+        ends = await rewind(consumer, partitions)
         events: list[DecodedEvent] = []
-        ends = await consumer.end_offsets(partitions)
         deadline = time.monotonic() + timeout
         while True:
             for records in (await consumer.getmany(timeout_ms=200)).values():
