@@ -23,6 +23,7 @@ $(INSTALLED): pyproject.toml
 services: $(INSTALLED)
 	$(STEPSTREAM) services up > $(SERVICES_ENV)
 	@cat $(SERVICES_ENV)
+	set -a && . ./$(SERVICES_ENV) && set +a && $(STEPSTREAM) db migrate
 
 services-down: $(INSTALLED)
 	$(STEPSTREAM) services down

@@ -212,6 +212,29 @@ def status(execution_id: str) -> None:
     Console().print(table)
 
 
+@main.group()
+def db() -> None:
+    """PostgreSQL: migrations."""
+
+
+@db.command("migrate")
+def db_migrate() -> None:
+    """Apply the migrations that are missing (idempotent)."""
+    import asyncpg
+
+    from infra.db import migrate
+
+    async def run() -> list[str]:
+        connection = await asyncpg.connect(load_settings().database_url)
+        try:
+            return await migrate(connection)
+        finally:
+            await connection.close()
+
+    applied = asyncio.run(run())
+    click.echo(f"applied {', '.join(applied)}" if applied else "database is up to date")
+
+
 @main.command("plan")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option(

@@ -175,9 +175,10 @@ def create_engine(settings: Settings, options: WorkerOptions) -> Engine:
     async def stop_catalog(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
         await engine.close()
 
-    from agents import coordinator, executor, intake
+    from agents import coordinator, executor, intake, persister
 
     intake.install(engine)
     coordinator.install(engine)
     executor.install(engine)
+    persister.install(engine)
     return engine

@@ -68,6 +68,24 @@ def pg_schema(database_url: str, run_token: str) -> str:
     asyncio.run(run(f"DROP SCHEMA {schema} CASCADE"))
 
 
+@pytest.fixture(scope="session")
+def schema_database_url(database_url: str, pg_schema: str) -> str:
+    """DATABASE_URL for this run's schema, migrated; what the workers under test get."""
+    from infra.db import migrate
+
+    url = f"{database_url}?search_path={pg_schema}"
+
+    async def run() -> None:
+        connection = await asyncpg.connect(url)
+        try:
+            await migrate(connection)
+        finally:
+            await connection.close()
+
+    asyncio.run(run())
+    return url
+
+
 @pytest.fixture
 async def pg(database_url: str, pg_schema: str) -> AsyncIterator[asyncpg.Connection]:
     connection = await asyncpg.connect(database_url, server_settings={"search_path": pg_schema})

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from schemas.codec import CODEC
@@ -287,3 +290,36 @@ def test_status_prints_the_checkpoint(engine: Settings, run_token: str, tmp_path
     )
     assert result.returncode == 0, result.stderr
     assert "completed" in result.stdout and "step-4" in result.stdout
+
+
+async def test_executions_and_step_results_reach_postgresql(
+    engine: Settings, client: WorkflowClient, run_token: str
+) -> None:
+    execution_id = f"{run_token}-persisted"
+    await client.start_workflow(
+        "noop-diamond", {"title": "Door"}, "tenant-a", "user-9", execution_id
+    )
+    assert (await client.wait_for(execution_id, timeout=60)).status == "completed"
+    connection = await asyncpg.connect(engine.database_url)
+    try:
+        deadline = time.monotonic() + 30
+        while True:  # the persister writes in batches, off the coordinator's path
+            row = await connection.fetchrow(
+                "SELECT * FROM workflow_executions WHERE execution_id = $1", execution_id
+            )
+            steps = await connection.fetch(
+                "SELECT step_id, status, attempt FROM workflow_execution_steps"
+                " WHERE execution_id = $1 ORDER BY step_id",
+                execution_id,
+            )
+            if (row and row["status"] == "completed" and len(steps) == 4) or (
+                time.monotonic() > deadline
+            ):
+                break
+    finally:
+        await connection.close()
+    assert row is not None and row["status"] == "completed"
+    assert row["user_id"] == "user-9" and row["workflow_id"] == "noop-diamond"
+    assert json.loads(row["input"]) == {"title": "Door"}
+    assert row["finished_at"] >= row["started_at"]
+    assert [tuple(s) for s in steps] == [(s, "completed", 1) for s in "abcd"]

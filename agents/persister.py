@@ -1,0 +1,178 @@
+"""Persister: executions and step results into PostgreSQL, in batches, off the hot path.
+
+It reads the same topics as the coordinator (plus the outcomes) with its own agent, so a
+slow or absent database delays only the audit trail, never a workflow. Writes are
+idempotent upserts: a redelivered batch changes nothing, and events of one execution
+may arrive in any order across topics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+from faust.types import StreamT
+
+from schemas.codec import CODEC, DecodedEvent, EventCodecError
+from streams.engine import Engine
+
+log = logging.getLogger(__name__)
+
+UPSERT_EXECUTION = """
+INSERT INTO workflow_executions AS e (execution_id, workflow_id, workflow_version, tenant_id,
+    user_id, status, input, outputs, failed_step_id, error, started_at, finished_at)
+VALUES ($1, $2, $3, $4, NULLIF($5, ''), $6, $7::jsonb, $8::jsonb, $9, $10, $11, $12)
+ON CONFLICT (execution_id) DO UPDATE SET
+    input = COALESCE(e.input, EXCLUDED.input),
+    status = CASE WHEN EXCLUDED.status IN ('completed', 'failed') THEN EXCLUDED.status
+                  ELSE e.status END,
+    outputs = COALESCE(EXCLUDED.outputs, e.outputs),
+    failed_step_id = COALESCE(EXCLUDED.failed_step_id, e.failed_step_id),
+    error = COALESCE(EXCLUDED.error, e.error),
+    finished_at = COALESCE(EXCLUDED.finished_at, e.finished_at),
+    updated_at = now()
+"""
+
+INSERT_STEP = """
+INSERT INTO workflow_execution_steps (execution_id, step_id, attempt, step_type, status,
+    output, error, worker, started_at, finished_at)
+VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9, $10)
+ON CONFLICT (execution_id, step_id, attempt) DO NOTHING
+"""
+
+BATCH_SIZE = 500
+BATCH_WINDOW_SECONDS = 0.5
+TRANSIENT = (
+    OSError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.ConnectionDoesNotExistError,
+    asyncpg.TooManyConnectionsError,
+)
+
+
+def when(ms: int | None) -> datetime | None:
+    return None if ms is None else datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def rows_for(events: list[DecodedEvent]) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """(execution rows, step rows) for the events that the audit trail records."""
+    executions: list[tuple[Any, ...]] = []
+    steps: list[tuple[Any, ...]] = []
+    for event in events:
+        r = event.record
+        head = (
+            r["execution_id"],
+            r["workflow_id"],
+            r["workflow_version"],
+            r["tenant_id"],
+            r["user_id"],
+        )
+        if event.name == "WorkflowStarted":
+            executions.append(
+                (*head, "running", r["input_json"], None, None, None, when(r["timestamp"]), None)
+            )
+        elif event.name == "WorkflowCompleted":
+            executions.append(
+                (
+                    *head,
+                    "completed",
+                    None,
+                    r["outputs_json"],
+                    None,
+                    None,
+                    when(r["started_at"]),
+                    when(r["timestamp"]),
+                )
+            )
+        elif event.name == "WorkflowFailed":
+            executions.append(
+                (
+                    *head,
+                    "failed",
+                    None,
+                    None,
+                    r["failed_step_id"],
+                    r["error"],
+                    when(r["started_at"]),
+                    when(r["timestamp"]),
+                )
+            )
+        elif event.name in ("StepCompleted", "StepFailed"):
+            completed = event.name == "StepCompleted"
+            error = None if completed else f"{r['error_type']}: {r['error_message']}"
+            steps.append(
+                (
+                    r["execution_id"],
+                    r["step_id"],
+                    r["attempt"],
+                    r["step_type"],
+                    "completed" if completed else "failed",
+                    r["output_json"] if completed else None,
+                    error,
+                    r["worker"],
+                    when(r["started_at"]),
+                    when(r["finished_at"]),
+                )
+            )
+    return executions, steps
+
+
+def install(engine: Engine) -> None:
+    names = engine.names
+    pool: list[asyncpg.Pool] = []
+
+    async def write(executions: list[tuple[Any, ...]], steps: list[tuple[Any, ...]]) -> None:
+        if not pool:
+            pool.append(
+                await asyncpg.create_pool(engine.settings.database_url, min_size=1, max_size=2)
+            )
+        async with pool[0].acquire() as connection, connection.transaction():
+            if executions:
+                await connection.executemany(UPSERT_EXECUTION, executions)
+            if steps:
+                await connection.executemany(INSERT_STEP, steps)
+
+    async def persist(values: list[bytes]) -> None:
+        events = []
+        for value in values:
+            try:
+                events.append(CODEC.decode(value))
+            except EventCodecError:
+                continue  # the coordinator dead-letters these; one report is enough
+        executions, steps = rows_for(events)
+        if not executions and not steps:
+            return
+        delay = 0.5
+        while True:  # the database may be restarting: hold the batch, do not drop it
+            try:
+                await write(executions, steps)
+                return
+            except TRANSIENT as error:
+                log.warning("persister: database unavailable (%r), retrying in %.1fs", error, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    channel = engine.app.topic(
+        names.executions,
+        names.step_completed,
+        names.workflow_completed,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+
+    @engine.app.agent(channel, name="persister")
+    async def persister(stream: StreamT[Any]) -> None:
+        async for values in stream.take(BATCH_SIZE, within=BATCH_WINDOW_SECONDS):
+            try:
+                await persist(values)
+            except Exception:
+                log.exception("persister: batch of %d events not written", len(values))
+
+    @engine.app.on_before_shutdown.connect  # type: ignore[arg-type]
+    async def close_pool(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
+        if pool:
+            await pool[0].close()

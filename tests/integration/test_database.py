@@ -1,0 +1,57 @@
+"""Migrations on the real PostgreSQL: idempotent, with the indexes queries rely on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from infra.db import load_migrations, migrate
+
+
+async def test_migrations_apply_once_and_record_their_version(
+    pg: asyncpg.Connection, schema_database_url: str
+) -> None:
+    # schema_database_url already migrated this run's schema; a second run is a no-op.
+    assert await migrate(pg) == []
+    versions = await pg.fetch("SELECT version, name FROM schema_migrations ORDER BY version")
+    assert [(r["version"], r["name"]) for r in versions] == [
+        (m.version, m.name) for m in load_migrations()
+    ]
+
+
+async def test_the_execution_indexes_exist(
+    pg: asyncpg.Connection, schema_database_url: str, pg_schema: str
+) -> None:
+    rows = await pg.fetch(
+        "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = $1", pg_schema
+    )
+    definitions = {r["indexname"]: r["indexdef"] for r in rows}
+    assert "(workflow_id, status)" in definitions["workflow_executions_workflow_status"]
+    assert "(started_at)" in definitions["workflow_executions_started_at"]
+    assert "(status, created_at)" in definitions["workflow_executions_status_created"]
+    partial = definitions["workflow_executions_user"]
+    assert "(user_id)" in partial and "WHERE (user_id IS NOT NULL)" in partial
+    assert "(execution_id)" in definitions["workflow_execution_steps_execution"]
+    assert "UNIQUE" in definitions["maintenance_requests_idempotency_key_key"]
+    assert "UNIQUE" in definitions["notifications_idempotency_key_key"]
+
+
+async def test_a_technician_can_never_exceed_capacity(
+    pg: asyncpg.Connection, schema_database_url: str
+) -> None:
+    technician = await pg.fetchval(
+        "INSERT INTO technicians (name, skills, latitude, longitude, capacity)"
+        " VALUES ('Ada', '{plumbing}', 52.5, 13.4, 1) RETURNING id"
+    )
+    await pg.execute("UPDATE technicians SET workload = workload + 1 WHERE id = $1", technician)
+    with pytest.raises(asyncpg.CheckViolationError):
+        await pg.execute("UPDATE technicians SET workload = workload + 1 WHERE id = $1", technician)
+
+
+def test_migration_files_are_named_and_numbered(tmp_path: Path) -> None:
+    (tmp_path / "0001_first.sql").write_text("SELECT 1;")
+    (tmp_path / "2_bad.sql").write_text("SELECT 1;")
+    with pytest.raises(ValueError, match=r"2_bad\.sql"):
+        load_migrations(tmp_path)
