@@ -26,6 +26,7 @@ def context_for(record: dict[str, Any]) -> StepContext:
     return StepContext(
         execution_id=record["execution_id"],
         workflow_id=record["workflow_id"],
+        workflow_version=record["workflow_version"],
         step_id=record["step_id"],
         step_type=record["step_type"],
         attempt=record["attempt"],

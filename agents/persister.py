@@ -123,14 +123,10 @@ def rows_for(events: list[DecodedEvent]) -> tuple[list[tuple[Any, ...]], list[tu
 
 def install(engine: Engine) -> None:
     names = engine.names
-    pool: list[asyncpg.Pool] = []
 
     async def write(executions: list[tuple[Any, ...]], steps: list[tuple[Any, ...]]) -> None:
-        if not pool:
-            pool.append(
-                await asyncpg.create_pool(engine.settings.database_url, min_size=1, max_size=2)
-            )
-        async with pool[0].acquire() as connection, connection.transaction():
+        pool = await engine.database()
+        async with pool.acquire() as connection, connection.transaction():
             if executions:
                 await connection.executemany(UPSERT_EXECUTION, executions)
             if steps:
@@ -171,8 +167,3 @@ def install(engine: Engine) -> None:
                 await persist(values)
             except Exception:
                 log.exception("persister: batch of %d events not written", len(values))
-
-    @engine.app.on_before_shutdown.connect  # type: ignore[arg-type]
-    async def close_pool(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
-        if pool:
-            await pool[0].close()

@@ -14,6 +14,7 @@ class StepContext:
 
     execution_id: str
     workflow_id: str
+    workflow_version: int
     step_id: str
     step_type: str
     attempt: int

@@ -235,6 +235,23 @@ def db_migrate() -> None:
     click.echo(f"applied {', '.join(applied)}" if applied else "database is up to date")
 
 
+@db.command("seed")
+def db_seed() -> None:
+    """Load the demo properties, assets and technicians (once)."""
+    import asyncpg
+
+    from infra.demo_data import seed
+
+    async def run() -> bool:
+        connection = await asyncpg.connect(load_settings().database_url)
+        try:
+            return await seed(connection)
+        finally:
+            await connection.close()
+
+    click.echo("demo data loaded" if asyncio.run(run()) else "demo data already present")
+
+
 @main.command("plan")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option(

@@ -10,15 +10,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import faust
 from faust.types import EventT, StreamT, TableT
 
+from infra.ai import RulesClassifier
 from schemas.codec import CODEC, DecodedEvent, EventCodecError
 from steps.builtin import default_registry
-from steps.registry import StepRegistry
+from steps.maintenance import MaintenanceSteps
+from steps.registry import StepContext, StepRegistry
 from streams.codec import CODEC_NAME, register_codec
 from streams.definitions import DefinitionCatalog
-from streams.events import now_ms
+from streams.events import envelope, now_ms
 from streams.settings import Settings
 from streams.topics import TopicNames
 
@@ -62,6 +65,31 @@ class Engine:
     registry: StepRegistry
     _catalog_started: asyncio.Lock = field(default_factory=asyncio.Lock)
     _catalog_running: bool = False
+    _pool: asyncpg.Pool | None = None
+    _pool_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    async def database(self) -> asyncpg.Pool:
+        """The worker's PostgreSQL pool, created on first use: a worker whose steps never
+        touch the database never connects to it."""
+        async with self._pool_lock:
+            if self._pool is None:
+                self._pool = await asyncpg.create_pool(
+                    self.settings.database_url, min_size=1, max_size=10
+                )
+            return self._pool
+
+    async def publish_notification(
+        self, context: StepContext, notification: dict[str, Any]
+    ) -> None:
+        origin = {
+            "execution_id": context.execution_id,
+            "workflow_id": context.workflow_id,
+            "workflow_version": context.workflow_version,
+            "tenant_id": context.tenant_id,
+            "user_id": context.user_id,
+        }
+        record = envelope("notification", origin, notification["notification_id"], **notification)
+        await self.send(self.names.notifications, context.execution_id, "Notification", record)
 
     async def definitions(self) -> DefinitionCatalog:
         async with self._catalog_started:
@@ -75,6 +103,10 @@ class Engine:
             if self._catalog_running:
                 await self.catalog.stop()
                 self._catalog_running = False
+        async with self._pool_lock:
+            if self._pool is not None:
+                await self._pool.close()
+                self._pool = None
 
     async def consume(
         self, stream: StreamT[Any], handle: Callable[[EventT[Any]], Awaitable[None]]
@@ -175,6 +207,9 @@ def create_engine(settings: Settings, options: WorkerOptions) -> Engine:
     async def stop_catalog(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
         await engine.close()
 
+    MaintenanceSteps(engine.database, RulesClassifier(), engine.publish_notification).register(
+        engine.registry
+    )
     from agents import coordinator, executor, intake, persister
 
     intake.install(engine)

@@ -20,6 +20,7 @@ class TopicNames:
     workflow_rejected: str
     dead_letter: str
     definitions: str
+    notifications: str
 
     @classmethod
     def for_prefix(cls, prefix: str) -> TopicNames:
@@ -32,6 +33,7 @@ class TopicNames:
             workflow_rejected=f"{prefix}.workflow-rejected",
             dead_letter=f"{prefix}.dead-letter",
             definitions=f"{prefix}.definitions",
+            notifications=f"{prefix}.notifications",
         )
 
     def all(self) -> list[str]:

@@ -12,6 +12,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from infra.demo_data import seed
 from schemas.codec import CODEC
 from streams.client import WorkflowClient
 from streams.settings import Settings
@@ -26,6 +27,7 @@ from tests.integration.workers import (
     wait_for_checkpoints,
     wait_until_ready,
 )
+from workflows import parse_definition
 
 MAINTENANCE = definition(
     {
@@ -96,17 +98,33 @@ FAILING = definition(
 )
 
 
+REFERENCE = Path(__file__).resolve().parents[2] / "examples" / "maintenance-request.yaml"
+
+
+async def seed_demo_data(database_url: str) -> None:
+    connection = await asyncpg.connect(database_url)
+    try:
+        await seed(connection)
+    finally:
+        await connection.close()
+
+
 @pytest.fixture(scope="module")
 def engine(
     settings: Settings,
     kafka_bootstrap: str,
     run_token: str,
+    schema_database_url: str,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Settings]:
     prefix = f"test-{run_token}-pipeline"
-    env = engine_env(settings, prefix)
+    env = engine_env(settings, prefix, DATABASE_URL=schema_database_url)
     engine_settings = Settings.from_env(env)
-    asyncio.run(prepare(engine_settings, MAINTENANCE, NOOP_DIAMOND, FAN, SLOW_CHAIN, FAILING))
+    reference = parse_definition(REFERENCE.read_text())
+    asyncio.run(
+        prepare(engine_settings, MAINTENANCE, NOOP_DIAMOND, FAN, SLOW_CHAIN, FAILING, reference)
+    )
+    asyncio.run(seed_demo_data(schema_database_url))
     worker = WorkerProcess("pipeline-w1", env, tmp_path_factory.mktemp("workers"))
     try:
         asyncio.run(wait_until_ready(engine_settings, [worker], 120))
@@ -323,3 +341,43 @@ async def test_executions_and_step_results_reach_postgresql(
     assert json.loads(row["input"]) == {"title": "Door"}
     assert row["finished_at"] >= row["started_at"]
     assert [tuple(s) for s in steps] == [(s, "completed", 1) for s in "abcd"]
+
+
+async def test_the_reference_maintenance_workflow_does_real_work(
+    engine: Settings, client: WorkflowClient, run_token: str
+) -> None:
+    connection = await asyncpg.connect(engine.database_url)
+    try:
+        lindenhof = await connection.fetchval("SELECT id FROM properties WHERE name = 'Lindenhof'")
+        sink = await connection.fetchval("SELECT id FROM assets WHERE name = 'Kitchen sink'")
+        execution_id = await client.start_workflow(
+            "maintenance-request",
+            {"property_id": lindenhof, "asset_id": sink, "title": "Water leaking under sink"},
+            "tenant-a",
+            "user-1",
+            f"{run_token}-reference",
+        )
+        outcome = await client.wait_for(execution_id, timeout=60)
+        assert outcome.status == "completed", outcome.record
+        outputs = outcome.outputs
+        request_id = outputs["step-1"]["request_id"]
+        assert outputs["step-2"]["priority"] == "HIGH"
+        assert outputs["step-2"]["priority_source"] == "rules"
+        assert outputs["step-3"]["request_id"] == request_id
+        assert outputs["step-4"]["technician"] == "Ana Plumb"
+        row = await connection.fetchrow(
+            "SELECT r.priority, r.status, t.name FROM maintenance_requests r"
+            " JOIN technicians t ON t.id = r.technician_id WHERE r.id = $1",
+            request_id,
+        )
+        assert tuple(row) == ("HIGH", "assigned", "Ana Plumb")
+    finally:
+        await connection.close()
+    names = TopicNames.for_prefix(engine.topic_prefix)
+    notifications = await read_topic(
+        engine,
+        names.notifications,
+        until=lambda events: any(e.record["execution_id"] == execution_id for e in events),
+    )
+    ours = [e for e in notifications if e.record["execution_id"] == execution_id]
+    assert len(ours) == 1 and ours[0].record["request_id"] == request_id

@@ -1,0 +1,226 @@
+"""The property-maintenance steps, on PostgreSQL.
+
+Side effects are keyed by `execution_id/step_id` (not the attempt): a retry after a
+timeout whose first attempt did commit must find that work, not do it again.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+
+from infra.ai import PriorityClassifier
+from steps.registry import PermanentStepError, StepContext, StepRegistry
+
+Publish = Callable[[StepContext, dict[str, Any]], Awaitable[None]]
+
+CREATE_REQUEST = """
+INSERT INTO maintenance_requests (tenant_id, property_id, asset_id, title, description,
+                                  idempotency_key)
+VALUES ($1, $2, $3, $4, $5, $6)
+ON CONFLICT (idempotency_key) DO UPDATE SET idempotency_key = EXCLUDED.idempotency_key
+RETURNING id, (xmax = 0) AS created
+"""
+
+READ_REQUEST = """
+SELECT r.title, r.description, a.category
+FROM maintenance_requests r LEFT JOIN assets a ON a.id = r.asset_id
+WHERE r.id = $1
+"""
+
+SET_PRIORITY = """
+UPDATE maintenance_requests
+SET priority = $2, priority_source = $3, priority_reason = $4, updated_at = now()
+WHERE id = $1
+"""
+
+OUTBOX = """
+WITH inserted AS (
+    INSERT INTO notifications (request_id, channel, recipient, body, idempotency_key)
+    VALUES ($1, $2, $3, $4, $5)
+    ON CONFLICT (idempotency_key) DO NOTHING
+    RETURNING id, published_at
+)
+SELECT id, published_at FROM inserted
+UNION ALL
+SELECT id, published_at FROM notifications WHERE idempotency_key = $5
+LIMIT 1
+"""
+
+MARK_PUBLISHED = "UPDATE notifications SET published_at = now() WHERE id = $1"
+
+# One statement: read the request with its property and asset, pick the nearest active
+# technician with the skill and free capacity (least workload breaks ties), and assign.
+# The request row is locked, so two assignments of one request serialise and the second
+# sees the first's technician; a technician row is locked while its workload grows, and
+# the table's CHECK (workload <= capacity) backs the capacity rule whatever happens.
+ASSIGN_TECHNICIAN = """
+WITH request AS (
+    SELECT r.id, r.technician_id, p.latitude, p.longitude, a.category
+    FROM maintenance_requests r
+    JOIN properties p ON p.id = r.property_id
+    LEFT JOIN assets a ON a.id = r.asset_id
+    WHERE r.id = $1
+    FOR UPDATE OF r
+), candidate AS (
+    SELECT t.id
+    FROM technicians t, request
+    WHERE request.technician_id IS NULL
+      AND t.active AND t.workload < t.capacity
+      AND (request.category IS NULL OR request.category = ANY (t.skills))
+    ORDER BY (t.latitude - request.latitude) ^ 2
+             + ((t.longitude - request.longitude) * cos(radians(request.latitude))) ^ 2,
+             t.workload, t.id
+    LIMIT 1
+    FOR UPDATE OF t
+), technician AS (
+    UPDATE technicians t SET workload = t.workload + 1
+    FROM candidate WHERE t.id = candidate.id
+    RETURNING t.id, t.name, t.latitude, t.longitude
+), assigned AS (
+    UPDATE maintenance_requests r
+    SET technician_id = technician.id, status = 'assigned', updated_at = now()
+    FROM technician WHERE r.id = $1
+    RETURNING r.id
+)
+SELECT request.id AS request_id, request.latitude, request.longitude,
+       COALESCE(request.technician_id, technician.id) AS technician_id,
+       COALESCE(earlier.name, technician.name) AS technician_name,
+       COALESCE(earlier.latitude, technician.latitude) AS technician_latitude,
+       COALESCE(earlier.longitude, technician.longitude) AS technician_longitude,
+       request.technician_id IS NOT NULL AS already_assigned
+FROM request
+LEFT JOIN technician ON true
+LEFT JOIN technicians earlier ON earlier.id = request.technician_id
+"""
+
+
+class NoTechnicianAvailable(Exception):
+    """Retryable: capacity frees up as work is finished."""
+
+
+def distance_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """Great-circle distance, for the step's output (the SQL orders by a cheaper proxy)."""
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp, dl = p2 - p1, math.radians(lon2 - lon1)
+    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * 6371.0 * math.asin(math.sqrt(a))
+
+
+def business_key(context: StepContext) -> str:
+    return f"{context.execution_id}/{context.step_id}"
+
+
+def request_id_of(context: StepContext) -> int:
+    for output in context.steps.values():
+        if isinstance(output, dict) and isinstance(output.get("request_id"), int):
+            return int(output["request_id"])
+    raise PermanentStepError(f"{context.step_id} needs a dependency that outputs request_id")
+
+
+class MaintenanceSteps:
+    def __init__(
+        self,
+        pool: Callable[[], Awaitable[asyncpg.Pool]],
+        classifier: PriorityClassifier,
+        publish_notification: Publish,
+    ) -> None:
+        self._pool = pool
+        self._classifier = classifier
+        self._publish = publish_notification
+
+    def register(self, registry: StepRegistry) -> None:
+        registry.add("CREATE_MAINTENANCE_REQUEST", self.create_request)
+        registry.add("ASSIGN_PRIORITY_AI", self.assign_priority)
+        registry.add("SEND_NOTIFICATION", self.send_notification)
+        registry.add("ASSIGN_TECHNICIAN", self.assign_technician)
+
+    async def create_request(self, context: StepContext) -> dict[str, Any]:
+        data = context.input
+        try:
+            values = (
+                context.tenant_id,
+                int(data["property_id"]),
+                int(data["asset_id"]) if data.get("asset_id") is not None else None,
+                str(data["title"]),
+                str(data.get("description", "")),
+            )
+        except (KeyError, TypeError, ValueError) as error:
+            raise PermanentStepError(
+                f"input needs property_id, title (and optionally asset_id, description): {error!r}"
+            ) from None
+        pool = await self._pool()
+        try:
+            row = await pool.fetchrow(CREATE_REQUEST, *values, business_key(context))
+        except asyncpg.ForeignKeyViolationError as error:
+            raise PermanentStepError(f"unknown property or asset: {error.detail}") from None
+        return {"request_id": row["id"], "created": row["created"]}
+
+    async def assign_priority(self, context: StepContext) -> dict[str, Any]:
+        request_id = request_id_of(context)
+        pool = await self._pool()
+        request = await pool.fetchrow(READ_REQUEST, request_id)
+        if request is None:
+            raise PermanentStepError(f"maintenance request {request_id} does not exist")
+        decision = await self._classifier.classify(
+            request["title"], request["description"], request["category"]
+        )
+        await pool.execute(
+            SET_PRIORITY, request_id, decision.priority, decision.source, decision.reason
+        )
+        return {
+            "request_id": request_id,
+            "priority": decision.priority,
+            "reason": decision.reason,
+            "priority_source": decision.source,
+        }
+
+    async def send_notification(self, context: StepContext) -> dict[str, Any]:
+        request_id = request_id_of(context)
+        recipient = str(context.config.get("recipient", f"tenant:{context.tenant_id}"))
+        channel = str(context.config.get("channel", "email"))
+        body = f"Maintenance request {request_id} received: {context.input.get('title', '')}"
+        pool = await self._pool()
+        row = await pool.fetchrow(
+            OUTBOX, request_id, channel, recipient, body, business_key(context)
+        )
+        if row is None:  # another delivery of this step is writing it right now
+            raise RuntimeError(f"notification {business_key(context)} is being written; retry")
+        notification = {
+            "notification_id": row["id"],
+            "request_id": request_id,
+            "channel": channel,
+            "recipient": recipient,
+            "body": body,
+        }
+        if row["published_at"] is None:  # publish once; a redelivery after it is a no-op
+            await self._publish(context, notification)
+            await pool.execute(MARK_PUBLISHED, row["id"])
+        return notification
+
+    async def assign_technician(self, context: StepContext) -> dict[str, Any]:
+        request_id = request_id_of(context)
+        pool = await self._pool()
+        row = await pool.fetchrow(ASSIGN_TECHNICIAN, request_id)
+        if row is None:
+            raise PermanentStepError(f"maintenance request {request_id} does not exist")
+        if row["technician_id"] is None:
+            raise NoTechnicianAvailable(f"no active technician with capacity for {request_id}")
+        return {
+            "request_id": request_id,
+            "technician_id": row["technician_id"],
+            "technician": row["technician_name"],
+            "distance_km": round(
+                distance_km(
+                    row["latitude"],
+                    row["longitude"],
+                    row["technician_latitude"],
+                    row["technician_longitude"],
+                ),
+                2,
+            ),
+            "already_assigned": row["already_assigned"],
+        }
