@@ -32,7 +32,9 @@ async def seed(connection: asyncpg.Connection) -> bool:
         property_ids = [
             await connection.fetchval(
                 "INSERT INTO properties (name, address, latitude, longitude)"
-                " VALUES ($1, $2, $3, $4) RETURNING id", *row)
+                " VALUES ($1, $2, $3, $4) RETURNING id",
+                *row,
+            )
             for row in PROPERTIES
         ]
         await connection.executemany(
@@ -41,7 +43,8 @@ async def seed(connection: asyncpg.Connection) -> bool:
         )
         await connection.executemany(
             "INSERT INTO technicians (name, skills, latitude, longitude, capacity)"
-            " VALUES ($1, $2, $3, $4, $5)", TECHNICIANS,
+            " VALUES ($1, $2, $3, $4, $5)",
+            TECHNICIANS,
         )
         # Eli lives next door to Lindenhof but is off duty: the nearest must be active.
         await connection.execute("UPDATE technicians SET active = false WHERE name = 'Eli Away'")
