@@ -1,8 +1,6 @@
-"""`stepstream run` / `make run`: a worker runs the reference workflow, followed live.
-
-The maintenance steps are stood in for by `sleep` steps (examples/
-maintenance-request-sleep.yaml) until the real ones exist; the output says so.
-"""
+"""`stepstream run` / `make run`: a worker runs the reference maintenance workflow on the
+demo data, followed live; then the request, its priority, the notification and the
+assigned technician are printed."""
 
 from __future__ import annotations
 
@@ -10,8 +8,10 @@ import os
 import uuid
 from pathlib import Path
 
+import asyncpg
 from rich.console import Console
 
+from infra.demo_data import seed
 from streams.client import WorkflowClient
 from streams.engine import default_data_dir
 from streams.progress import follow
@@ -19,50 +19,102 @@ from streams.settings import Settings
 from streams.worker_process import WorkerProcess, prepare, wait_until_ready
 from workflows import describe, parse_definition, plan
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "maintenance-request-sleep.yaml"
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "maintenance-request.yaml"
+TITLE = "Water leaking under the kitchen sink"
+
+
+# Earlier demo runs' requests are finished first, so technicians' capacity frees up and
+# `make run` can run any number of times.
+FINISH_EARLIER_DEMOS = """
+WITH finished AS (
+    UPDATE maintenance_requests SET status = 'done', updated_at = now()
+    WHERE tenant_id = 'tenant-demo' AND status = 'assigned'
+    RETURNING technician_id
+)
+UPDATE technicians t SET workload = t.workload - f.count
+FROM (SELECT technician_id, count(*) AS count FROM finished GROUP BY technician_id) f
+WHERE t.id = f.technician_id
+"""
+
+
+async def demo_input(database_url: str) -> dict[str, object]:
+    connection = await asyncpg.connect(database_url)
+    try:
+        await seed(connection)
+        await connection.execute(FINISH_EARLIER_DEMOS)
+        row = await connection.fetchrow(
+            "SELECT p.id AS property_id, a.id AS asset_id FROM properties p"
+            " JOIN assets a ON a.property_id = p.id"
+            " WHERE p.name = 'Lindenhof' AND a.name = 'Kitchen sink'"
+        )
+    finally:
+        await connection.close()
+    return {
+        "property_id": row["property_id"],
+        "asset_id": row["asset_id"],
+        "title": TITLE,
+        "description": "The cabinet floor is wet and the drip is getting faster.",
+    }
 
 
 async def run_demo(settings: Settings) -> int:
     console = Console()
     definition = parse_definition(EXAMPLE.read_text())
-    seconds = {s.id: float(s.config.get("seconds", 0)) for s in definition.steps}
-    console.print(f"[bold]stepstream run[/bold]: {definition.name}")
-    console.print("The maintenance steps are stood in for by `sleep` steps until they exist.\n")
-    console.print(describe(definition, seconds) + "\n", markup=False)
+    console.print(f"[bold]stepstream run[/bold]: {definition.name}\n")
+    console.print(describe(definition) + "\n", markup=False)
 
+    workflow_input = await demo_input(settings.database_url)
     await prepare(settings, definition)
-    workdir = default_data_dir("run")
-    worker = WorkerProcess("run-worker", {**os.environ, **settings.as_environment()}, workdir)
+    worker = WorkerProcess(
+        "run-worker", {**os.environ, **settings.as_environment()}, default_data_dir("run")
+    )
     console.print(f"worker started (pid {worker.process.pid}, log {worker.log_path})")
     try:
         await wait_until_ready(settings, [worker], timeout=120)
         console.print("worker ready\n")
         execution_id = f"run-{uuid.uuid4()}"
-        async with WorkflowClient(settings, follow_outcomes=False) as client:
+        async with WorkflowClient(settings) as client:
 
             async def start() -> None:
                 await client.start_workflow(
-                    definition.id,
-                    {"title": "Leaking tap in unit 4B"},
-                    "tenant-demo",
-                    "user-demo",
-                    execution_id,
+                    definition.id, workflow_input, "tenant-demo", "user-demo", execution_id
                 )
                 await client.flush()
 
             order = list(definition.graph.order)
             view = await follow(settings, execution_id, start, order, console, timeout=120)
+            outcome = await client.wait_for(execution_id, timeout=30)
     finally:
         worker.stop()
 
+    console.print()
     steps = view.steps.values()
     started = min(s.ready_at or 0 for s in steps)
     finished = max(s.finished_at or 0 for s in steps)
-    expected = plan(definition, seconds)
+    expected = plan(definition)
     console.print(
-        f"wall time {(finished - started) / 1000:.2f} s; the steps' sequential sum "
-        f"{expected.total_duration:.2f} s; critical path {expected.critical_path_duration:.2f} s "
-        f"({' -> '.join(expected.critical_path)})"
+        f"wall time {(finished - started)} ms for {len(order)} steps in "
+        f"{len(expected.levels)} levels ({' -> '.join(expected.critical_path)} "
+        "is the critical path)"
     )
-    console.print(f"execution {execution_id}: [bold]{view.outcome}[/bold] {view.detail}")
-    return 0 if view.outcome == "completed" else 1
+    if outcome.status != "completed":
+        console.print(
+            f"execution {execution_id}: [bold red]{outcome.status}[/bold red] {view.detail}"
+        )
+        return 1
+    out = outcome.outputs
+    console.print(f"request       #{out['step-1']['request_id']}: {TITLE!r}")
+    console.print(
+        f"priority      {out['step-2']['priority']} (source: "
+        f"{out['step-2']['priority_source']}; {out['step-2']['reason']})",
+        markup=False,
+    )
+    console.print(
+        f"notification  #{out['step-3']['notification_id']} via "
+        f"{out['step-3']['channel']} to {out['step-3']['recipient']}"
+    )
+    console.print(
+        f"technician    {out['step-4']['technician']} ({out['step-4']['distance_km']} km away)"
+    )
+    console.print(f"execution {execution_id}: [bold]completed[/bold]")
+    return 0
