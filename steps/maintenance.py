@@ -12,7 +12,7 @@ from typing import Any
 
 import asyncpg
 
-from infra.ai import PriorityClassifier
+from infra.priority import PriorityService
 from steps.registry import PermanentStepError, StepContext, StepRegistry
 
 Publish = Callable[[StepContext, dict[str, Any]], Awaitable[None]]
@@ -125,11 +125,11 @@ class MaintenanceSteps:
     def __init__(
         self,
         pool: Callable[[], Awaitable[asyncpg.Pool]],
-        classifier: PriorityClassifier,
+        priority: PriorityService,
         publish_notification: Publish,
     ) -> None:
         self._pool = pool
-        self._classifier = classifier
+        self._priority = priority
         self._publish = publish_notification
 
     def register(self, registry: StepRegistry) -> None:
@@ -165,8 +165,8 @@ class MaintenanceSteps:
         request = await pool.fetchrow(READ_REQUEST, request_id)
         if request is None:
             raise PermanentStepError(f"maintenance request {request_id} does not exist")
-        decision = await self._classifier.classify(
-            request["title"], request["description"], request["category"]
+        decision = await self._priority.decide(
+            context.tenant_id, request["title"], request["description"], request["category"]
         )
         await pool.execute(
             SET_PRIORITY, request_id, decision.priority, decision.source, decision.reason

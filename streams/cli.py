@@ -252,6 +252,34 @@ def db_seed() -> None:
     click.echo("demo data loaded" if asyncio.run(run()) else "demo data already present")
 
 
+@main.command()
+def stats() -> None:
+    """Cache statistics of every worker (hits, misses, hit rate), from Redis."""
+    import redis.asyncio as aioredis
+    from rich.console import Console
+    from rich.table import Table
+
+    from infra.cache import read_shared_stats
+
+    settings = load_settings()
+
+    async def read() -> dict[str, dict[str, int]]:
+        client = aioredis.from_url(settings.redis_url, socket_connect_timeout=2)
+        try:
+            return await read_shared_stats(client, settings.topic_prefix)
+        finally:
+            await client.aclose()
+
+    table = Table(title="caches (all workers, since Redis started)")
+    for column in ("cache", "hits", "misses", "hit rate", "entries in Redis"):
+        table.add_column(column)
+    for name, counts in sorted(asyncio.run(read()).items()):
+        hits, misses = counts.get("hits", 0), counts.get("misses", 0)
+        rate = f"{hits / (hits + misses):.1%}" if hits + misses else "-"
+        table.add_row(name, str(hits), str(misses), rate, str(counts.get("entries", 0)))
+    Console().print(table)
+
+
 @main.command("plan")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option(

@@ -12,9 +12,12 @@ from typing import Any
 
 import asyncpg
 import faust
+import redis.asyncio as aioredis
 from faust.types import EventT, StreamT, TableT
 
-from infra.ai import RulesClassifier
+from infra.ai import OpenAICompatibleClassifier, PriorityClassifier, RulesClassifier
+from infra.cache import TieredCache
+from infra.priority import PriorityService
 from schemas.codec import CODEC, DecodedEvent, EventCodecError
 from steps.builtin import default_registry
 from steps.maintenance import MaintenanceSteps
@@ -156,6 +159,31 @@ class Engine:
         )
 
 
+def priority_service(settings: Settings) -> PriorityService:
+    """The configured AI provider (or the rules) behind the AI response cache."""
+    classifier: PriorityClassifier
+    if settings.ai_base_url:
+        classifier = OpenAICompatibleClassifier(
+            settings.ai_base_url,
+            settings.ai_api_key,
+            settings.ai_model,
+            timeout=settings.ai_timeout_seconds,
+        )
+        model = settings.ai_model
+    else:
+        classifier, model = RulesClassifier(), "rules"
+    # Short socket timeouts: a Redis that is down must cost a step milliseconds, not seconds.
+    redis = aioredis.from_url(settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5)
+    cache = TieredCache(
+        "ai",
+        redis,
+        settings.ai_response_cache_ttl_ms,
+        prefix=settings.topic_prefix,
+        enabled=settings.cache_enabled,
+    )
+    return PriorityService(classifier, model, cache)
+
+
 def create_engine(settings: Settings, options: WorkerOptions) -> Engine:
     names = TopicNames.for_prefix(settings.topic_prefix)
     register_codec()
@@ -207,9 +235,9 @@ def create_engine(settings: Settings, options: WorkerOptions) -> Engine:
     async def stop_catalog(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
         await engine.close()
 
-    MaintenanceSteps(engine.database, RulesClassifier(), engine.publish_notification).register(
-        engine.registry
-    )
+    MaintenanceSteps(
+        engine.database, priority_service(settings), engine.publish_notification
+    ).register(engine.registry)
     from agents import coordinator, executor, intake, persister
 
     intake.install(engine)

@@ -54,6 +54,18 @@ def _parse_url(*schemes: str) -> Callable[[str], str]:
     return parse
 
 
+def _parse_optional_url(*schemes: str) -> Callable[[str], str]:
+    required = _parse_url(*schemes)
+    return lambda raw: required(raw) if raw.strip() else ""
+
+
+def _parse_positive_float(raw: str) -> float:
+    value = float(raw.strip())
+    if value <= 0:
+        raise ValueError("expected a positive number")
+    return value
+
+
 def _parse_topic_prefix(raw: str) -> str:
     value = raw.strip()
     allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
@@ -77,6 +89,10 @@ class Settings:
     kafka_bootstrap_servers: str = "127.0.0.1:19092"
     database_url: str = "postgresql://stepstream:stepstream@127.0.0.1:15432/stepstream"
     redis_url: str = "redis://127.0.0.1:16379/0"
+    ai_base_url: str = ""  # empty: the local rules classifier answers
+    ai_api_key: str = ""
+    ai_model: str = "gpt-4o-mini"
+    ai_timeout_seconds: float = 10.0
     topic_prefix: str = "stepstream"
     topic_partitions: int = 8
 
@@ -118,6 +134,10 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "kafka_bootstrap_servers": ("KAFKA_BOOTSTRAP_SERVERS", _parse_non_empty),
     "database_url": ("DATABASE_URL", _parse_url("postgresql", "postgres")),
     "redis_url": ("REDIS_URL", _parse_url("redis", "rediss", "unix")),
+    "ai_base_url": ("AI_BASE_URL", _parse_optional_url("http", "https")),
+    "ai_api_key": ("AI_API_KEY", str.strip),
+    "ai_model": ("AI_MODEL", _parse_non_empty),
+    "ai_timeout_seconds": ("AI_TIMEOUT_SECONDS", _parse_positive_float),
     "topic_prefix": ("STEPSTREAM_TOPIC_PREFIX", _parse_topic_prefix),
     "topic_partitions": ("STEPSTREAM_TOPIC_PARTITIONS", _parse_positive_int),
 }

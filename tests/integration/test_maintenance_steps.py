@@ -12,6 +12,7 @@ import pytest
 
 from infra.ai import RulesClassifier
 from infra.demo_data import seed
+from infra.priority import PriorityService
 from steps.maintenance import MaintenanceSteps, NoTechnicianAvailable
 from steps.registry import StepContext
 
@@ -54,7 +55,7 @@ def steps(pool: CountingPool, published: list[dict[str, Any]]) -> MaintenanceSte
     async def publish(context: StepContext, notification: dict[str, Any]) -> None:
         published.append(notification)
 
-    return MaintenanceSteps(get_pool, RulesClassifier(), publish)
+    return MaintenanceSteps(get_pool, PriorityService(RulesClassifier(), "rules"), publish)
 
 
 async def ids(pool: CountingPool, sql: str) -> int:

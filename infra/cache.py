@@ -1,0 +1,163 @@
+"""A two-tier cache: an in-process LRU with TTL in front of Redis.
+
+* Values are strings (callers store JSON). Both tiers expire entries after `ttl_ms`.
+* Concurrent loads of one key in a process make one call (single flight).
+* Redis failures never fail a caller: the cache is bypassed, a warning is logged once per
+  outage, and `bypassed` counts the occurrences.
+* Hit and miss counts are also added to a Redis hash per cache, so `stepstream stats`
+  shows the totals of every worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+log = logging.getLogger(__name__)
+
+REDIS_FAILURES = (RedisError, OSError, asyncio.TimeoutError)
+
+
+@dataclass
+class CacheStats:
+    hits: int = 0
+    misses: int = 0
+    bypassed: int = 0  # Redis unreachable: served without the shared tier
+    loads: int = 0  # calls to the loader (single flight makes this <= misses)
+
+    @property
+    def hit_rate(self) -> float:
+        total = self.hits + self.misses
+        return self.hits / total if total else 0.0
+
+
+class TieredCache:
+    def __init__(
+        self,
+        name: str,
+        redis: aioredis.Redis | None,
+        ttl_ms: int,
+        *,
+        prefix: str = "stepstream",
+        max_local: int = 4096,
+        enabled: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.name = name
+        self.stats = CacheStats()
+        self._redis = redis
+        self._ttl_ms = ttl_ms
+        self._prefix = f"{prefix}:cache:{name}:"
+        self._stats_key = f"{prefix}:stats:{name}"
+        self._max_local = max_local
+        self._enabled = enabled
+        self._clock = clock
+        self._local: OrderedDict[str, tuple[float, str]] = OrderedDict()
+        self._inflight: dict[str, asyncio.Future[str]] = {}
+        self._redis_down = False
+
+    @property
+    def size(self) -> int:
+        return len(self._local)
+
+    async def get_or_load(self, key: str, load: Callable[[], Awaitable[str]]) -> str:
+        if not self._enabled:
+            self.stats.misses += 1
+            self.stats.loads += 1
+            return await load()
+        value = self._local_get(key)
+        if value is None:
+            value = await self._redis_call(lambda r: r.get(self._prefix + key))
+            if value is not None:
+                self._local_put(key, value)
+        if value is not None:
+            self.stats.hits += 1
+            await self._count("hits")
+            return value
+        self.stats.misses += 1
+        await self._count("misses")
+        return await self._single_flight(key, load)
+
+    async def invalidate(self, key: str) -> None:
+        self._local.pop(key, None)
+        await self._redis_call(lambda r: r.delete(self._prefix + key))
+
+    async def _single_flight(self, key: str, load: Callable[[], Awaitable[str]]) -> str:
+        running = self._inflight.get(key)
+        if running is not None:
+            return await asyncio.shield(running)
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
+        try:
+            self.stats.loads += 1
+            value = await load()
+            self._local_put(key, value)
+            await self._redis_call(lambda r: r.set(self._prefix + key, value, px=self._ttl_ms))
+            future.set_result(value)
+            return value
+        except BaseException as error:
+            future.set_exception(error)
+            future.exception()  # retrieved here, so a lone loader's failure is not logged twice
+            raise
+        finally:
+            del self._inflight[key]
+
+    def _local_get(self, key: str) -> str | None:
+        entry = self._local.get(key)
+        if entry is None:
+            return None
+        expires, value = entry
+        if expires <= self._clock():
+            del self._local[key]
+            return None
+        self._local.move_to_end(key)
+        return value
+
+    def _local_put(self, key: str, value: str) -> None:
+        self._local[key] = (self._clock() + self._ttl_ms / 1000, value)
+        self._local.move_to_end(key)
+        while len(self._local) > self._max_local:
+            self._local.popitem(last=False)
+
+    async def _count(self, field: str) -> None:
+        await self._redis_call(lambda r: r.hincrby(self._stats_key, field, 1))
+
+    async def _redis_call(self, call: Callable[[aioredis.Redis], Awaitable[object]]) -> str | None:
+        if self._redis is None:
+            return None
+        try:
+            result = await call(self._redis)
+        except REDIS_FAILURES as error:
+            self.stats.bypassed += 1
+            if not self._redis_down:
+                log.warning("cache %s: Redis unavailable, bypassing it (%r)", self.name, error)
+                self._redis_down = True
+            return None
+        if self._redis_down:
+            log.warning("cache %s: Redis is back", self.name)
+            self._redis_down = False
+        if isinstance(result, bytes):
+            return result.decode()
+        return result if isinstance(result, str) else None
+
+
+async def read_shared_stats(
+    redis: aioredis.Redis, prefix: str = "stepstream"
+) -> dict[str, dict[str, int]]:
+    """Every cache's hit and miss totals across workers, from Redis."""
+    result: dict[str, dict[str, int]] = {}
+    async for key in redis.scan_iter(match=f"{prefix}:stats:*"):
+        name = (key.decode() if isinstance(key, bytes) else key).rsplit(":", 1)[-1]
+        raw = await redis.hgetall(key)
+        counts = {(k.decode() if isinstance(k, bytes) else k): int(v) for k, v in raw.items()}
+        pattern = f"{prefix}:cache:{name}:*"
+        counts["entries"] = len([k async for k in redis.scan_iter(match=pattern)])
+        result[name] = counts
+    return result
