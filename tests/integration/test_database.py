@@ -45,9 +45,14 @@ async def test_a_technician_can_never_exceed_capacity(
         "INSERT INTO technicians (name, skills, latitude, longitude, capacity)"
         " VALUES ('Ada', '{plumbing}', 52.5, 13.4, 1) RETURNING id"
     )
-    await pg.execute("UPDATE technicians SET workload = workload + 1 WHERE id = $1", technician)
-    with pytest.raises(asyncpg.CheckViolationError):
+    try:
         await pg.execute("UPDATE technicians SET workload = workload + 1 WHERE id = $1", technician)
+        with pytest.raises(asyncpg.CheckViolationError):
+            await pg.execute(
+                "UPDATE technicians SET workload = workload + 1 WHERE id = $1", technician
+            )
+    finally:  # the schema is shared by this run's tests: leave no technician behind
+        await pg.execute("DELETE FROM technicians WHERE id = $1", technician)
 
 
 def test_migration_files_are_named_and_numbered(tmp_path: Path) -> None:

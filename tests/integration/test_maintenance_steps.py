@@ -163,18 +163,28 @@ async def test_the_nearest_skilled_active_technician_is_assigned_in_one_statemen
 async def test_concurrent_assignments_never_exceed_capacity(
     steps: MaintenanceSteps, pool: CountingPool, run_token: str
 ) -> None:
-    # Only Dev Fixit (capacity 4) serves Gartenhaus's plumbing; make the others unavailable.
-    await pool.pool.execute("UPDATE technicians SET active = (name = 'Dev Fixit')")
-    await pool.pool.execute("UPDATE technicians SET workload = 0")
-    gartenhaus = await ids(pool, "SELECT id FROM properties WHERE name = 'Gartenhaus'")
-    pipes = await ids(pool, "SELECT id FROM assets WHERE name = 'Bathroom pipes'")
+    # A place and a skill of its own, so exactly one technician (capacity 4) qualifies.
+    court = await ids(
+        pool,
+        "INSERT INTO properties (name, latitude, longitude)"
+        " VALUES ('Capacity Court', 40.4, -3.7) RETURNING id",
+    )
+    pipes = await pool.pool.fetchval(
+        "INSERT INTO assets (property_id, name, category) VALUES ($1, 'Pipes', 'capacity-test')"
+        " RETURNING id",
+        court,
+    )
+    await pool.pool.execute(
+        "INSERT INTO technicians (name, skills, latitude, longitude, capacity)"
+        " VALUES ('Madrid Plumber', '{capacity-test}', 40.4, -3.7, 4)"
+    )
     request_ids = []
     for n in range(12):
         output = await steps.create_request(
             context(
                 f"{run_token}-cap{n}",
                 "step-1",
-                property_id=gartenhaus,
+                property_id=court,
                 asset_id=pipes,
                 title="Dripping pipe",
             )
@@ -192,6 +202,5 @@ async def test_concurrent_assignments_never_exceed_capacity(
     assigned = [r for r in results if isinstance(r, dict)]
     refused = [r for r in results if isinstance(r, NoTechnicianAvailable)]
     assert len(assigned) == 4 and len(refused) == 8, results
-    assert await ids(pool, "SELECT workload FROM technicians WHERE name = 'Dev Fixit'") == 4
-    await pool.pool.execute("UPDATE technicians SET active = (name <> 'Eli Away')")
-    await pool.pool.execute("UPDATE technicians SET workload = 0 WHERE name = 'Dev Fixit'")
+    assert {r["technician"] for r in assigned} == {"Madrid Plumber"}
+    assert await ids(pool, "SELECT workload FROM technicians WHERE name = 'Madrid Plumber'") == 4
