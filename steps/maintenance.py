@@ -98,6 +98,14 @@ LEFT JOIN technicians earlier ON earlier.id = request.technician_id
 """
 
 
+STEP_TYPES = (
+    "CREATE_MAINTENANCE_REQUEST",
+    "ASSIGN_PRIORITY_AI",
+    "SEND_NOTIFICATION",
+    "ASSIGN_TECHNICIAN",
+)
+
+
 class NoTechnicianAvailable(Exception):
     """Retryable: capacity frees up as work is finished."""
 
@@ -133,10 +141,14 @@ class MaintenanceSteps:
         self._publish = publish_notification
 
     def register(self, registry: StepRegistry) -> None:
-        registry.add("CREATE_MAINTENANCE_REQUEST", self.create_request)
-        registry.add("ASSIGN_PRIORITY_AI", self.assign_priority)
-        registry.add("SEND_NOTIFICATION", self.send_notification)
-        registry.add("ASSIGN_TECHNICIAN", self.assign_technician)
+        handlers = (
+            self.create_request,
+            self.assign_priority,
+            self.send_notification,
+            self.assign_technician,
+        )
+        for step_type, handler in zip(STEP_TYPES, handlers, strict=True):
+            registry.add(step_type, handler)
 
     async def create_request(self, context: StepContext) -> dict[str, Any]:
         data = context.input

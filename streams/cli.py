@@ -96,14 +96,19 @@ def worker(
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def register(file: Path) -> None:
     """Validate a definition FILE and publish it to every worker."""
+    import asyncpg
+
+    from infra.definition_store import save_definition
     from steps.builtin import default_registry
+    from steps.maintenance import STEP_TYPES as MAINTENANCE_STEP_TYPES
     from streams.definitions import DefinitionConflict, register_definition
     from streams.topics import TopicNames, declare_topics
     from workflows import InvalidDefinition, format_for, parse_definition
 
     settings = load_settings()
     try:
-        definition = parse_definition(file.read_text(), format_for(file.name), default_registry())
+        known = {*default_registry(), *MAINTENANCE_STEP_TYPES}
+        definition = parse_definition(file.read_text(), format_for(file.name), known)
     except InvalidDefinition as invalid:
         click.echo(f"{file}: invalid workflow definition", err=True)
         for problem in invalid.problems:
@@ -113,9 +118,15 @@ def register(file: Path) -> None:
 
     async def publish() -> bool:
         await declare_topics(settings.kafka_bootstrap_servers, names, settings.topic_partitions)
-        return await register_definition(
+        fresh = await register_definition(
             settings.kafka_bootstrap_servers, names.definitions, definition
         )
+        connection = await asyncpg.connect(settings.database_url)
+        try:
+            await save_definition(connection, definition)
+        finally:
+            await connection.close()
+        return fresh
 
     try:
         fresh = asyncio.run(publish())

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import asyncpg
@@ -60,3 +64,30 @@ def test_migration_files_are_named_and_numbered(tmp_path: Path) -> None:
     (tmp_path / "2_bad.sql").write_text("SELECT 1;")
     with pytest.raises(ValueError, match=r"2_bad\.sql"):
         load_migrations(tmp_path)
+
+
+def test_register_validates_publishes_and_stores_the_definition(
+    schema_database_url: str, kafka_bootstrap: str, run_token: str
+) -> None:
+    example = Path(__file__).resolve().parents[2] / "examples" / "maintenance-request.yaml"
+    env = {
+        **os.environ,
+        "DATABASE_URL": schema_database_url,
+        "STEPSTREAM_TOPIC_PREFIX": f"test-{run_token}-register",
+    }
+    command = [sys.executable, "-m", "streams.cli", "register", str(example)]
+    first = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0, first.stderr
+    assert "registered: maintenance-request version 1" in first.stdout
+    assert "already registered" in again.stdout
+
+    async def stored() -> list[tuple[str, int]]:
+        connection = await asyncpg.connect(schema_database_url)
+        try:
+            rows = await connection.fetch("SELECT id, version FROM workflow_definitions")
+            return [tuple(row) for row in rows]
+        finally:
+            await connection.close()
+
+    assert asyncio.run(stored()) == [("maintenance-request", 1)]
