@@ -8,6 +8,7 @@ from typing import Any
 
 from faust.types import EventT, StreamT
 
+from agents.rate_limiter import RateLimiter
 from schemas.codec import CODEC, EventCodecError
 from streams.engine import Engine
 from streams.events import envelope, now_ms
@@ -19,8 +20,18 @@ log = logging.getLogger(__name__)
 def install(engine: Engine) -> None:
     names = engine.names
 
-    async def reject(request: dict[str, Any], code: str, reason: str) -> None:
-        record = envelope("rejected", request, code=code, reason=reason)
+    limiter = RateLimiter(engine.settings, engine.rate_counts, engine.rate_stats)
+
+    async def reject(
+        request: dict[str, Any],
+        code: str,
+        reason: str,
+        limit: str | None = None,
+        reset_at: int | None = None,
+    ) -> None:
+        record = envelope(
+            "rejected", request, code=code, reason=reason, limit=limit, reset_at=reset_at
+        )
         await engine.send(
             names.workflow_rejected, request["execution_id"], "WorkflowRejected", record
         )
@@ -56,6 +67,12 @@ def install(engine: Engine) -> None:
             return
         if not isinstance(workflow_input, dict):
             await reject(request, "invalid_input", "input must be a JSON object")
+            return
+        refusal = limiter.admit(request, definition, now_ms())
+        if refusal is not None:
+            await reject(
+                request, "rate_limited", refusal.reason, refusal.limit, refusal.reset_at_ms
+            )
             return
         engine.started[key] = now_ms()
         pinned = {**request, "workflow_version": definition.version}

@@ -261,7 +261,13 @@ async def main() -> None:
     parser.add_argument("--concurrency", type=int, default=64)
     args = parser.parse_args()
     prefix = f"bench-{uuid.uuid4().hex[:8]}"
-    env = {**os.environ, **Settings.from_env().as_environment(), "STEPSTREAM_TOPIC_PREFIX": prefix}
+    # Rate limiting off: these phases measure the engine, not the limiter.
+    env = {
+        **os.environ,
+        **Settings.from_env().as_environment(),
+        "STEPSTREAM_TOPIC_PREFIX": prefix,
+        "WORKFLOW_RATE_LIMIT_ENABLED": "false",
+    }
     settings = Settings.from_env(env)
     await prepare(settings, *DEFINITIONS)
     workdir = Path(tempfile.mkdtemp(prefix="stepstream-bench-", dir="/var/tmp"))

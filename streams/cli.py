@@ -290,6 +290,15 @@ def stats() -> None:
         table.add_row(name, str(hits), str(misses), rate, str(counts.get("entries", 0)))
     Console().print(table)
 
+    from streams.watch import read_changelog
+
+    starts = Table(title="workflow starts per tenant (rate limiting)")
+    for column in ("tenant", "allowed", "rejected"):
+        starts.add_column(column)
+    for tenant, totals in sorted(asyncio.run(read_changelog(settings, "rate-stats")).items()):
+        starts.add_row(tenant, str(totals.get("allowed", 0)), str(totals.get("rejected", 0)))
+    Console().print(starts)
+
 
 @main.command("plan")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))

@@ -64,6 +64,8 @@ class Engine:
     topics: dict[str, faust.TopicT]
     executions: TableT[bytes, Any]
     started: TableT[bytes, Any]
+    rate_counts: TableT[bytes, Any]
+    rate_stats: TableT[bytes, Any]
     catalog: DefinitionCatalog
     registry: StepRegistry
     _catalog_started: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -219,6 +221,8 @@ def create_engine(settings: Settings, options: WorkerOptions) -> Engine:
     # codec for the store and the changelog alike); values are JSON checkpoints.
     executions = app.Table("executions", partitions=settings.topic_partitions, key_type=bytes)
     started = app.Table("started", partitions=settings.topic_partitions, key_type=bytes)
+    rate_counts = app.Table("rate-counts", partitions=settings.topic_partitions, key_type=bytes)
+    rate_stats = app.Table("rate-stats", partitions=settings.topic_partitions, key_type=bytes)
     engine = Engine(
         settings=settings,
         options=options,
@@ -227,6 +231,8 @@ def create_engine(settings: Settings, options: WorkerOptions) -> Engine:
         topics=topics,
         executions=executions,
         started=started,
+        rate_counts=rate_counts,
+        rate_stats=rate_stats,
         catalog=DefinitionCatalog(settings.kafka_bootstrap_servers, names.definitions),
         registry=default_registry(),
     )

@@ -84,6 +84,7 @@ class Settings:
     rate_limit_enabled: bool = True
     rate_limit_points: int = 10
     rate_limit_window_seconds: int = 60
+    rate_limit_tenant_points: int = 100
     parallel_execution_enabled: bool = True
     max_parallel_steps: int = 10
     kafka_bootstrap_servers: str = "127.0.0.1:19092"
@@ -129,6 +130,7 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "rate_limit_enabled": ("WORKFLOW_RATE_LIMIT_ENABLED", _parse_bool),
     "rate_limit_points": ("WORKFLOW_RATE_LIMIT_POINTS", _parse_positive_int),
     "rate_limit_window_seconds": ("WORKFLOW_RATE_LIMIT_WINDOW_SECONDS", _parse_positive_int),
+    "rate_limit_tenant_points": ("WORKFLOW_RATE_LIMIT_TENANT_POINTS", _parse_positive_int),
     "parallel_execution_enabled": ("WORKFLOW_PARALLEL_EXECUTION_ENABLED", _parse_bool),
     "max_parallel_steps": ("WORKFLOW_MAX_PARALLEL_STEPS", _parse_positive_int),
     "kafka_bootstrap_servers": ("KAFKA_BOOTSTRAP_SERVERS", _parse_non_empty),

@@ -128,16 +128,16 @@ async def rewind(
     return dict(await consumer.end_offsets(partitions))
 
 
-def changelog_topic(settings: Settings) -> str:
-    return f"{settings.topic_prefix}-engine-executions-changelog"
+def changelog_topic(settings: Settings, table: str = "executions") -> str:
+    return f"{settings.topic_prefix}-engine-{table}-changelog"
 
 
-async def read_checkpoints(
-    settings: Settings, partitions: list[int] | None = None
-) -> dict[str, dict[str, Any]]:
-    """Latest checkpoint of every execution in the given changelog partitions (all by
-    default), read from the executions table's changelog up to its current end."""
-    topic = changelog_topic(settings)
+async def read_changelog(
+    settings: Settings, table: str, partitions: list[int] | None = None
+) -> dict[str, Any]:
+    """Latest value of every key of a table in the given partitions (all by default),
+    read from its changelog up to the current end."""
+    topic = changelog_topic(settings, table)
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap_servers,
         enable_auto_commit=False,
@@ -150,7 +150,7 @@ async def read_checkpoints(
         numbers = partitions if partitions is not None else range(settings.topic_partitions)
         assigned = [TopicPartition(topic, number) for number in numbers]
         ends = await rewind(consumer, assigned)
-        latest: dict[str, dict[str, Any]] = {}
+        latest: dict[str, Any] = {}
         for partition in assigned:
             while await consumer.position(partition) < ends[partition]:
                 batches = await consumer.getmany(partition, timeout_ms=1000)
@@ -164,6 +164,13 @@ async def read_checkpoints(
         return latest
     finally:
         await consumer.stop()
+
+
+async def read_checkpoints(
+    settings: Settings, partitions: list[int] | None = None
+) -> dict[str, dict[str, Any]]:
+    """Latest checkpoint of every execution (the executions table's changelog)."""
+    return await read_changelog(settings, "executions", partitions)
 
 
 async def read_checkpoint(settings: Settings, execution_id: str) -> dict[str, Any] | None:

@@ -83,7 +83,10 @@ async def wait_until_ready(
             for worker in workers:
                 if worker.process.poll() is not None:
                     raise RuntimeError(f"{worker.name} exited:\n{worker.log_tail()}")
-            execution_id = await client.start_workflow("probe", {}, "probe", "probe")
+            # A new user each time, so that a rate limit never mistakes probes for a burst.
+            execution_id = await client.start_workflow(
+                "probe", {}, "probe", f"probe-{time.time_ns()}"
+            )
             try:
                 await client.wait_for(execution_id, timeout=5)
                 return

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+from workflows.rate_limit import RateLimit
+
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
@@ -61,6 +63,7 @@ class WorkflowDefinition:
     name: str
     steps: tuple[StepDefinition, ...]
     defaults: DefaultPolicies = DefaultPolicies()
+    rate_limit: RateLimit | None = None  # per user, for starts of this workflow
 
     @cached_property
     def step_by_id(self) -> Mapping[str, StepDefinition]:

@@ -32,7 +32,19 @@ def parse_definition(
 
 def definition_to_dict(definition: WorkflowDefinition) -> dict[str, Any]:
     """The raw form `build_definition` reads back to an equal definition."""
+    rate_limit = (
+        {
+            "rateLimit": {
+                "points": definition.rate_limit.points,
+                "windowSeconds": definition.rate_limit.window_ms // 1000,
+                "policy": str(definition.rate_limit.policy),
+            }
+        }
+        if definition.rate_limit
+        else {}
+    )
     return {
+        **rate_limit,
         "id": definition.id,
         "version": definition.version,
         "name": definition.name,

@@ -12,12 +12,14 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from workflows.definition import DefaultPolicies, RetryPolicy, StepDefinition, WorkflowDefinition
+from workflows.rate_limit import RateLimit
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 TYPE_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
 MAX_ATTEMPTS_LIMIT = 100
 
-WORKFLOW_FIELDS = {"id", "version", "name", "description", "steps", "defaults"}
+WORKFLOW_FIELDS = {"id", "version", "name", "description", "steps", "defaults", "rateLimit"}
+RATE_LIMIT_FIELDS = {"points", "windowSeconds", "policy"}
 STEP_FIELDS = {"id", "type", "name", "description", "dependsOn", "retry", "timeoutMs"}
 STEP_FIELDS |= {"parallel", "config"}
 RETRY_FIELDS = {"maxAttempts", "initialBackoffMs", "multiplier", "maxBackoffMs", "jitter"}
@@ -205,7 +207,30 @@ class _Parser:
         parsed = [step for step in steps if step is not None]
         if not any(isinstance(s, Mapping) and "dependsOn" in s for s in raw_steps):
             parsed = _sequential(parsed)
-        return WorkflowDefinition(workflow_id, version, name, tuple(parsed), defaults)
+        rate_limit = self.rate_limit(raw["rateLimit"]) if "rateLimit" in raw else None
+        return WorkflowDefinition(workflow_id, version, name, tuple(parsed), defaults, rate_limit)
+
+    def rate_limit(self, raw: Any) -> RateLimit | None:
+        if not isinstance(raw, Mapping):
+            self.fail("rateLimit", "must be a mapping")
+            return None
+        self.unknown_fields("rateLimit", raw, RATE_LIMIT_FIELDS)
+        numbers: dict[str, int] = {}
+        for key in ("points", "windowSeconds"):
+            value = raw.get(key)
+            if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+                numbers[key] = value
+            else:
+                self.fail(f"rateLimit.{key}", f"must be a positive integer, got {value!r}")
+        policy = raw.get("policy", "reject")
+        if policy != "reject":
+            # `defer` (hold the start until the window allows) is not built yet; refusing
+            # it here is better than silently rejecting starts the author meant to keep.
+            self.fail("rateLimit.policy", f"unsupported policy {policy!r} (supported: reject)")
+            return None
+        if len(numbers) < 2:
+            return None
+        return RateLimit(numbers["points"], numbers["windowSeconds"] * 1000)
 
     def step(self, where: str, raw: Any) -> StepDefinition | None:
         if not isinstance(raw, Mapping):

@@ -19,12 +19,14 @@ __all__ = ["WorkerProcess", "prepare", "wait_until_ready"]
 
 
 def engine_env(settings: Settings, prefix: str, **overrides: str) -> dict[str, str]:
-    """The environment of an isolated engine: its own topic prefix (and consumer group)."""
+    """The environment of an isolated engine: its own topic prefix (and consumer group).
+    Rate limiting is off unless a test turns it on: it is tested on its own."""
     return {
         **os.environ,
         **settings.as_environment(),
         "STEPSTREAM_TOPIC_PREFIX": prefix,
         "STEPSTREAM_TOPIC_PARTITIONS": "4",
+        "WORKFLOW_RATE_LIMIT_ENABLED": "false",
         **overrides,
     }
 

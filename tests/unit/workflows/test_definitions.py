@@ -177,3 +177,28 @@ def test_syntax_errors_are_problems_too() -> None:
         parse_definition("{ nope", "json")
     with pytest.raises(InvalidDefinition, match=r"\(file\): not valid YAML"):
         parse_definition("steps: [a, b", "yaml")
+
+
+def test_a_workflow_may_set_its_own_rate_limit() -> None:
+    from workflows.rate_limit import RateLimit
+
+    definition = build_definition(
+        {
+            "id": "w",
+            "rateLimit": {"points": 3, "windowSeconds": 30},
+            "steps": [{"id": "a", "type": "noop"}],
+        }
+    )
+    assert definition.rate_limit == RateLimit(3, 30_000)
+    assert build_definition(definition_to_dict(definition)) == definition
+
+
+def test_the_defer_policy_is_refused_until_it_exists() -> None:
+    problems = problems_of(
+        {
+            "id": "w",
+            "steps": [{"id": "a", "type": "noop"}],
+            "rateLimit": {"points": 3, "windowSeconds": 30, "policy": "defer"},
+        }
+    )
+    assert problems == ["rateLimit.policy: unsupported policy 'defer' (supported: reject)"]
