@@ -1,7 +1,15 @@
-"""Intake: idempotent start by execution_id; pin the definition or reject with a reason."""
+"""Intake: idempotent start by execution_id; pin the definition, or reject with a reason;
+rate-limit per user and tenant, rejecting or deferring starts over the limit.
+
+Deferred starts wait in a changelog-backed table, one FIFO queue per user scope; while a
+scope has a queue, its new starts join the end of it, so they are admitted in order. A
+timer turns due queues into RateLimitWake events on the tenant's partition (table writes
+need the partition's context), where the intake admits what the window allows.
+"""
 
 from __future__ import annotations
 
+import heapq
 import json
 import logging
 from typing import Any
@@ -11,16 +19,18 @@ from faust.types import EventT, StreamT
 from agents.rate_limiter import RateLimiter
 from schemas.codec import CODEC, EventCodecError
 from streams.engine import Engine
-from streams.events import envelope, now_ms
-from workflows import definition_to_dict
+from streams.events import envelope, event_id, now_ms
+from workflows import WorkflowDefinition, definition_to_dict
+from workflows.rate_limit import OverLimitPolicy
 
 log = logging.getLogger(__name__)
 
 
 def install(engine: Engine) -> None:
     names = engine.names
-
     limiter = RateLimiter(engine.settings, engine.rate_counts, engine.rate_stats)
+    deferred = engine.rate_deferred
+    wakes: list[tuple[int, str, str]] = []  # (due_ms, scope, tenant)
 
     async def reject(
         request: dict[str, Any],
@@ -36,45 +46,8 @@ def install(engine: Engine) -> None:
             names.workflow_rejected, request["execution_id"], "WorkflowRejected", record
         )
 
-    async def handle(event: EventT[Any]) -> None:
-        try:
-            decoded = CODEC.decode(event.value)
-        except EventCodecError as error:
-            await engine.dead_letter(event, error)
-            return
-        if decoded.name != "WorkflowStartRequested":
-            await engine.dead_letter(event, f"unexpected {decoded.name} on {names.workflow_start}")
-            return
-        request = decoded.record
-        key = request["execution_id"].encode()
-        if engine.started.get(key) is not None:
-            log.info("duplicate start of %s ignored", request["execution_id"])
-            return
-        catalog = await engine.definitions()
-        definition = await catalog.lookup(request["workflow_id"], request["workflow_version"])
-        if definition is None:
-            wanted = request["workflow_version"] or "latest"
-            await reject(
-                request,
-                "unknown_workflow",
-                f"workflow {request['workflow_id']!r} version {wanted} is not registered",
-            )
-            return
-        try:
-            workflow_input = json.loads(request["input_json"])
-        except json.JSONDecodeError as error:
-            await reject(request, "invalid_input", f"input is not JSON: {error}")
-            return
-        if not isinstance(workflow_input, dict):
-            await reject(request, "invalid_input", "input must be a JSON object")
-            return
-        refusal = limiter.admit(request, definition, now_ms())
-        if refusal is not None:
-            await reject(
-                request, "rate_limited", refusal.reason, refusal.limit, refusal.reset_at_ms
-            )
-            return
-        engine.started[key] = now_ms()
+    async def admit(request: dict[str, Any], definition: WorkflowDefinition) -> None:
+        engine.started[request["execution_id"].encode()] = now_ms()
         pinned = {**request, "workflow_version": definition.version}
         record = envelope(
             "started",
@@ -84,6 +57,115 @@ def install(engine: Engine) -> None:
         )
         await engine.send(names.executions, request["execution_id"], "WorkflowStarted", record)
 
+    async def resolve(request: dict[str, Any]) -> WorkflowDefinition | None:
+        """The definition to pin, or None after rejecting the request for its reason."""
+        catalog = await engine.definitions()
+        definition = await catalog.lookup(request["workflow_id"], request["workflow_version"])
+        if definition is None:
+            wanted = request["workflow_version"] or "latest"
+            await reject(
+                request,
+                "unknown_workflow",
+                f"workflow {request['workflow_id']!r} version {wanted} is not registered",
+            )
+            return None
+        try:
+            workflow_input = json.loads(request["input_json"])
+        except json.JSONDecodeError as error:
+            await reject(request, "invalid_input", f"input is not JSON: {error}")
+            return None
+        if not isinstance(workflow_input, dict):
+            await reject(request, "invalid_input", "input must be a JSON object")
+            return None
+        return definition
+
+    async def start_requested(request: dict[str, Any]) -> None:
+        if engine.started.get(request["execution_id"].encode()) is not None:
+            log.info("duplicate start of %s ignored", request["execution_id"])
+            return
+        definition = await resolve(request)
+        if definition is None:
+            return
+        if not limiter.enabled:
+            await admit(request, definition)
+            return
+        scope = limiter.queue_scope(request, definition)
+        queued = deferred.get(scope.encode())
+        if queued:  # earlier starts of this user wait: this one waits behind them
+            deferred[scope.encode()] = [*queued, request]
+            limiter.record(request["tenant_id"], "deferred")
+            return
+        refusal = limiter.check(request, definition, now_ms())
+        if refusal is None:
+            limiter.count(request, definition, now_ms())
+            await admit(request, definition)
+        elif limiter.policy(definition) is OverLimitPolicy.DEFER:
+            deferred[scope.encode()] = [request]
+            heapq.heappush(wakes, (refusal.reset_at_ms, scope, request["tenant_id"]))
+            limiter.record(request["tenant_id"], "deferred")
+        else:
+            limiter.record(request["tenant_id"], "rejected")
+            await reject(
+                request, "rate_limited", refusal.reason, refusal.limit, refusal.reset_at_ms
+            )
+
+    async def wake(scope: str) -> None:
+        """Admit the scope's deferred starts, in order, while the window allows."""
+        queue = list(deferred.get(scope.encode()) or [])
+        while queue:
+            request = queue[0]
+            if engine.started.get(request["execution_id"].encode()) is not None:
+                queue.pop(0)  # the same start was requested twice while waiting
+                continue
+            definition = await resolve(request)
+            if definition is None:
+                queue.pop(0)
+                continue
+            refusal = limiter.check(request, definition, now_ms())
+            if refusal is not None:
+                heapq.heappush(wakes, (refusal.reset_at_ms, scope, request["tenant_id"]))
+                break
+            limiter.count(request, definition, now_ms())
+            queue.pop(0)
+            await admit(request, definition)
+        if queue:
+            deferred[scope.encode()] = queue
+        elif deferred.get(scope.encode()) is not None:
+            del deferred[scope.encode()]
+
+    async def handle(event: EventT[Any]) -> None:
+        try:
+            decoded = CODEC.decode(event.value)
+        except EventCodecError as error:
+            await engine.dead_letter(event, error)
+            return
+        if decoded.name == "WorkflowStartRequested":
+            await start_requested(decoded.record)
+        elif decoded.name == "RateLimitWake":
+            await wake(decoded.record["scope"])
+        else:
+            await engine.dead_letter(event, f"unexpected {decoded.name} on {names.workflow_start}")
+
     @engine.app.agent(engine.topics[names.workflow_start], name="intake")
     async def intake(stream: StreamT[Any]) -> None:
         await engine.consume(stream, handle)
+
+    @engine.app.timer(interval=0.2)  # type: ignore[untyped-decorator]
+    async def wake_due_scopes() -> None:
+        now = now_ms()
+        while wakes and wakes[0][0] <= now:
+            due, scope, tenant = heapq.heappop(wakes)
+            record = {
+                "event_id": event_id(scope, "wake", due),
+                "tenant_id": tenant,
+                "scope": scope,
+                "timestamp": due,
+            }
+            await engine.send(names.workflow_start, tenant, "RateLimitWake", record)
+
+    @deferred.on_recover
+    async def rearm_deferred() -> None:
+        """A worker taking over partitions wakes their waiting queues at once."""
+        for key, queue in deferred.items():
+            if queue:
+                heapq.heappush(wakes, (now_ms(), key.decode(), queue[0]["tenant_id"]))

@@ -18,7 +18,7 @@ from faust.types import TableT
 
 from streams.settings import Settings
 from workflows import WorkflowDefinition
-from workflows.rate_limit import RateLimit, decide, window_start
+from workflows.rate_limit import OverLimitPolicy, RateLimit, decide, window_start
 
 
 @dataclass(frozen=True)
@@ -34,17 +34,44 @@ class RateLimiter:
     ) -> None:
         window_ms = settings.rate_limit_window_seconds * 1000
         self.enabled = settings.rate_limit_enabled
+        self.default_policy = OverLimitPolicy(settings.rate_limit_policy)
         self.user_limit = RateLimit(settings.rate_limit_points, window_ms)
         self.tenant_limit = RateLimit(settings.rate_limit_tenant_points, window_ms)
         self.counts = counts
         self.stats = stats
 
-    def admit(
+    def policy(self, definition: WorkflowDefinition) -> OverLimitPolicy:
+        return definition.rate_limit.policy if definition.rate_limit else self.default_policy
+
+    def queue_scope(self, request: dict[str, Any], definition: WorkflowDefinition) -> str:
+        """The scope whose deferred starts must keep their order: the user's."""
+        return self._scopes(request, definition)[0][0]
+
+    def check(
         self, request: dict[str, Any], definition: WorkflowDefinition, now_ms: int
     ) -> Refusal | None:
-        """Count the start if every limit allows it; otherwise say which limit refused."""
-        if not self.enabled:
-            return None
+        """None when every limit allows one more start now; otherwise which one refuses."""
+        for scope, limit, who in self._scopes(request, definition):
+            previous, current = self._counts(scope, limit, now_ms)
+            decision = decide(previous, current, limit, now_ms)
+            if not decision.allowed:
+                label = f"{scope.split(':')[0]}:{limit.points}/{limit.window_ms // 1000}s"
+                return Refusal(
+                    label,
+                    f"rate limit of {who} reached: {limit.points} starts "
+                    f"per {limit.window_ms // 1000} s",
+                    decision.reset_at_ms,
+                )
+        return None
+
+    def count(self, request: dict[str, Any], definition: WorkflowDefinition, now_ms: int) -> None:
+        for scope, limit, _ in self._scopes(request, definition):
+            self._count(scope, limit, now_ms)
+        self.record(request["tenant_id"], "allowed")
+
+    def _scopes(
+        self, request: dict[str, Any], definition: WorkflowDefinition
+    ) -> list[tuple[str, RateLimit, str]]:
         tenant, user = request["tenant_id"], request["user_id"]
         if definition.rate_limit is not None:
             scopes = [
@@ -57,22 +84,7 @@ class RateLimiter:
         else:
             scopes = [(f"user:{tenant}:{user}", self.user_limit, f"user {user}")]
         scopes.append((f"tenant:{tenant}", self.tenant_limit, f"tenant {tenant}"))
-        for scope, limit, who in scopes:
-            previous, current = self._counts(scope, limit, now_ms)
-            decision = decide(previous, current, limit, now_ms)
-            if not decision.allowed:
-                self._record(tenant, "rejected")
-                label = f"{scope.split(':')[0]}:{limit.points}/{limit.window_ms // 1000}s"
-                return Refusal(
-                    label,
-                    f"rate limit of {who} reached: {limit.points} starts "
-                    f"per {limit.window_ms // 1000} s",
-                    decision.reset_at_ms,
-                )
-        for scope, limit, _ in scopes:
-            self._count(scope, limit, now_ms)
-        self._record(tenant, "allowed")
-        return None
+        return scopes
 
     def _key(self, scope: str, start: int) -> bytes:
         return f"{scope}:{start}".encode()
@@ -90,7 +102,7 @@ class RateLimiter:
         if self.counts.get(expired) is not None:
             del self.counts[expired]
 
-    def _record(self, tenant: str, outcome: str) -> None:
+    def record(self, tenant: str, outcome: str) -> None:
         key = tenant.encode()
         totals = dict(self.stats.get(key) or {})
         totals[outcome] = totals.get(outcome, 0) + 1

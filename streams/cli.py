@@ -293,10 +293,11 @@ def stats() -> None:
     from streams.watch import read_changelog
 
     starts = Table(title="workflow starts per tenant (rate limiting)")
-    for column in ("tenant", "allowed", "rejected"):
+    outcomes = ("allowed", "rejected", "deferred")
+    for column in ("tenant", *outcomes):
         starts.add_column(column)
     for tenant, totals in sorted(asyncio.run(read_changelog(settings, "rate-stats")).items()):
-        starts.add_row(tenant, str(totals.get("allowed", 0)), str(totals.get("rejected", 0)))
+        starts.add_row(tenant, *(str(totals.get(outcome, 0)) for outcome in outcomes))
     Console().print(starts)
 
 

@@ -66,6 +66,7 @@ class Engine:
     started: TableT[bytes, Any]
     rate_counts: TableT[bytes, Any]
     rate_stats: TableT[bytes, Any]
+    rate_deferred: TableT[bytes, Any]
     catalog: DefinitionCatalog
     registry: StepRegistry
     _catalog_started: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -223,6 +224,7 @@ def create_engine(settings: Settings, options: WorkerOptions) -> Engine:
     started = app.Table("started", partitions=settings.topic_partitions, key_type=bytes)
     rate_counts = app.Table("rate-counts", partitions=settings.topic_partitions, key_type=bytes)
     rate_stats = app.Table("rate-stats", partitions=settings.topic_partitions, key_type=bytes)
+    rate_deferred = app.Table("rate-deferred", partitions=settings.topic_partitions, key_type=bytes)
     engine = Engine(
         settings=settings,
         options=options,
@@ -233,6 +235,7 @@ def create_engine(settings: Settings, options: WorkerOptions) -> Engine:
         started=started,
         rate_counts=rate_counts,
         rate_stats=rate_stats,
+        rate_deferred=rate_deferred,
         catalog=DefinitionCatalog(settings.kafka_bootstrap_servers, names.definitions),
         registry=default_registry(),
     )

@@ -66,6 +66,16 @@ def _parse_positive_float(raw: str) -> float:
     return value
 
 
+def _parse_choice(*choices: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}")
+        return value
+
+    return parse
+
+
 def _parse_topic_prefix(raw: str) -> str:
     value = raw.strip()
     allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
@@ -85,6 +95,7 @@ class Settings:
     rate_limit_points: int = 10
     rate_limit_window_seconds: int = 60
     rate_limit_tenant_points: int = 100
+    rate_limit_policy: str = "reject"
     parallel_execution_enabled: bool = True
     max_parallel_steps: int = 10
     kafka_bootstrap_servers: str = "127.0.0.1:19092"
@@ -131,6 +142,7 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "rate_limit_points": ("WORKFLOW_RATE_LIMIT_POINTS", _parse_positive_int),
     "rate_limit_window_seconds": ("WORKFLOW_RATE_LIMIT_WINDOW_SECONDS", _parse_positive_int),
     "rate_limit_tenant_points": ("WORKFLOW_RATE_LIMIT_TENANT_POINTS", _parse_positive_int),
+    "rate_limit_policy": ("WORKFLOW_RATE_LIMIT_POLICY", _parse_choice("reject", "defer")),
     "parallel_execution_enabled": ("WORKFLOW_PARALLEL_EXECUTION_ENABLED", _parse_bool),
     "max_parallel_steps": ("WORKFLOW_MAX_PARALLEL_STEPS", _parse_positive_int),
     "kafka_bootstrap_servers": ("KAFKA_BOOTSTRAP_SERVERS", _parse_non_empty),

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from workflows.definition import DefaultPolicies, RetryPolicy, StepDefinition, WorkflowDefinition
-from workflows.rate_limit import RateLimit
+from workflows.rate_limit import OverLimitPolicy, RateLimit
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 TYPE_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
@@ -223,14 +223,14 @@ class _Parser:
             else:
                 self.fail(f"rateLimit.{key}", f"must be a positive integer, got {value!r}")
         policy = raw.get("policy", "reject")
-        if policy != "reject":
-            # `defer` (hold the start until the window allows) is not built yet; refusing
-            # it here is better than silently rejecting starts the author meant to keep.
-            self.fail("rateLimit.policy", f"unsupported policy {policy!r} (supported: reject)")
+        if policy not in {p.value for p in OverLimitPolicy}:
+            self.fail("rateLimit.policy", f"unknown policy {policy!r} (reject or defer)")
             return None
         if len(numbers) < 2:
             return None
-        return RateLimit(numbers["points"], numbers["windowSeconds"] * 1000)
+        return RateLimit(
+            numbers["points"], numbers["windowSeconds"] * 1000, OverLimitPolicy(policy)
+        )
 
     def step(self, where: str, raw: Any) -> StepDefinition | None:
         if not isinstance(raw, Mapping):

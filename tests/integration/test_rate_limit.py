@@ -14,11 +14,13 @@ import pytest
 from streams.client import Outcome, WorkflowClient
 from streams.events import now_ms
 from streams.settings import Settings
+from streams.topics import TopicNames
 from tests.integration.workers import (
     WorkerProcess,
     definition,
     engine_env,
     prepare,
+    read_topic,
     wait_until_ready,
 )
 
@@ -27,6 +29,13 @@ STRICT = definition(
     {
         "id": "rl-strict",
         "rateLimit": {"points": 2, "windowSeconds": 600},
+        "steps": [{"id": "a", "type": "noop"}],
+    }
+)
+DEFERRING = definition(
+    {
+        "id": "rl-defer",
+        "rateLimit": {"points": 2, "windowSeconds": 4, "policy": "defer"},
         "steps": [{"id": "a", "type": "noop"}],
     }
 )
@@ -59,7 +68,7 @@ def engine(
 ) -> Iterator[Engine]:
     env = engine_env(settings, f"test-{run_token}-rl", **LIMITS)
     running = Engine(Settings.from_env(env), env, tmp_path_factory.mktemp("rl"))
-    asyncio.run(prepare(running.settings, PLAIN, STRICT))
+    asyncio.run(prepare(running.settings, PLAIN, STRICT, DEFERRING))
     try:
         asyncio.run(wait_until_ready(running.settings, [running.worker], 120))
         yield running
@@ -99,6 +108,23 @@ def test_a_workflow_can_set_its_own_limit(engine: Engine) -> None:
     assert outcomes[-1].record["limit"] == "workflow:2/600s"
 
 
+def test_deferred_starts_are_all_admitted_in_order_as_the_window_allows(
+    engine: Engine,
+) -> None:
+    outcomes = asyncio.run(starts(engine.settings, "rl-defer", "tenant-4", "user-1", 5))
+    assert [o.status for o in outcomes] == ["completed"] * 5
+    names = TopicNames.for_prefix(engine.settings.topic_prefix)
+    ids = [o.execution_id for o in outcomes]
+    started = {
+        e.record["execution_id"]: e.record["timestamp"]
+        for e in asyncio.run(read_topic(engine.settings, names.executions))
+        if e.name == "WorkflowStarted" and e.record["execution_id"] in ids
+    }
+    admitted = [started[i] for i in ids]
+    assert admitted == sorted(admitted)  # in the order they were requested
+    assert admitted[-1] - admitted[0] >= 2_000  # 2 per 4 s: the limit really held them
+
+
 def test_counts_survive_a_worker_restart(engine: Engine) -> None:
     engine.restart()  # a new worker with an empty local store: counts come from Kafka
     outcomes = asyncio.run(starts(engine.settings, "rl-plain", "tenant-1", "user-1", 1))
@@ -120,3 +146,6 @@ def test_stats_show_allowed_and_rejected_per_tenant(engine: Engine) -> None:
     line = next(row for row in result.stdout.splitlines() if "tenant-1" in row)
     assert line.split("│")[2].strip() == "15"  # allowed
     assert line.split("│")[3].strip() == "3"  # rejected: user-1 twice, user-2 once
+    deferring = next(row for row in result.stdout.splitlines() if "tenant-4" in row)
+    assert deferring.split("│")[2].strip() == "5"  # all admitted in the end
+    assert int(deferring.split("│")[4].strip()) >= 3  # at least 3 had to wait

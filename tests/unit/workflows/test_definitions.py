@@ -193,12 +193,12 @@ def test_a_workflow_may_set_its_own_rate_limit() -> None:
     assert build_definition(definition_to_dict(definition)) == definition
 
 
-def test_the_defer_policy_is_refused_until_it_exists() -> None:
+def test_an_unknown_over_limit_policy_is_refused() -> None:
     problems = problems_of(
         {
             "id": "w",
             "steps": [{"id": "a", "type": "noop"}],
-            "rateLimit": {"points": 3, "windowSeconds": 30, "policy": "defer"},
+            "rateLimit": {"points": 3, "windowSeconds": 30, "policy": "queue"},
         }
     )
-    assert problems == ["rateLimit.policy: unsupported policy 'defer' (supported: reject)"]
+    assert problems == ["rateLimit.policy: unknown policy 'queue' (reject or defer)"]
