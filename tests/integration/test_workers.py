@@ -47,7 +47,14 @@ def group(
     run_token: str,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Group]:
-    env = engine_env(settings, f"test-{run_token}-group")
+    # Rate limiting on (per user 10 a minute, tenants unbounded): the count is shared.
+    env = engine_env(
+        settings,
+        f"test-{run_token}-group",
+        WORKFLOW_RATE_LIMIT_ENABLED="true",
+        WORKFLOW_RATE_LIMIT_POINTS="10",
+        WORKFLOW_RATE_LIMIT_TENANT_POINTS="100000",
+    )
     engine = Settings.from_env(env)
     asyncio.run(prepare(engine, SLEEPY))
     workdir = tmp_path_factory.mktemp("group")
@@ -68,7 +75,8 @@ async def wait_until_both_work(engine: Settings, deadline: float) -> None:
     async with WorkflowClient(engine) as client:
         while time.monotonic() < deadline:
             ids = [
-                await client.start_workflow("sleepy-diamond", {}, "t", f"u{n}") for n in range(8)
+                await client.start_workflow("sleepy-diamond", {}, "t", f"w{time.time_ns()}-{n}")
+                for n in range(8)
             ]
             await asyncio.gather(*(client.wait_for(i, timeout=60) for i in ids))
             done = await read_topic(engine, names.step_completed)
@@ -86,7 +94,7 @@ async def test_two_workers_in_one_group_both_execute_steps(
     engine, _ = group
     names = TopicNames.for_prefix(engine.topic_prefix)
     async with WorkflowClient(engine) as client:
-        ids = [await client.start_workflow("sleepy-diamond", {}, "t", f"u{n}") for n in range(24)]
+        ids = [await client.start_workflow("sleepy-diamond", {}, "t", f"s{n}") for n in range(24)]
         outcomes = await asyncio.gather(*(client.wait_for(i, timeout=120) for i in ids))
     assert {o.status for o in outcomes} == {"completed"}
     done = await read_topic(engine, names.step_completed)
@@ -95,6 +103,21 @@ async def test_two_workers_in_one_group_both_execute_steps(
         if event.record["execution_id"] in ids:
             by_worker[event.record["worker"]] += 1
     assert set(by_worker) == {"group-w1", "group-w2"}, by_worker
+
+
+async def test_two_workers_share_one_rate_limit_count(group: Group) -> None:
+    engine, _ = group
+    async with WorkflowClient(engine) as client:
+        # Tenants spread over partitions, so both workers' intakes take part.
+        ids = [
+            await client.start_workflow("sleepy-diamond", {}, f"tenant-{n}", f"user-{n}")
+            for n in range(4)
+            for _ in range(11)
+        ]
+        outcomes = await asyncio.gather(*(client.wait_for(i, timeout=120) for i in ids))
+    for n in range(4):
+        statuses = [o.status for o in outcomes[n * 11 : (n + 1) * 11]]
+        assert statuses == ["completed"] * 10 + ["rejected"], (n, statuses)
 
 
 async def test_a_worker_killed_mid_run_is_replaced_and_every_execution_completes_once(
