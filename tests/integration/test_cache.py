@@ -4,7 +4,6 @@ statistics, and what happens when Redis is away or the cache is disabled."""
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -58,14 +57,25 @@ async def test_a_miss_loads_and_later_lookups_hit_even_on_another_worker(
     assert (await read_shared_stats(shared, prefix))["ai"] == {"hits": 2, "misses": 1, "entries": 1}
 
 
-async def test_entries_expire_in_both_tiers(shared: aioredis.Redis, run_token: str) -> None:
+async def test_entries_expire_in_both_tiers(
+    shared: aioredis.Redis, redis_url: str, run_token: str
+) -> None:
     prefix = f"test:{run_token}:b"
+    key = f"{prefix}:cache:ai:k"
     load = Loader()
     short = cache(shared, prefix, ttl_ms=200)
+    # Wait for Redis to report the key expired (a keyspace event), not for a guessed time.
+    await shared.config_set("notify-keyspace-events", "Ex")
+    listener = aioredis.from_url(redis_url)  # no socket timeout: it waits on purpose
+    events = listener.pubsub()
+    await events.psubscribe("__keyevent@*__:expired")
     await short.get_or_load("k", load)
-    deadline = time.monotonic() + 5
-    while await shared.exists(f"{prefix}:cache:ai:k") and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)  # expiry is the behaviour under test: wait out the TTL
+    async with asyncio.timeout(10):
+        async for message in events.listen():
+            if message["type"] == "pmessage" and message["data"] == key.encode():
+                break
+    await events.aclose()
+    await listener.aclose()
     assert await short.get_or_load("k", load) == "v2"
     assert load.calls == 2
 
