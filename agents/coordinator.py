@@ -78,10 +78,12 @@ def install(engine: Engine) -> None:
 
     def load(
         key: bytes, name: str, record: dict[str, Any]
-    ) -> tuple[ExecutionState, dict[str, Any]]:
+    ) -> tuple[ExecutionState, dict[str, Any], bool]:
+        """The execution's state and identity, and whether it is new (no checkpoint yet)."""
         stored = table.get(key)
         if stored is not None:
-            return state_from_dict(stored["state"], memo), stored["origin"]
+            checkpoint = json.loads(stored)
+            return state_from_dict(checkpoint["state"], memo), checkpoint["origin"], False
         if name != "WorkflowStarted":
             raise UnknownExecution(f"{name} for unknown execution {record['execution_id']}")
         definition = build_definition(json.loads(record["definition_json"]))
@@ -97,7 +99,7 @@ def install(engine: Engine) -> None:
             k: record[k]
             for k in ("execution_id", "workflow_id", "workflow_version", "tenant_id", "user_id")
         }
-        return state, origin
+        return state, origin, True
 
     async def emit(state: ExecutionState, origin: dict[str, Any], command: object) -> None:
         execution_id = state.execution_id
@@ -146,15 +148,16 @@ def install(engine: Engine) -> None:
             if key is None:
                 raise ValueError("execution events must be keyed by execution_id")
             decoded = CODEC.decode(event.value)
-            state, origin = load(key, decoded.name, decoded.record)
+            state, origin, fresh = load(key, decoded.name, decoded.record)
             core = core_event(decoded.name, decoded.record)
         except (EventCodecError, UnknownExecution, ValueError, KeyError) as error:
-            await engine.dead_letter(event, error)
+            await engine.dead_letter(event.message, error)
             return
         new_state, commands = reduce(state, core)
-        if new_state is state and table.get(key) is not None:
+        if new_state is state and not fresh:
             return  # a duplicate or stale event: nothing to write, nothing to emit
-        table[key] = {"state": state_to_dict(new_state), "origin": origin}
+        checkpoint = {"state": state_to_dict(new_state), "origin": origin}
+        table[key] = to_json(checkpoint).encode()
         for command in commands:
             await emit(new_state, origin, command)
 
@@ -188,8 +191,9 @@ def install(engine: Engine) -> None:
     async def rearm_retries() -> None:
         """A worker that takes over partitions re-arms the retries their checkpoints hold."""
         for key, stored in table.items():
-            state = state_from_dict(stored["state"], memo)
+            checkpoint = json.loads(stored)
+            state, origin = state_from_dict(checkpoint["state"], memo), checkpoint["origin"]
             for step_id, step in state.steps.items():
                 if step.status is StepStatus.RETRYING and step.retry_at_ms is not None:
-                    origin = {**stored["origin"], "step_id": step_id, "attempt": step.attempt + 1}
-                    heapq.heappush(retries, (step.retry_at_ms, key.decode(), origin))
+                    due = {**origin, "step_id": step_id, "attempt": step.attempt + 1}
+                    heapq.heappush(retries, (step.retry_at_ms, key.decode(), due))

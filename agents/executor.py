@@ -9,16 +9,21 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from typing import Any
 
-from faust.types import EventT, StreamT
+from aiokafka import ConsumerRecord, TopicPartition
 
 from schemas.codec import CODEC
 from steps.registry import PermanentStepError, StepContext
 from streams.engine import Engine
 from streams.events import envelope, now_ms, to_json
+from streams.groups import OnRevoke, commit, group_consumer
+from streams.offsets import OffsetTracker
 
 log = logging.getLogger(__name__)
+
+COMMIT_INTERVAL_MS = 200  # also the longest a quiet executor waits for new steps
 
 
 def context_for(record: dict[str, Any]) -> StepContext:
@@ -74,21 +79,81 @@ async def run_step(engine: Engine, record: dict[str, Any]) -> tuple[str, dict[st
     )
 
 
-def install(engine: Engine) -> None:
-    names = engine.names
+class Executor:
+    """Consumes step-ready in the group `<prefix>-executor`, at most `concurrency` steps at
+    once. A message's offset becomes committable once the broker has acknowledged the
+    event that reports its step, so a crash re-runs a step rather than losing it (the
+    coordinator ignores the second report)."""
 
-    async def handle(event: EventT[Any]) -> None:
-        decoded = CODEC.decode(event.value)
+    def __init__(self, engine: Engine, concurrency: int) -> None:
+        self.engine = engine
+        self.slots = asyncio.Semaphore(concurrency)
+        self.offsets = OffsetTracker()
+        self.running: set[asyncio.Task[None]] = set()
+
+    async def run(self) -> None:
+        names = self.engine.names
+        consumer = group_consumer(self.engine.settings, "executor")
+
+        async def revoked(partitions: list[TopicPartition]) -> None:
+            await commit(consumer, self.offsets.take_positions())
+            self.offsets.forget(partitions)
+
+        consumer.subscribe([names.step_ready], listener=OnRevoke(revoked))
+        await consumer.start()
+        next_commit = time.monotonic()
+        try:
+            while True:
+                batches = await consumer.getmany(timeout_ms=COMMIT_INTERVAL_MS)
+                for tp, messages in batches.items():
+                    for message in messages:
+                        await self.slots.acquire()
+                        self.offsets.started(tp, message.offset)
+                        task = asyncio.create_task(self.execute(tp, message))
+                        self.running.add(task)
+                        task.add_done_callback(self.running.discard)
+                if time.monotonic() >= next_commit:
+                    next_commit = time.monotonic() + COMMIT_INTERVAL_MS / 1000
+                    await commit(consumer, self.offsets.take_positions())
+        finally:
+            for task in self.running:
+                task.cancel()
+            await commit(consumer, self.offsets.take_positions())
+            await consumer.stop()
+
+    async def execute(self, tp: TopicPartition, message: ConsumerRecord[bytes, bytes]) -> None:
+        try:
+            delivered = await self.report(message)
+        except Exception as error:
+            log.exception("executor failed on %s/%s/%s", tp.topic, tp.partition, message.offset)
+            delivered = await self.engine.dead_letter(message, error)
+        finally:
+            self.slots.release()
+
+        def acknowledged(future: asyncio.Future[Any]) -> None:
+            if future.cancelled() or future.exception() is not None:
+                # Not committable: the partition stays at this offset, so the step runs
+                # again after a restart or a rebalance.
+                log.error("executor: report of %s/%s not delivered", tp, message.offset)
+                return
+            self.offsets.finished(tp, message.offset)
+
+        delivered.add_done_callback(acknowledged)
+
+    async def report(self, message: ConsumerRecord[bytes, bytes]) -> asyncio.Future[Any]:
+        names = self.engine.names
+        decoded = CODEC.decode(message.value or b"")
         if decoded.name != "StepReady":
-            await engine.dead_letter(event, f"unexpected {decoded.name} on {names.step_ready}")
-            return
-        name, record = await run_step(engine, decoded.record)
-        await engine.send(names.step_completed, record["execution_id"], name, record)
+            return await self.engine.dead_letter(
+                message, f"unexpected {decoded.name} on {names.step_ready}"
+            )
+        name, record = await run_step(self.engine, decoded.record)
+        return await self.engine.send(names.step_completed, record["execution_id"], name, record)
 
-    @engine.app.agent(
-        engine.topics[names.step_ready],
-        name="executor",
-        concurrency=engine.options.executor_concurrency,
-    )
-    async def executor(stream: StreamT[Any]) -> None:
-        await engine.consume(stream, handle)
+
+def install(engine: Engine) -> None:
+    executor = Executor(engine, engine.options.executor_concurrency)
+
+    @engine.app.task  # type: ignore[untyped-decorator]
+    async def run_executor() -> None:
+        await executor.run()

@@ -137,14 +137,16 @@ def install(engine: Engine) -> None:
         try:
             decoded = CODEC.decode(event.value)
         except EventCodecError as error:
-            await engine.dead_letter(event, error)
+            await engine.dead_letter(event.message, error)
             return
         if decoded.name == "WorkflowStartRequested":
             await start_requested(decoded.record)
         elif decoded.name == "RateLimitWake":
             await wake(decoded.record["scope"])
         else:
-            await engine.dead_letter(event, f"unexpected {decoded.name} on {names.workflow_start}")
+            await engine.dead_letter(
+                event.message, f"unexpected {decoded.name} on {names.workflow_start}"
+            )
 
     @engine.app.agent(engine.topics[names.workflow_start], name="intake")
     async def intake(stream: StreamT[Any]) -> None:

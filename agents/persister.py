@@ -1,7 +1,7 @@
 """Persister: executions and step results into PostgreSQL, in batches, off the hot path.
 
-It reads the same topics as the coordinator (plus the outcomes) with its own agent, so a
-slow or absent database delays only the audit trail, never a workflow. Writes are
+It reads the same topics as the coordinator (plus the outcomes) in its own consumer group,
+so a slow or absent database delays only the audit trail, never a workflow. Writes are
 idempotent upserts: a redelivered batch changes nothing, and events of one execution
 may arrive in any order across topics.
 """
@@ -14,10 +14,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
-from faust.types import StreamT
 
 from schemas.codec import CODEC, DecodedEvent, EventCodecError
 from streams.engine import Engine
+from streams.groups import commit, group_consumer
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ ON CONFLICT (execution_id, step_id, attempt) DO NOTHING
 """
 
 BATCH_SIZE = 500
-BATCH_WINDOW_SECONDS = 0.5
+BATCH_WINDOW_MS = 500
 TRANSIENT = (
     OSError,
     asyncpg.InterfaceError,
@@ -121,18 +121,19 @@ def rows_for(events: list[DecodedEvent]) -> tuple[list[tuple[Any, ...]], list[tu
     return executions, steps
 
 
-def install(engine: Engine) -> None:
-    names = engine.names
+class Persister:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
 
-    async def write(executions: list[tuple[Any, ...]], steps: list[tuple[Any, ...]]) -> None:
-        pool = await engine.database()
+    async def write(self, executions: list[tuple[Any, ...]], steps: list[tuple[Any, ...]]) -> None:
+        pool = await self.engine.database()
         async with pool.acquire() as connection, connection.transaction():
             if executions:
                 await connection.executemany(UPSERT_EXECUTION, executions)
             if steps:
                 await connection.executemany(INSERT_STEP, steps)
 
-    async def persist(values: list[bytes]) -> None:
+    async def persist(self, values: list[bytes]) -> None:
         events = []
         for value in values:
             try:
@@ -145,25 +146,39 @@ def install(engine: Engine) -> None:
         delay = 0.5
         while True:  # the database may be restarting: hold the batch, do not drop it
             try:
-                await write(executions, steps)
+                await self.write(executions, steps)
                 return
             except TRANSIENT as error:
                 log.warning("persister: database unavailable (%r), retrying in %.1fs", error, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
 
-    channel = engine.app.topic(
-        names.executions,
-        names.step_completed,
-        names.workflow_completed,
-        key_serializer="raw",
-        value_serializer="raw",
-    )
+    async def run(self) -> None:
+        """Batches from the group `<prefix>-persister`; offsets are committed after the
+        batch is written, so a crash writes a batch twice (upserts) rather than never."""
+        names = self.engine.names
+        consumer = group_consumer(self.engine.settings, "persister")
+        consumer.subscribe([names.executions, names.step_completed, names.workflow_completed])
+        await consumer.start()
+        try:
+            while True:
+                batches = await consumer.getmany(timeout_ms=BATCH_WINDOW_MS, max_records=BATCH_SIZE)
+                values = [m.value for ms in batches.values() for m in ms if m.value is not None]
+                if not values:
+                    continue
+                try:
+                    await self.persist(values)
+                except Exception:
+                    log.exception("persister: batch of %d events not written", len(values))
+                positions = {tp: ms[-1].offset + 1 for tp, ms in batches.items() if ms}
+                await commit(consumer, positions)
+        finally:
+            await consumer.stop()
 
-    @engine.app.agent(channel, name="persister")
-    async def persister(stream: StreamT[Any]) -> None:
-        async for values in stream.take(BATCH_SIZE, within=BATCH_WINDOW_SECONDS):
-            try:
-                await persist(values)
-            except Exception:
-                log.exception("persister: batch of %d events not written", len(values))
+
+def install(engine: Engine) -> None:
+    persister = Persister(engine)
+
+    @engine.app.task  # type: ignore[untyped-decorator]
+    async def run_persister() -> None:
+        await persister.run()

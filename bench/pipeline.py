@@ -249,7 +249,7 @@ async def in_flight_memory(
         if sum(e.record["workflow_id"] == "hold" for e in ready) >= executions:
             break
     print(
-        f"[5] worker RSS: {before:.0f} MB idle, {rss_mb(worker.process.pid):.0f} MB with "
+        f"[5] RSS of one worker: {before:.0f} MB idle, {rss_mb(worker.process.pid):.0f} MB with "
         f"{len(ids)} executions in flight"
     )
 
@@ -259,6 +259,7 @@ async def main() -> None:
     parser.add_argument("--executions", type=int, default=10_000)
     parser.add_argument("--paced-seconds", type=float, default=10.0)
     parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--workers", type=int, default=1, help="worker processes in the group")
     args = parser.parse_args()
     prefix = f"bench-{uuid.uuid4().hex[:8]}"
     # Rate limiting off: these phases measure the engine, not the limiter.
@@ -271,12 +272,17 @@ async def main() -> None:
     settings = Settings.from_env(env)
     await prepare(settings, *DEFINITIONS)
     workdir = Path(tempfile.mkdtemp(prefix="stepstream-bench-", dir="/var/tmp"))
-    worker = WorkerProcess("bench-worker", env, workdir, ("--concurrency", str(args.concurrency)))
+    workers = [
+        WorkerProcess(f"bench-worker-{n}", env, workdir, ("--concurrency", str(args.concurrency)))
+        for n in range(args.workers)
+    ]
+    worker = workers[0]
     try:
-        await wait_until_ready(settings, [worker], timeout=120)
+        await wait_until_ready(settings, workers, timeout=120)
         print(
             f"broker {settings.kafka_bootstrap_servers}, {settings.topic_partitions} "
-            f"partitions, 1 worker (executor concurrency {args.concurrency}), "
+            f"partitions, {args.workers} worker process(es) (executor concurrency "
+            f"{args.concurrency} each), "
             f"store rocksdb, {os.cpu_count()} cores shared with the broker"
         )
         async with WorkflowClient(settings) as client:
@@ -289,7 +295,8 @@ async def main() -> None:
         async with WorkflowClient(settings, follow_outcomes=False) as client:
             await in_flight_memory(settings, client, worker, args.executions)
     finally:
-        worker.stop()
+        for each in workers:
+            each.stop()
 
 
 if __name__ == "__main__":

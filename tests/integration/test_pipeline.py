@@ -25,6 +25,7 @@ from tests.integration.workers import (
     prepare,
     read_topic,
     wait_for_checkpoints,
+    wait_for_commits,
     wait_until_ready,
 )
 from workflows import parse_definition
@@ -242,6 +243,7 @@ async def test_poison_messages_go_to_the_dead_letter_topic_and_processing_goes_o
     names = TopicNames.for_prefix(engine.topic_prefix)
     poison_key = f"{run_token}-poison".encode()
     await client.send_raw(names.step_completed, b"\x00not avro at all", key=poison_key)
+    await client.send_raw(names.step_ready, b"\xc3\x01 truncated", key=poison_key)
     await client.send_raw(
         names.workflow_start,
         CODEC.encode(
@@ -265,12 +267,13 @@ async def test_poison_messages_go_to_the_dead_letter_topic_and_processing_goes_o
     letters = await read_topic(
         engine,
         names.dead_letter,
-        until=lambda events: sum(e.record["key"] == poison_key for e in events) >= 2,
+        until=lambda events: sum(e.record["key"] == poison_key for e in events) >= 3,
     )
     ours = {e.record["source_topic"]: e.record for e in letters if e.record["key"] == poison_key}
     assert ours[names.step_completed]["payload"] == b"\x00not avro at all"
     assert "CorruptEvent" in ours[names.step_completed]["error"]
     assert "unexpected DeadLetter" in ours[names.workflow_start]["error"]
+    assert ours[names.step_ready]["payload"] == b"\xc3\x01 truncated"
     assert ours[names.workflow_start]["offset"] >= 0
 
 
@@ -381,3 +384,19 @@ async def test_the_reference_maintenance_workflow_does_real_work(
     )
     ours = [e for e in notifications if e.record["execution_id"] == execution_id]
     assert len(ours) == 1 and ours[0].record["request_id"] == request_id
+
+
+async def test_the_executor_and_persister_groups_commit_what_they_finished(
+    engine: Settings, client: WorkflowClient
+) -> None:
+    """They consume outside faust, in their own groups: their committed positions must
+    reach the end of their topics once the work is done, or every restart would run
+    every step again."""
+    ids = [
+        await client.start_workflow("noop-diamond", {}, "tenant-c", f"user-{n}") for n in range(20)
+    ]
+    for execution_id in ids:
+        assert (await client.wait_for(execution_id, timeout=60)).status == "completed"
+    names = TopicNames.for_prefix(engine.topic_prefix)
+    for group, topic in (("executor", names.step_ready), ("persister", names.step_completed)):
+        await wait_for_commits(engine, f"{engine.topic_prefix}-{group}", topic)
