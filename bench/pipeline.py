@@ -260,6 +260,7 @@ async def main() -> None:
     parser.add_argument("--paced-seconds", type=float, default=10.0)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--workers", type=int, default=1, help="worker processes in the group")
+    parser.add_argument("--phases", default="12345", help="which phases to run, e.g. 23")
     args = parser.parse_args()
     prefix = f"bench-{uuid.uuid4().hex[:8]}"
     # Rate limiting off: these phases measure the engine, not the limiter.
@@ -285,15 +286,22 @@ async def main() -> None:
             f"{args.concurrency} each), "
             f"store rocksdb, {os.cpu_count()} cores shared with the broker"
         )
+        engine = None
         async with WorkflowClient(settings) as client:
-            await one_second_steps(settings, client)
-            engine = await saturation(settings, client, args.executions)
-            for steps_per_second in (1_000, 200):
-                await paced(settings, client, args.paced_seconds, steps_per_second)
-        bound = await raw_bound(settings, args.executions * 4)
-        print(f"    engine / raw bound = {engine / bound:.2f}")
-        async with WorkflowClient(settings, follow_outcomes=False) as client:
-            await in_flight_memory(settings, client, worker, args.executions)
+            if "1" in args.phases:
+                await one_second_steps(settings, client)
+            if "2" in args.phases:
+                engine = await saturation(settings, client, args.executions)
+            if "3" in args.phases:
+                for steps_per_second in (1_000, 200):
+                    await paced(settings, client, args.paced_seconds, steps_per_second)
+        if "4" in args.phases:
+            bound = await raw_bound(settings, args.executions * 4)
+            if engine is not None:
+                print(f"    engine / raw bound = {engine / bound:.2f}")
+        if "5" in args.phases:
+            async with WorkflowClient(settings, follow_outcomes=False) as client:
+                await in_flight_memory(settings, client, worker, args.executions)
     finally:
         for each in workers:
             each.stop()

@@ -22,6 +22,7 @@ from schemas.codec import CODEC, EventCodecError
 from steps.builtin import default_registry
 from steps.maintenance import MaintenanceSteps
 from steps.registry import StepContext, StepRegistry
+from streams import faust_fixes
 from streams.codec import register_codec
 from streams.definitions import DefinitionCatalog
 from streams.events import envelope, now_ms
@@ -216,6 +217,7 @@ def priority_service(settings: Settings) -> PriorityService:
 
 def create_engine(settings: Settings, options: WorkerOptions) -> Engine:
     names = TopicNames.for_prefix(settings.topic_prefix)
+    faust_fixes.apply()
     register_codec()
     app = faust.App(
         f"{settings.topic_prefix}-engine",
