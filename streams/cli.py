@@ -69,7 +69,7 @@ def run() -> None:
 def worker(
     name: str | None, data_dir: Path | None, concurrency: int, store: str, loglevel: str
 ) -> None:
-    """Run a worker: intake, coordinator and executor agents in one consumer group."""
+    """Run a worker: intake and coordinator (faust agents), executor and persister."""
     import uvloop
 
     from streams.engine import Worker, WorkerOptions, create_engine, default_data_dir
