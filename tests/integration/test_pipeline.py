@@ -19,6 +19,7 @@ from streams.settings import Settings
 from streams.topics import TopicNames
 from streams.watch import ExecutionView, ExecutionWatcher
 from tests.integration.workers import (
+    NOOP_DIAMOND,
     WorkerProcess,
     definition,
     engine_env,
@@ -44,18 +45,6 @@ MAINTENANCE = definition(
                 "dependsOn": ["step-2", "step-3"],
                 "config": {"seconds": 0.1},
             },
-        ],
-    }
-)
-NOOP_DIAMOND = definition(
-    {
-        "id": "noop-diamond",
-        "version": 1,
-        "steps": [
-            {"id": "a", "type": "noop"},
-            {"id": "b", "type": "noop", "dependsOn": ["a"]},
-            {"id": "c", "type": "noop", "dependsOn": ["a"]},
-            {"id": "d", "type": "noop", "dependsOn": ["b", "c"]},
         ],
     }
 )

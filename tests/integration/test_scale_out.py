@@ -14,24 +14,11 @@ from pathlib import Path
 from streams.client import WorkflowClient
 from streams.settings import Settings
 from tests.integration.workers import (
+    NOOP_DIAMOND,
     WorkerProcess,
-    definition,
     engine_env,
     prepare,
     wait_until_ready,
-)
-
-DIAMOND = definition(
-    {
-        "id": "diamond",
-        "version": 1,
-        "steps": [
-            {"id": "a", "type": "noop"},
-            {"id": "b", "type": "noop", "dependsOn": ["a"]},
-            {"id": "c", "type": "noop", "dependsOn": ["a"]},
-            {"id": "d", "type": "noop", "dependsOn": ["b", "c"]},
-        ],
-    }
 )
 
 
@@ -40,7 +27,7 @@ async def test_executions_started_while_the_group_rebalances_all_complete(
 ) -> None:
     env = engine_env(settings, f"test-{run_token}-scale", STEPSTREAM_TOPIC_PARTITIONS="8")
     engine = Settings.from_env(env)
-    await prepare(engine, DIAMOND)
+    await prepare(engine, NOOP_DIAMOND)
     # Both start at once: the second joins the group while the first has just been
     # given every partition, so the rebalance lands on the load below.
     workers = [WorkerProcess(f"scale-w{n}", env, tmp_path) for n in (1, 2)]
@@ -48,7 +35,7 @@ async def test_executions_started_while_the_group_rebalances_all_complete(
         await wait_until_ready(engine, workers, 120)
         async with WorkflowClient(engine) as client:
             ids = [
-                await client.start_workflow("diamond", {}, f"t{n % 8}", f"u{n}")
+                await client.start_workflow("noop-diamond", {}, f"t{n % 8}", f"u{n}")
                 for n in range(1000)
             ]
             outcomes = await asyncio.gather(

@@ -111,3 +111,18 @@ async def wait_for_commits(
     finally:
         await probe.stop()
         await admin.close()
+
+
+# A 4-step diamond of no-op steps (a; b and c after a; d after both), id "noop-diamond".
+NOOP_DIAMOND = definition(
+    {
+        "id": "noop-diamond",
+        "version": 1,
+        "steps": [
+            {"id": "a", "type": "noop"},
+            {"id": "b", "type": "noop", "dependsOn": ["a"]},
+            {"id": "c", "type": "noop", "dependsOn": ["a"]},
+            {"id": "d", "type": "noop", "dependsOn": ["b", "c"]},
+        ],
+    }
+)
