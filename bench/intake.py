@@ -17,11 +17,12 @@ import time
 import uuid
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
 from streams.client import WorkflowClient
 from streams.settings import Settings
 from streams.topics import TopicNames
+from streams.watch import reader
 from streams.worker_process import WorkerProcess, prepare, wait_until_ready
 from workflows import build_definition
 
@@ -38,11 +39,7 @@ HOLD = build_definition(
 async def count_started(settings: Settings, expected: int, deadline: float) -> float:
     """Seconds until `expected` WorkflowStarted events are on the executions topic."""
     topic = TopicNames.for_prefix(settings.topic_prefix).executions
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-    )
+    consumer = reader(settings)
     await consumer.start()
     partitions = [TopicPartition(topic, p) for p in range(settings.topic_partitions)]
     consumer.assign(partitions)

@@ -29,7 +29,7 @@ from schemas.codec import CODEC, DecodedEvent
 from streams.client import WorkflowClient
 from streams.settings import Settings
 from streams.topics import TopicNames
-from streams.watch import rewind
+from streams.watch import reader, rewind
 from streams.worker_process import WorkerProcess, prepare, wait_until_ready
 from workflows import build_definition
 
@@ -74,12 +74,7 @@ def percentile(values: list[float], q: float) -> float:
 
 
 async def read_all(settings: Settings, topic: str) -> list[DecodedEvent]:
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        max_poll_records=5000,
-    )
+    consumer = reader(settings, max_poll_records=5000)
     await consumer.start()
     try:
         partitions = [TopicPartition(topic, p) for p in range(settings.topic_partitions)]

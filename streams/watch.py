@@ -128,6 +128,17 @@ async def rewind(
     return dict(await consumer.end_offsets(partitions))
 
 
+def reader(settings: Settings, **options: Any) -> AIOKafkaConsumer:
+    """A consumer outside any consumer group that reads from the earliest offset: for
+    tools, tests and benchmarks that read topics without taking part in the engine."""
+    return AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        **options,
+    )
+
+
 def changelog_topic(settings: Settings, table: str = "executions") -> str:
     return f"{settings.topic_prefix}-engine-{table}-changelog"
 
@@ -138,11 +149,7 @@ async def read_changelog(
     """Latest value of every key of a table in the given partitions (all by default),
     read from its changelog up to the current end."""
     topic = changelog_topic(settings, table)
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-    )
+    consumer = reader(settings)
     await consumer.start()
     try:
         if topic not in await consumer.topics():

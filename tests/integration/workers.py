@@ -12,7 +12,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from schemas.codec import CODEC, DecodedEvent, EventCodecError
 from streams.settings import Settings
-from streams.watch import rewind
+from streams.watch import reader, rewind
 from streams.worker_process import WorkerProcess, prepare, wait_until_ready
 from workflows import WorkflowDefinition, build_definition
 
@@ -44,11 +44,7 @@ async def read_topic(
 ) -> list[DecodedEvent]:
     """Every decodable event on the topic from the beginning up to its current end (or, with
     `until`, until the condition holds on what was read, within `timeout`)."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-    )
+    consumer = reader(settings)
     await consumer.start()
     try:
         partitions = [TopicPartition(topic, p) for p in range(settings.topic_partitions)]
