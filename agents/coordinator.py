@@ -86,11 +86,12 @@ def install(engine: Engine) -> None:
             return state_from_dict(checkpoint["state"], memo), checkpoint["origin"], False
         if name != "WorkflowStarted":
             raise UnknownExecution(f"{name} for unknown execution {record['execution_id']}")
-        definition = build_definition(json.loads(record["definition_json"]))
-        memo.setdefault((definition.id, definition.version), definition)
+        pinned = (record["workflow_id"], record["workflow_version"])
+        if pinned not in memo:  # validating a definition costs more than the whole event
+            memo[pinned] = build_definition(json.loads(record["definition_json"]))
         state = new_execution(
             record["execution_id"],
-            memo[(definition.id, definition.version)],
+            memo[pinned],
             json.loads(record["input_json"]),
             max_parallel_steps=engine.settings.max_parallel_steps,
             parallel_enabled=engine.settings.parallel_execution_enabled,

@@ -16,6 +16,8 @@ from workflows.execution import (
     ExecutionState,
     ExecutionStatus,
     FailWorkflow,
+    Replay,
+    ReplayAction,
     ScheduleRetry,
     Started,
     StepCompleted,
@@ -24,6 +26,7 @@ from workflows.execution import (
     Tick,
     new_execution,
     reduce,
+    replay_applies,
 )
 from workflows.loading import definition_to_dict, format_for, parse_definition
 from workflows.planning import Plan, describe, plan
@@ -43,6 +46,8 @@ __all__ = [
     "InvalidDefinition",
     "Plan",
     "Problem",
+    "Replay",
+    "ReplayAction",
     "RetryPolicy",
     "ScheduleRetry",
     "Started",
@@ -60,6 +65,7 @@ __all__ = [
     "parse_definition",
     "plan",
     "reduce",
+    "replay_applies",
     "state_from_dict",
     "state_to_dict",
     "to_dot",

@@ -27,6 +27,7 @@ _STEP_FIELDS = (
     "ready_at_ms",
     "started_at_ms",
     "finished_at_ms",
+    "base",
 )
 
 
@@ -42,6 +43,7 @@ def state_to_dict(state: ExecutionState) -> dict[str, Any]:
     for step_id, step in state.steps.items():
         values = [getattr(step, name) for name in _STEP_FIELDS]
         values[0] = str(step.status)
+        values[-1] = step.base or None  # 0 for steps never retried or rerun by an operator
         while values and values[-1] is None:  # trailing unset fields cost nothing
             values.pop()
         steps[step_id] = values
@@ -59,6 +61,7 @@ def state_to_dict(state: ExecutionState) -> dict[str, Any]:
         "fail": [state.failure.step_id, state.failure.error] if state.failure else None,
         "t0": state.started_at_ms,
         "t1": state.finished_at_ms,
+        **({"ops": list(state.replays)} if state.replays else {}),
     }
 
 
@@ -78,6 +81,7 @@ def state_from_dict(data: dict[str, Any], memo: DefinitionMemo | None = None) ->
         for step_id, values in data["steps"].items():
             fields = dict(zip(_STEP_FIELDS, values, strict=False))
             fields["status"] = StepStatus(fields["status"])
+            fields["base"] = fields.get("base") or 0
             steps[step_id] = StepState(**fields)
         failure = data["fail"]
         return ExecutionState(
@@ -93,6 +97,7 @@ def state_from_dict(data: dict[str, Any], memo: DefinitionMemo | None = None) ->
             failure=Failure(failure[0], failure[1]) if failure else None,
             started_at_ms=data["t0"],
             finished_at_ms=data["t1"],
+            replays=tuple(data.get("ops", ())),
         )
     except (KeyError, TypeError, ValueError) as error:
         raise CheckpointError(f"malformed checkpoint: {error!r}") from error

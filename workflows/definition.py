@@ -53,6 +53,17 @@ class DependencyGraph:
     order: tuple[str, ...]
     position: Mapping[str, int]
 
+    def descendants(self, step_id: str) -> tuple[str, ...]:
+        """Every step that depends on `step_id`, directly or not, in plan order."""
+        found: set[str] = set()
+        pending = [step_id]
+        while pending:
+            for dependent in self.dependents[pending.pop()]:
+                if dependent not in found:
+                    found.add(dependent)
+                    pending.append(dependent)
+        return tuple(sorted(found, key=self.position.__getitem__))
+
 
 @dataclass(frozen=True)
 class WorkflowDefinition:

@@ -9,12 +9,51 @@ stale attempt, anything after the end) changes nothing and emits nothing.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any, NamedTuple
 
 from workflows.definition import WorkflowDefinition
+from workflows.messages import (
+    Command,
+    CompleteWorkflow,
+    EmitStepReady,
+    Event,
+    FailWorkflow,
+    Replay,
+    ReplayAction,
+    ScheduleRetry,
+    Started,
+    StepCompleted,
+    StepFailed,
+    Tick,
+)
 from workflows.policies import backoff_ms
+
+__all__ = [  # the messages are re-exported: they are part of the reducer's contract
+    "TERMINAL",
+    "Command",
+    "CompleteWorkflow",
+    "EmitStepReady",
+    "Event",
+    "ExecutionState",
+    "ExecutionStatus",
+    "FailWorkflow",
+    "Failure",
+    "Replay",
+    "ReplayAction",
+    "ScheduleRetry",
+    "Started",
+    "StepCompleted",
+    "StepFailed",
+    "StepState",
+    "StepStatus",
+    "Tick",
+    "Transition",
+    "new_execution",
+    "reduce",
+    "replay_applies",
+]
 
 
 class StepStatus(StrEnum):
@@ -49,6 +88,7 @@ class StepState(NamedTuple):
     ready_at_ms: int | None = None  # when the current attempt was released
     started_at_ms: int | None = None  # as reported by the executor
     finished_at_ms: int | None = None
+    base: int = 0  # attempts made before the current run (an operator's retry or rerun)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,79 +111,14 @@ class ExecutionState:
     failure: Failure | None = None
     started_at_ms: int | None = None
     finished_at_ms: int | None = None
+    replays: tuple[str, ...] = ()  # operator requests applied, oldest first
+
+    @property
+    def generation(self) -> int:
+        """How many times an operator re-opened the execution; outcome ids include it."""
+        return len(self.replays)
 
 
-# Events --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Started:
-    at_ms: int
-
-
-@dataclass(frozen=True, slots=True)
-class StepCompleted:
-    step_id: str
-    attempt: int
-    output: Any
-    at_ms: int
-    started_at_ms: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class StepFailed:
-    step_id: str
-    attempt: int
-    error: str
-    retryable: bool
-    at_ms: int
-    started_at_ms: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Tick:
-    """The clock moved on: release retries that are due."""
-
-    now_ms: int
-
-
-Event = Started | StepCompleted | StepFailed | Tick
-
-
-# Commands ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class EmitStepReady:
-    step_id: str
-    step_type: str
-    attempt: int
-    inputs: Mapping[str, Any]
-    config: Mapping[str, Any] = field(default_factory=dict)
-    timeout_ms: int = 30_000
-
-
-@dataclass(frozen=True, slots=True)
-class ScheduleRetry:
-    step_id: str
-    attempt: int
-    due_at_ms: int
-
-
-@dataclass(frozen=True, slots=True)
-class CompleteWorkflow:
-    outputs: Mapping[str, Any]
-    at_ms: int
-
-
-@dataclass(frozen=True, slots=True)
-class FailWorkflow:
-    step_id: str
-    error: str
-    at_ms: int
-
-
-Command = EmitStepReady | ScheduleRetry | CompleteWorkflow | FailWorkflow
 Transition = tuple[ExecutionState, tuple[Command, ...]]
 
 
@@ -173,6 +148,8 @@ def new_execution(
 
 def reduce(state: ExecutionState, event: Event) -> Transition:
     """Apply one event. Never raises for events that do not fit; they are no-ops."""
+    if isinstance(event, Replay):
+        return _replay(state, event)
     if state.status in TERMINAL:
         return state, ()
     match event:
@@ -237,8 +214,9 @@ def _fail_step(state: ExecutionState, event: StepFailed) -> Transition:
     draft = _Draft(state)
     step = state.steps[event.step_id]
     policy = state.definition.retry_policy(event.step_id)
-    if event.retryable and event.attempt < policy.max_attempts:
-        delay = backoff_ms(policy, state.execution_id, event.step_id, event.attempt)
+    run_attempt = event.attempt - step.base  # the policy counts attempts of this run
+    if event.retryable and run_attempt < policy.max_attempts:
+        delay = backoff_ms(policy, state.execution_id, event.step_id, run_attempt)
         due = event.at_ms + delay
         draft.steps[event.step_id] = step._replace(
             status=StepStatus.RETRYING, error=event.error, retry_at_ms=due
@@ -279,6 +257,68 @@ def _release_due_retries(state: ExecutionState, event: Tick) -> Transition:
     return draft.finish()
 
 
+def replay_applies(state: ExecutionState, action: ReplayAction, step_id: str | None) -> bool:
+    """Whether the request would change the execution: resume a running one, retry a
+    failed one, rerun an ended one from one of its steps."""
+    match action:
+        case ReplayAction.RESUME:
+            return state.status is ExecutionStatus.RUNNING
+        case ReplayAction.RETRY:
+            return state.status is ExecutionStatus.FAILED
+        case ReplayAction.RERUN_FROM:
+            return state.status in TERMINAL and step_id in state.steps
+    return False
+
+
+def _replay(state: ExecutionState, event: Replay) -> Transition:
+    if event.request_id in state.replays or not replay_applies(state, event.action, event.step_id):
+        return state, ()
+    reset: tuple[str, ...] = ()
+    if event.action is ReplayAction.RERUN_FROM and event.step_id is not None:
+        reset = (event.step_id, *state.definition.graph.descendants(event.step_id))
+    return _reopen(state, reset, event)
+
+
+def _reopen(state: ExecutionState, reset: tuple[str, ...], event: Replay) -> Transition:
+    """Run again what has not completed: the `reset` steps from scratch, failed steps
+    with a new attempt, running steps re-sent at their attempt (handlers key their side
+    effects on it), retries now; then the queue as dependencies and slots allow."""
+    draft = _Draft(state)
+    for step_id in reset:
+        attempt = draft.steps[step_id].attempt
+        draft.steps[step_id] = StepState(StepStatus.WAITING, 0, attempt=attempt, base=attempt)
+    graph = state.definition.graph
+    done = {s for s, step in draft.steps.items() if step.status is StepStatus.COMPLETED}
+    draft.queue, draft.outstanding = [], 0
+    for step_id in graph.order:
+        step = draft.steps[step_id]
+        if step.status is StepStatus.COMPLETED:
+            continue
+        if step.status is StepStatus.RUNNING:
+            draft.outstanding += 1
+            draft.send(step_id, step.attempt, event.at_ms)
+        elif step.status is StepStatus.RETRYING:
+            draft.outstanding += 1
+            draft.release(step_id, event.at_ms)
+        else:  # waiting, queued, or failed: queued again once its dependencies are done
+            remaining = sum(d not in done for d in state.definition.step_by_id[step_id].depends_on)
+            base = step.attempt if step.status is StepStatus.FAILED else step.base
+            status = StepStatus.QUEUED if remaining == 0 else StepStatus.WAITING
+            draft.steps[step_id] = step._replace(
+                status=status, remaining=remaining, error=None, base=base
+            )
+            if remaining == 0:
+                draft.queue.append(step_id)
+    draft.fill_slots(event.at_ms)
+    return draft.finish(
+        status=ExecutionStatus.RUNNING,
+        completed_steps=len(done),
+        failure=None,
+        finished_at_ms=None,
+        replays=(*state.replays, event.request_id),
+    )
+
+
 class _Draft:
     """Mutable working copy of one transition; `finish` freezes it into the next state."""
 
@@ -307,10 +347,12 @@ class _Draft:
 
     def release(self, step_id: str, at_ms: int) -> None:
         """Emit step-ready for the step's next attempt."""
+        self.send(step_id, self.steps[step_id].attempt + 1, at_ms)
+
+    def send(self, step_id: str, attempt: int, at_ms: int) -> None:
+        """Emit step-ready for this attempt of the step."""
         definition = self.state.definition
-        step = self.steps[step_id]
-        attempt = step.attempt + 1
-        self.steps[step_id] = step._replace(
+        self.steps[step_id] = self.steps[step_id]._replace(
             status=StepStatus.RUNNING, attempt=attempt, retry_at_ms=None, ready_at_ms=at_ms
         )
         step_definition = definition.step_by_id[step_id]

@@ -13,6 +13,7 @@ from workflows import (
     ExecutionState,
     StepCompleted,
     StepDefinition,
+    StepStatus,
     WorkflowDefinition,
     new_execution,
     reduce,
@@ -54,19 +55,22 @@ def run_all_succeed(
     limit: int = 3,
     parallel: bool = True,
 ) -> Run:
-    """Start, then complete one running step at a time, picked by `choose`.
+    """Start, then complete one running step at a time, picked by `choose`."""
+    state = new_execution(
+        "exec-1", definition, {"k": 1}, max_parallel_steps=limit, parallel_enabled=parallel
+    )
+    return drive(Run(state), Started(at_ms=0), choose)
+
+
+def drive(run: Run, event: Event, choose: Callable[[int], int]) -> Run:
+    """Apply `event`, then complete one running step at a time until nothing runs.
 
     Asserts the invariants a user relies on at every step: a step is released only after
     all its dependencies completed, with their outputs as inputs, never more than `limit`
     steps are outstanding, and no ready step waits while a slot is free.
     """
-    state = new_execution(
-        "exec-1", definition, {"k": 1}, max_parallel_steps=limit, parallel_enabled=parallel
-    )
-    run = Run(state)
+    definition = run.state.definition
     running: list[EmitStepReady] = []
-    completed: set[str] = set()
-    event: Event = Started(at_ms=0)
     while True:
         run.events.append(event)
         run.state, commands = reduce(run.state, event)
@@ -76,7 +80,8 @@ def run_all_succeed(
         for command in commands:
             if isinstance(command, EmitStepReady):
                 deps = definition.step_by_id[command.step_id].depends_on
-                assert set(deps) <= completed, f"{command.step_id} released before {deps}"
+                done = {d for d in deps if run.state.steps[d].status is StepStatus.COMPLETED}
+                assert done == set(deps), f"{command.step_id} released before {deps}"
                 assert command.inputs == {
                     "input": {"k": 1},
                     "steps": {d: output_of(d) for d in deps},
@@ -87,5 +92,4 @@ def run_all_succeed(
         if not running:
             return run
         ready = running.pop(choose(len(running)))
-        completed.add(ready.step_id)
         event = StepCompleted(ready.step_id, ready.attempt, output_of(ready.step_id), at_ms=0)

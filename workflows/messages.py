@@ -1,0 +1,101 @@
+"""What the execution state machine takes (events) and what it asks for (commands).
+
+Events are facts about one execution, translated from Kafka by the coordinator;
+commands are what the coordinator must emit after a transition.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+# Events --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class StepCompleted:
+    step_id: str
+    attempt: int
+    output: Any
+    at_ms: int
+    started_at_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StepFailed:
+    step_id: str
+    attempt: int
+    error: str
+    retryable: bool
+    at_ms: int
+    started_at_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """The clock moved on: release retries that are due."""
+
+    now_ms: int
+
+
+class ReplayAction(StrEnum):
+    RESUME = "resume"  # running: send step-ready again for running steps, retries now
+    RETRY = "retry"  # failed: the failed step gets a new attempt, the rest carries on
+    RERUN_FROM = "rerun-from"  # ended: the step and everything downstream run again
+
+
+@dataclass(frozen=True, slots=True)
+class Replay:
+    """An operator's request. `request_id` makes it idempotent: a request seen again
+    (redelivery, an operator repeating a command) changes nothing."""
+
+    request_id: str
+    action: ReplayAction
+    at_ms: int
+    step_id: str | None = None
+
+
+Event = Started | StepCompleted | StepFailed | Tick | Replay
+
+
+# Commands ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class EmitStepReady:
+    step_id: str
+    step_type: str
+    attempt: int
+    inputs: Mapping[str, Any]
+    config: Mapping[str, Any] = field(default_factory=dict)
+    timeout_ms: int = 30_000
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleRetry:
+    step_id: str
+    attempt: int
+    due_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class CompleteWorkflow:
+    outputs: Mapping[str, Any]
+    at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class FailWorkflow:
+    step_id: str
+    error: str
+    at_ms: int
+
+
+Command = EmitStepReady | ScheduleRetry | CompleteWorkflow | FailWorkflow
