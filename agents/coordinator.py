@@ -23,6 +23,8 @@ from workflows import (
     Event,
     ExecutionState,
     FailWorkflow,
+    Replay,
+    ReplayAction,
     ScheduleRetry,
     Started,
     StepCompleted,
@@ -67,7 +69,20 @@ def core_event(name: str, record: dict[str, Any]) -> Event:
         )
     if name == "StepRetryDue":
         return Tick(now_ms=max(record["timestamp"], now_ms()))
+    if name == "ReplayRequested":
+        return Replay(
+            record["request_id"],
+            ReplayAction(record["action"]),
+            at_ms=record["timestamp"],
+            step_id=record["step_id"],
+        )
     raise ValueError(f"the coordinator does not take {name} events")
+
+
+def run_of(state: ExecutionState) -> tuple[int, ...]:
+    """Id parts that tell an outcome after an operator's replay from the first one (the
+    first run's ids stay as they were)."""
+    return (state.generation,) if state.generation else ()
 
 
 def install(engine: Engine) -> None:
@@ -124,6 +139,7 @@ def install(engine: Engine) -> None:
                 record = envelope(
                     "completed",
                     origin,
+                    *run_of(state),
                     outputs_json=to_json(command.outputs),
                     started_at=state.started_at_ms or command.at_ms,
                 )
@@ -134,6 +150,7 @@ def install(engine: Engine) -> None:
                 record = envelope(
                     "failed",
                     origin,
+                    *run_of(state),
                     failed_step_id=command.step_id,
                     error=command.error,
                     started_at=state.started_at_ms or command.at_ms,
@@ -163,7 +180,11 @@ def install(engine: Engine) -> None:
             await emit(new_state, origin, command)
 
     channel = engine.app.topic(
-        names.executions, names.step_completed, key_serializer="raw", value_serializer="raw"
+        names.executions,
+        names.step_completed,
+        names.replay,
+        key_serializer="raw",
+        value_serializer="raw",
     )
 
     @engine.app.agent(channel, name="coordinator")

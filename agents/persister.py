@@ -30,8 +30,10 @@ ON CONFLICT (execution_id) DO UPDATE SET
     status = CASE WHEN EXCLUDED.status IN ('completed', 'failed') THEN EXCLUDED.status
                   ELSE e.status END,
     outputs = COALESCE(EXCLUDED.outputs, e.outputs),
-    failed_step_id = COALESCE(EXCLUDED.failed_step_id, e.failed_step_id),
-    error = COALESCE(EXCLUDED.error, e.error),
+    failed_step_id = CASE WHEN EXCLUDED.status = 'completed' THEN NULL  -- a retry succeeded
+                          ELSE COALESCE(EXCLUDED.failed_step_id, e.failed_step_id) END,
+    error = CASE WHEN EXCLUDED.status = 'completed' THEN NULL
+                 ELSE COALESCE(EXCLUDED.error, e.error) END,
     finished_at = COALESCE(EXCLUDED.finished_at, e.finished_at),
     updated_at = now()
 """

@@ -26,7 +26,12 @@ class InjectedFailure(Exception):
 
 
 async def fail(context: StepContext) -> dict[str, Any]:
-    """Always raises; retryable unless `config.permanent` is true."""
+    """Raises on every attempt, or only on the first `config.attempts` of them (a fault
+    that goes away: what an operator's retry is for); retryable unless
+    `config.permanent` is true."""
+    failing_attempts = context.config.get("attempts")
+    if isinstance(failing_attempts, int) and context.attempt > failing_attempts:
+        return {"step": context.step_id, "attempt": context.attempt}
     message = str(context.config.get("message", f"{context.step_id} failed on purpose"))
     if context.config.get("permanent", False):
         raise PermanentStepError(message)

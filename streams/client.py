@@ -3,6 +3,9 @@
 async with WorkflowClient(settings) as client:
     execution_id = await client.start_workflow("maintenance-request", {...}, "t1", "u1")
     outcome = await client.wait_for(execution_id, timeout=30)
+    # an operator, later:
+    run = await client.replay(execution_id, ReplayAction.RETRY, requested_by="ops")
+    outcome = await client.wait_for(execution_id, timeout=30, run=run)
 """
 
 from __future__ import annotations
@@ -22,6 +25,19 @@ from schemas.codec import CODEC, EventCodecError
 from streams.events import event_id, now_ms
 from streams.settings import Settings
 from streams.topics import TopicNames
+from streams.watch import read_checkpoint
+from workflows import ReplayAction, replay_applies, state_from_dict
+
+
+class ReplayRefused(ValueError):
+    """The execution is not in a state the requested action applies to."""
+
+
+APPLIES_TO = {
+    ReplayAction.RESUME: "a running execution",
+    ReplayAction.RETRY: "a failed execution",
+    ReplayAction.RERUN_FROM: "a completed or failed execution, from one of its steps",
+}
 
 
 @dataclass(frozen=True)
@@ -54,8 +70,8 @@ class WorkflowClient:
         )
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
-        self._outcomes: dict[str, Outcome] = {}
-        self._waiters: dict[str, list[asyncio.Future[Outcome]]] = {}
+        self._outcomes: dict[str, list[Outcome]] = {}  # every outcome seen, in order
+        self._waiters: dict[str, list[tuple[set[str] | None, asyncio.Future[Outcome]]]] = {}
 
     async def __aenter__(self) -> WorkflowClient:
         await self._producer.start()
@@ -102,10 +118,13 @@ class WorkflowClient:
             if status is None:
                 continue
             outcome = Outcome(decoded.record["execution_id"], status, decoded.record)
-            self._outcomes.setdefault(outcome.execution_id, outcome)
-            for waiter in self._waiters.pop(outcome.execution_id, []):
-                if not waiter.done():
-                    waiter.set_result(outcome)
+            self._outcomes.setdefault(outcome.execution_id, []).append(outcome)
+            waiting = self._waiters.get(outcome.execution_id, [])
+            for ids, waiter in list(waiting):
+                if ids is None or outcome.record["event_id"] in ids:
+                    waiting.remove((ids, waiter))
+                    if not waiter.done():
+                        waiter.set_result(outcome)
 
     async def start_workflow(
         self,
@@ -142,13 +161,59 @@ class WorkflowClient:
         """For operators and tests: put bytes on a topic as they are."""
         await self._producer.send_and_wait(topic, value, key=key)
 
-    async def wait_for(self, execution_id: str, timeout: float) -> Outcome:
-        """The execution's outcome, or TimeoutError after `timeout` seconds."""
+    async def replay(
+        self,
+        execution_id: str,
+        action: ReplayAction,
+        step_id: str | None = None,
+        requested_by: str = "",
+        reason: str = "",
+        request_id: str | None = None,
+    ) -> int:
+        """Ask the coordinator to resume, retry or rerun an execution; returns the run
+        the request opens, for `wait_for(..., run=)`. Raises ReplayRefused, with the
+        reason, when the execution's checkpoint says the action does not apply."""
+        stored = await read_checkpoint(self.settings, execution_id)
+        if stored is None:
+            raise ReplayRefused(f"no checkpoint for execution {execution_id}")
+        state = state_from_dict(stored["state"])
+        if not replay_applies(state, action, step_id):
+            steps = f" (its steps: {', '.join(state.steps)})" if step_id else ""
+            raise ReplayRefused(
+                f"{action} applies to {APPLIES_TO[action]}; execution {execution_id} "
+                f"is {state.status}{steps}"
+            )
+        request_id = request_id or str(uuid.uuid4())
+        record = {
+            **stored["origin"],
+            "event_id": event_id(execution_id, "replay", request_id),
+            "timestamp": now_ms(),
+            "request_id": request_id,
+            "action": action.value,
+            "step_id": step_id,
+            "requested_by": requested_by,
+            "reason": reason,
+        }
+        await self._producer.send(
+            self.names.replay,
+            CODEC.encode("ReplayRequested", record),
+            key=execution_id.encode(),
+        )
+        return state.generation + 1
+
+    async def wait_for(self, execution_id: str, timeout: float, run: int = 0) -> Outcome:
+        """The execution's outcome, or TimeoutError after `timeout` seconds. With `run`
+        (from `replay`), the outcome of that run: its event ids are the coordinator's
+        (`agents.coordinator.run_of`)."""
         await self._producer.flush()
-        if execution_id in self._outcomes:
-            return self._outcomes[execution_id]
+        ids = None
+        if run:
+            ids = {event_id(execution_id, kind, run) for kind in ("completed", "failed")}
+        for outcome in self._outcomes.get(execution_id, []):
+            if ids is None or outcome.record["event_id"] in ids:
+                return outcome
         waiter: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
-        self._waiters.setdefault(execution_id, []).append(waiter)
+        self._waiters.setdefault(execution_id, []).append((ids, waiter))
         try:
             return await asyncio.wait_for(waiter, timeout)
         except TimeoutError:

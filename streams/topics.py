@@ -21,6 +21,7 @@ class TopicNames:
     dead_letter: str
     definitions: str
     notifications: str
+    replay: str  # operator requests (resume, retry, rerun-from) for the coordinator
 
     @classmethod
     def for_prefix(cls, prefix: str) -> TopicNames:
@@ -34,6 +35,7 @@ class TopicNames:
             dead_letter=f"{prefix}.dead-letter",
             definitions=f"{prefix}.definitions",
             notifications=f"{prefix}.notifications",
+            replay=f"{prefix}.replay",
         )
 
     def all(self) -> list[str]:

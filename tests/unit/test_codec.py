@@ -30,6 +30,7 @@ EVENTS = [
     "WorkflowCompleted",
     "WorkflowFailed",
     "DeadLetter",
+    "ReplayRequested",
 ]
 COMMON = [
     "event_id",

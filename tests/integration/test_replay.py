@@ -1,0 +1,266 @@
+"""Operators recover executions through the replay topic: retry a failed one, rerun one
+from a step, resume one whose step-ready event was lost. Real broker, real workers."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from aiokafka import TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
+
+from schemas.codec import CODEC
+from streams.client import ReplayRefused, WorkflowClient
+from streams.settings import Settings
+from streams.topics import TopicNames
+from streams.watch import read_checkpoint
+from tests.integration.workers import (
+    NOOP_DIAMOND,
+    WorkerProcess,
+    definition,
+    engine_env,
+    prepare,
+    read_topic,
+    wait_until_ready,
+)
+from workflows import ReplayAction, state_from_dict
+
+# b fails permanently on its first attempt only: a fault an operator fixes, then retries.
+FAILS_ONCE = definition(
+    {
+        "id": "fails-once",
+        "version": 1,
+        "steps": [
+            {"id": "a", "type": "noop"},
+            {
+                "id": "b",
+                "type": "fail",
+                "dependsOn": ["a"],
+                "config": {"permanent": True, "attempts": 1},
+            },
+            {"id": "c", "type": "noop", "dependsOn": ["b"]},
+        ],
+    }
+)
+SLOW_SECOND = definition(
+    {
+        "id": "slow-second",
+        "version": 1,
+        "steps": [
+            {"id": "a", "type": "noop"},
+            {"id": "b", "type": "sleep", "dependsOn": ["a"], "config": {"seconds": 3}},
+        ],
+    }
+)
+
+
+@pytest.fixture(scope="module")
+def engine(
+    settings: Settings, run_token: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Settings, dict[str, str], Path]]:
+    env = engine_env(settings, f"test-{run_token}-replay")
+    engine = Settings.from_env(env)
+    asyncio.run(prepare(engine, FAILS_ONCE, NOOP_DIAMOND, SLOW_SECOND))
+    workdir = tmp_path_factory.mktemp("replay")
+    yield engine, env, workdir
+
+
+@pytest.fixture(scope="module")
+def worker(engine: tuple[Settings, dict[str, str], Path]) -> Iterator[WorkerProcess]:
+    settings, env, workdir = engine
+    process = WorkerProcess("replay-w1", env, workdir)
+    try:
+        asyncio.run(wait_until_ready(settings, [process], 120))
+        yield process
+    finally:
+        process.stop()
+
+
+def state_of(settings: Settings, execution_id: str):  # type: ignore[no-untyped-def]
+    stored = asyncio.run(read_checkpoint(settings, execution_id))
+    assert stored is not None
+    return state_from_dict(stored["state"])
+
+
+def test_retry_runs_the_failed_step_again_and_the_execution_completes(
+    engine: tuple[Settings, dict[str, str], Path], worker: WorkerProcess
+) -> None:
+    settings = engine[0]
+
+    async def scenario() -> tuple[str, str, str]:
+        async with WorkflowClient(settings) as client:
+            execution_id = await client.start_workflow("fails-once", {}, "t", "u")
+            first = await client.wait_for(execution_id, timeout=30)
+            await wait_for_checkpoint_status(settings, execution_id, "failed")
+            run = await client.replay(execution_id, ReplayAction.RETRY, requested_by="ops")
+            again = await client.wait_for(execution_id, timeout=30, run=run)
+            return execution_id, first.status, again.status
+
+    execution_id, first, again = asyncio.run(scenario())
+    assert (first, again) == ("failed", "completed")
+    state = state_of(settings, execution_id)
+    assert [state.steps[s].attempt for s in "abc"] == [1, 2, 1]
+    assert state.failure is None and state.generation == 1
+
+
+def test_rerun_from_a_step_runs_it_and_its_dependents_again_and_nothing_else(
+    engine: tuple[Settings, dict[str, str], Path], worker: WorkerProcess
+) -> None:
+    settings = engine[0]
+    names = TopicNames.for_prefix(settings.topic_prefix)
+
+    async def scenario() -> str:
+        async with WorkflowClient(settings) as client:
+            execution_id = await client.start_workflow("noop-diamond", {}, "t", "u")
+            assert (await client.wait_for(execution_id, timeout=30)).status == "completed"
+            await wait_for_checkpoint_status(settings, execution_id, "completed")
+            with pytest.raises(ReplayRefused, match="retry applies to a failed execution"):
+                await client.replay(execution_id, ReplayAction.RETRY)
+            with pytest.raises(ReplayRefused, match="its steps: a, b, c, d"):
+                await client.replay(execution_id, ReplayAction.RERUN_FROM, step_id="x")
+            run = await client.replay(execution_id, ReplayAction.RERUN_FROM, step_id="b")
+            assert (await client.wait_for(execution_id, 30, run=run)).status == "completed"
+            return execution_id
+
+    execution_id = asyncio.run(scenario())
+    completed = asyncio.run(
+        read_topic(
+            settings,
+            names.step_completed,
+            until=lambda es: sum(e.record["execution_id"] == execution_id for e in es) >= 6,
+        )
+    )
+    ran = sorted(
+        (e.record["step_id"], e.record["attempt"])
+        for e in completed
+        if e.record["execution_id"] == execution_id
+    )
+    assert ran == [("a", 1), ("b", 1), ("b", 2), ("c", 1), ("d", 1), ("d", 2)]
+
+
+def test_a_request_for_an_unknown_execution_is_dead_lettered_with_the_reason(
+    engine: tuple[Settings, dict[str, str], Path], worker: WorkerProcess
+) -> None:
+    settings = engine[0]
+    names = TopicNames.for_prefix(settings.topic_prefix)
+    record = {
+        "event_id": "r-1",
+        "execution_id": "no-such-execution",
+        "workflow_id": "noop-diamond",
+        "workflow_version": 1,
+        "tenant_id": "t",
+        "user_id": "u",
+        "timestamp": 1,
+        "request_id": "r-1",
+        "action": "resume",
+        "step_id": None,
+    }
+
+    async def scenario() -> list[str]:
+        async with WorkflowClient(settings, follow_outcomes=False) as client:
+            value = CODEC.encode("ReplayRequested", record)
+            await client.send_raw(names.replay, value, key=b"no-such-execution")
+        letters = await read_topic(
+            settings,
+            names.dead_letter,
+            until=lambda es: any(e.record["source_topic"] == names.replay for e in es),
+        )
+        return [e.record["error"] for e in letters if e.record["source_topic"] == names.replay]
+
+    assert asyncio.run(scenario()) == [
+        "UnknownExecution: ReplayRequested for unknown execution no-such-execution"
+    ]
+
+
+def test_resume_recovers_an_execution_whose_step_ready_event_was_lost(
+    engine: tuple[Settings, dict[str, str], Path], worker: WorkerProcess
+) -> None:
+    """The worker dies while b runs; while it is down, b's step-ready record is deleted
+    (as retention would). The replacement has nothing to run: the execution is stuck
+    until an operator resumes it."""
+    settings, env, workdir = engine
+    names = TopicNames.for_prefix(settings.topic_prefix)
+
+    async def start_and_lose_step_ready() -> str:
+        async with WorkflowClient(settings, follow_outcomes=False) as client:
+            execution_id = await client.start_workflow("slow-second", {}, "t", "u")
+            await client.flush()
+        await read_topic(
+            settings,
+            names.step_ready,
+            until=lambda es: any(
+                e.record["execution_id"] == execution_id and e.record["step_id"] == "b" for e in es
+            ),
+        )
+        return execution_id
+
+    execution_id = asyncio.run(start_and_lose_step_ready())
+    worker.kill()  # the module's worker: this test runs last in the module
+    asyncio.run(delete_all_records(settings, names.step_ready))
+    replacement = WorkerProcess("replay-w2", env, workdir)
+    try:
+        asyncio.run(wait_until_ready(settings, [replacement], 120))
+        # Stuck: b is running in the checkpoint, and no step-ready is left to run it.
+        assert str(state_of(settings, execution_id).steps["b"].status) == "running"
+        pending = asyncio.run(read_topic(settings, names.step_ready))
+        assert not [e for e in pending if e.record["execution_id"] == execution_id]
+
+        result = subprocess.run(  # the operator's command line, as documented
+            [
+                sys.executable,
+                "-m",
+                "streams.cli",
+                "replay",
+                execution_id,
+                "resume",
+                "--wait",
+                "--timeout",
+                "60",
+                "--by",
+                "ops",
+                "--reason",
+                "step-ready lost",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        assert f"{execution_id}: run 1 completed" in result.stdout
+        assert state_of(settings, execution_id).steps["b"].attempt == 1  # same attempt
+    finally:
+        replacement.stop()
+
+
+async def wait_for_checkpoint_status(settings: Settings, execution_id: str, status: str) -> None:
+    """The outcome event and the checkpoint are separate produces: wait for the latter."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 30
+    while loop.time() < deadline:
+        stored = await read_checkpoint(settings, execution_id)
+        if stored is not None and stored["state"]["st"] == status:
+            return
+    raise TimeoutError(f"checkpoint of {execution_id} did not reach {status}")
+
+
+async def delete_all_records(settings: Settings, topic: str) -> None:
+    from aiokafka import AIOKafkaConsumer
+
+    probe = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers)
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await probe.start()
+    await admin.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in range(settings.topic_partitions)]
+        ends = await probe.end_offsets(partitions)
+        deletions = {tp: RecordsToDelete(end) for tp, end in ends.items() if end}
+        await admin.delete_records(deletions, timeout_ms=10_000)
+    finally:
+        await admin.close()
+        await probe.stop()
