@@ -207,8 +207,10 @@ def status(execution_id: str) -> None:
     if stored is None:
         raise click.ClickException(f"no checkpoint for execution {execution_id}")
     state = state_from_dict(stored["state"])
+    run = f", run {state.generation} (replayed)" if state.generation else ""
     table = Table(
-        title=f"{execution_id}: {state.status} ({state.definition.id} v{state.definition.version})"
+        title=f"{execution_id}: {state.status} "
+        f"({state.definition.id} v{state.definition.version}{run})"
     )
     for column in ("step", "status", "attempt", "took", "error"):
         table.add_column(column)
