@@ -234,6 +234,16 @@ def test_resume_recovers_an_execution_whose_step_ready_event_was_lost(
         assert result.returncode == 0, result.stderr
         assert f"{execution_id}: run 1 completed" in result.stdout
         assert state_of(settings, execution_id).steps["b"].attempt == 1  # same attempt
+        shown = subprocess.run(
+            [sys.executable, "-m", "streams.cli", "status", execution_id],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        title = " ".join(shown.stdout.split())  # rich wraps the title to the table's width
+        assert f"{execution_id}: completed (slow-second v1, run 1 (replayed))" in title
     finally:
         replacement.stop()
 
