@@ -41,6 +41,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from streams.settings import Settings
+from streams.topics import delete_topics_with_prefix
 from streams.watch import reader
 
 PAYLOAD = os.urandom(200)
@@ -194,6 +195,7 @@ async def measure(settings: Settings, mode: str, count: int, partitions: int) ->
         child.terminate()
         child.wait(timeout=60)
         log.close()
+        await delete_topics_with_prefix(bootstrap, prefix)
 
 
 async def main(args: argparse.Namespace) -> None:

@@ -4,7 +4,7 @@ PostgreSQL schema, its own Redis key prefix. A missing service fails the test lo
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import asyncpg
 import pytest
@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 
 from infra.health import wait_until_answers
 from streams.settings import Settings
+from streams.topics import delete_topics_with_prefix
 
 SERVICE_WAIT_SECONDS = 15.0
 
@@ -43,6 +44,19 @@ def kafka_bootstrap(settings: Settings) -> str:
 @pytest.fixture(scope="session")
 def topic_prefix(run_token: str) -> str:
     return f"test-{run_token}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def delete_this_runs_topics(settings: Settings, run_token: str) -> Iterator[None]:
+    """Every integration test names its topics `test-<run token>...`; they go at the end,
+    so that a developer's broker does not slow down under the topics of earlier runs."""
+    yield
+    try:
+        asyncio.run(
+            delete_topics_with_prefix(settings.kafka_bootstrap_servers, f"test-{run_token}")
+        )
+    except Exception as error:  # hygiene only: the tests have passed or failed by now
+        print(f"could not delete this run's topics: {error!r}")
 
 
 @pytest.fixture(scope="session")
