@@ -1,4 +1,5 @@
-"""Persister: executions and step results into PostgreSQL, in batches, off the hot path.
+"""Persister: executions, step results and operators' replay requests into PostgreSQL, in
+batches, off the hot path.
 
 It reads the same topics as the coordinator (plus the outcomes) in its own consumer group,
 so a slow or absent database delays only the audit trail, never a workflow. Writes are
@@ -45,6 +46,13 @@ VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9, $10)
 ON CONFLICT (execution_id, step_id, attempt) DO NOTHING
 """
 
+INSERT_REPLAY = """
+INSERT INTO workflow_replays (request_id, execution_id, action, step_id, requested_by, reason,
+    requested_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+ON CONFLICT (request_id) DO NOTHING
+"""
+
 BATCH_SIZE = 500
 BATCH_WINDOW_MS = 500
 TRANSIENT = (
@@ -60,10 +68,14 @@ def when(ms: int | None) -> datetime | None:
     return None if ms is None else datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
-def rows_for(events: list[DecodedEvent]) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-    """(execution rows, step rows) for the events that the audit trail records."""
-    executions: list[tuple[Any, ...]] = []
-    steps: list[tuple[Any, ...]] = []
+Rows = list[tuple[Any, ...]]
+
+
+def rows_for(events: list[DecodedEvent]) -> tuple[Rows, Rows, Rows]:
+    """(execution, step, replay request) rows for the events the audit trail records."""
+    executions: Rows = []
+    steps: Rows = []
+    replays: Rows = []
     for event in events:
         r = event.record
         head = (
@@ -120,20 +132,35 @@ def rows_for(events: list[DecodedEvent]) -> tuple[list[tuple[Any, ...]], list[tu
                     when(r["finished_at"]),
                 )
             )
-    return executions, steps
+        elif event.name == "ReplayRequested":
+            replays.append(
+                (
+                    r["request_id"],
+                    r["execution_id"],
+                    r["action"],
+                    r["step_id"],
+                    r["requested_by"],
+                    r["reason"],
+                    when(r["timestamp"]),
+                )
+            )
+    return executions, steps, replays
 
 
 class Persister:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    async def write(self, executions: list[tuple[Any, ...]], steps: list[tuple[Any, ...]]) -> None:
+    async def write(self, executions: Rows, steps: Rows, replays: Rows) -> None:
         pool = await self.engine.database()
         async with pool.acquire() as connection, connection.transaction():
-            if executions:
-                await connection.executemany(UPSERT_EXECUTION, executions)
-            if steps:
-                await connection.executemany(INSERT_STEP, steps)
+            for statement, rows in (
+                (UPSERT_EXECUTION, executions),
+                (INSERT_STEP, steps),
+                (INSERT_REPLAY, replays),
+            ):
+                if rows:
+                    await connection.executemany(statement, rows)
 
     async def persist(self, values: list[bytes]) -> None:
         events = []
@@ -142,13 +169,13 @@ class Persister:
                 events.append(CODEC.decode(value))
             except EventCodecError:
                 continue  # the coordinator dead-letters these; one report is enough
-        executions, steps = rows_for(events)
-        if not executions and not steps:
+        rows = rows_for(events)
+        if not any(rows):
             return
         delay = 0.5
         while True:  # the database may be restarting: hold the batch, do not drop it
             try:
-                await self.write(executions, steps)
+                await self.write(*rows)
                 return
             except TRANSIENT as error:
                 log.warning("persister: database unavailable (%r), retrying in %.1fs", error, delay)
@@ -160,7 +187,9 @@ class Persister:
         batch is written, so a crash writes a batch twice (upserts) rather than never."""
         names = self.engine.names
         consumer = group_consumer(self.engine.settings, "persister")
-        consumer.subscribe([names.executions, names.step_completed, names.workflow_completed])
+        consumer.subscribe(
+            [names.executions, names.step_completed, names.workflow_completed, names.replay]
+        )
         await consumer.start()
         try:
             while True:

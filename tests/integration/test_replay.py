@@ -6,9 +6,12 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import asyncpg
 import pytest
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
@@ -105,6 +108,10 @@ def test_retry_runs_the_failed_step_again_and_the_execution_completes(
     state = state_of(settings, execution_id)
     assert [state.steps[s].attempt for s in "abc"] == [1, 2, 1]
     assert state.failure is None and state.generation == 1
+    # The audit trail: the request, and the execution's row now completed, without error.
+    replays, execution = asyncio.run(audit_rows(settings, execution_id))
+    assert [(r["action"], r["requested_by"]) for r in replays] == [("retry", "ops")]
+    assert (execution["status"], execution["error"]) == ("completed", None)
 
 
 def test_rerun_from_a_step_runs_it_and_its_dependents_again_and_nothing_else(
@@ -246,6 +253,27 @@ def test_resume_recovers_an_execution_whose_step_ready_event_was_lost(
         assert f"{execution_id}: completed (slow-second v1, run 1 (replayed))" in title
     finally:
         replacement.stop()
+
+
+async def audit_rows(settings: Settings, execution_id: str) -> tuple[list[Any], Any]:
+    """The execution's replay requests and its row, once the persister has written both
+    (it writes in batches, off the coordinator's path)."""
+    connection = await asyncpg.connect(settings.database_url)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            replays = await connection.fetch(
+                "SELECT * FROM workflow_replays WHERE execution_id = $1", execution_id
+            )
+            execution = await connection.fetchrow(
+                "SELECT * FROM workflow_executions WHERE execution_id = $1", execution_id
+            )
+            if replays and execution and execution["status"] == "completed":
+                return list(replays), execution
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"audit rows of {execution_id}: {replays}, {execution}")
+    finally:
+        await connection.close()
 
 
 async def wait_for_checkpoint_status(settings: Settings, execution_id: str, status: str) -> None:
