@@ -30,7 +30,7 @@ from schemas.codec import CODEC, DecodedEvent
 from streams.client import WorkflowClient
 from streams.settings import Settings
 from streams.topics import TopicNames, delete_topics_with_prefix
-from streams.watch import reader, rewind
+from streams.watch import reader, rewind, wait_for_commits
 from streams.worker_process import WorkerProcess, prepare, wait_until_ready
 from workflows import build_definition
 
@@ -145,40 +145,15 @@ async def saturation(settings: Settings, client: WorkflowClient, executions: int
     return steps / elapsed
 
 
-async def quiesce(settings: Settings, timeout: float = 300) -> None:
+async def quiesce(settings: Settings) -> None:
     """Wait until the worker has nothing left over from earlier phases: the executor and
     persister groups (the persister lags furthest behind at saturation) have committed
     up to the ends of their topics. Otherwise a paced phase measures the backlog."""
     names = TopicNames.for_prefix(settings.topic_prefix)
-    groups = {
-        f"{settings.topic_prefix}-executor": [names.step_ready],
-        f"{settings.topic_prefix}-persister": [
-            names.executions,
-            names.step_completed,
-            names.workflow_completed,
-        ],
-    }
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
-    probe = reader(settings)
-    await admin.start()
-    await probe.start()
-    try:
-        deadline = time.monotonic() + timeout
-        for group, topics in groups.items():
-            partitions = [
-                TopicPartition(t, p) for t in topics for p in range(settings.topic_partitions)
-            ]
-            ends = await probe.end_offsets(partitions)
-            while True:
-                offsets = await admin.list_consumer_group_offsets(group, partitions=partitions)
-                if all((meta.offset if meta else 0) >= ends[tp] for tp, meta in offsets.items()):
-                    break
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"{group} did not catch up within {timeout:g} s")
-                await asyncio.sleep(0.2)  # polling the broker, not synchronising a test
-    finally:
-        await probe.stop()
-        await admin.close()
+    prefix = settings.topic_prefix
+    await wait_for_commits(settings, f"{prefix}-executor", [names.step_ready], timeout=300)
+    persisted = [names.executions, names.step_completed, names.workflow_completed]
+    await wait_for_commits(settings, f"{prefix}-persister", persisted, timeout=300)
 
 
 async def paced(

@@ -6,12 +6,15 @@ an execution's events: the watcher reads only those partitions.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.partitioner import murmur2
 
 from schemas.codec import CODEC, DecodedEvent, EventCodecError
@@ -184,3 +187,31 @@ async def read_checkpoint(settings: Settings, execution_id: str) -> dict[str, An
     """One execution's latest checkpoint: only its changelog partition is read."""
     partition = partition_for(execution_id, settings.topic_partitions)
     return (await read_checkpoints(settings, [partition])).get(execution_id)
+
+
+async def wait_for_commits(
+    settings: Settings, group: str, topics: list[str], timeout: float = 30.0
+) -> dict[TopicPartition, int]:
+    """The group's committed positions once they reach the current ends of `topics` (a
+    partition nothing was written to needs no commit). For tests and benchmarks: a
+    group that has committed everything has finished with what was written so far."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    probe = reader(settings)
+    await admin.start()
+    await probe.start()
+    try:
+        count = settings.topic_partitions
+        partitions = [TopicPartition(t, p) for t in topics for p in range(count)]
+        ends = await probe.end_offsets(partitions)
+        deadline = time.monotonic() + timeout
+        while True:
+            offsets = await admin.list_consumer_group_offsets(group, partitions=partitions)
+            committed = {tp: max(meta.offset, 0) for tp, meta in offsets.items() if meta}
+            if all(committed.get(tp, 0) >= end for tp, end in ends.items()):
+                return committed
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{group} committed {committed}, the ends are {ends}")
+            await asyncio.sleep(0.05)  # between polls of the broker
+    finally:
+        await probe.stop()
+        await admin.close()

@@ -17,7 +17,7 @@ from schemas.codec import CODEC
 from streams.client import WorkflowClient
 from streams.settings import Settings
 from streams.topics import TopicNames
-from streams.watch import ExecutionView, ExecutionWatcher
+from streams.watch import ExecutionView, ExecutionWatcher, wait_for_commits
 from tests.integration.workers import (
     NOOP_DIAMOND,
     WorkerProcess,
@@ -26,7 +26,6 @@ from tests.integration.workers import (
     prepare,
     read_topic,
     wait_for_checkpoints,
-    wait_for_commits,
     wait_until_ready,
 )
 from workflows import parse_definition
@@ -388,4 +387,4 @@ async def test_the_executor_and_persister_groups_commit_what_they_finished(
         assert (await client.wait_for(execution_id, timeout=60)).status == "completed"
     names = TopicNames.for_prefix(engine.topic_prefix)
     for group, topic in (("executor", names.step_ready), ("persister", names.step_completed)):
-        await wait_for_commits(engine, f"{engine.topic_prefix}-{group}", topic)
+        await wait_for_commits(engine, f"{engine.topic_prefix}-{group}", [topic])

@@ -28,6 +28,7 @@ from tests.integration.workers import (
     engine_env,
     prepare,
     read_topic,
+    wait_for_checkpoints,
     wait_until_ready,
 )
 from workflows import ReplayAction, state_from_dict
@@ -98,7 +99,7 @@ def test_retry_runs_the_failed_step_again_and_the_execution_completes(
         async with WorkflowClient(settings) as client:
             execution_id = await client.start_workflow("fails-once", {}, "t", "u")
             first = await client.wait_for(execution_id, timeout=30)
-            await wait_for_checkpoint_status(settings, execution_id, "failed")
+            await wait_for_checkpoints(settings, [execution_id])  # failed, in the table too
             run = await client.replay(execution_id, ReplayAction.RETRY, requested_by="ops")
             again = await client.wait_for(execution_id, timeout=30, run=run)
             return execution_id, first.status, again.status
@@ -124,7 +125,7 @@ def test_rerun_from_a_step_runs_it_and_its_dependents_again_and_nothing_else(
         async with WorkflowClient(settings) as client:
             execution_id = await client.start_workflow("noop-diamond", {}, "t", "u")
             assert (await client.wait_for(execution_id, timeout=30)).status == "completed"
-            await wait_for_checkpoint_status(settings, execution_id, "completed")
+            await wait_for_checkpoints(settings, [execution_id])
             with pytest.raises(ReplayRefused, match="retry applies to a failed execution"):
                 await client.replay(execution_id, ReplayAction.RETRY)
             with pytest.raises(ReplayRefused, match="its steps: a, b, c, d"):
@@ -274,17 +275,6 @@ async def audit_rows(settings: Settings, execution_id: str) -> tuple[list[Any], 
                 raise TimeoutError(f"audit rows of {execution_id}: {replays}, {execution}")
     finally:
         await connection.close()
-
-
-async def wait_for_checkpoint_status(settings: Settings, execution_id: str, status: str) -> None:
-    """The outcome event and the checkpoint are separate produces: wait for the latter."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 30
-    while loop.time() < deadline:
-        stored = await read_checkpoint(settings, execution_id)
-        if stored is not None and stored["state"]["st"] == status:
-            return
-    raise TimeoutError(f"checkpoint of {execution_id} did not reach {status}")
 
 
 async def delete_all_records(settings: Settings, topic: str) -> None:

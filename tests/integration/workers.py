@@ -7,8 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka import TopicPartition
 
 from schemas.codec import CODEC, DecodedEvent, EventCodecError
 from streams.settings import Settings
@@ -83,30 +82,6 @@ async def wait_for_checkpoints(
             return ours  # type: ignore[return-value]
         if time.monotonic() > deadline:
             raise TimeoutError("checkpoints did not reach a terminal state in time")
-
-
-async def wait_for_commits(
-    settings: Settings, group: str, topic: str, timeout: float = 30.0
-) -> dict[TopicPartition, int]:
-    """The group's committed positions once they reach the topic's current end."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
-    probe = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers)
-    await admin.start()
-    await probe.start()
-    try:
-        partitions = [TopicPartition(topic, p) for p in range(settings.topic_partitions)]
-        ends = await probe.end_offsets(partitions)
-        deadline = time.monotonic() + timeout
-        while True:
-            offsets = await admin.list_consumer_group_offsets(group, partitions=partitions)
-            committed = {tp: meta.offset for tp, meta in offsets.items() if meta is not None}
-            if all(committed.get(tp, -1) >= end for tp, end in ends.items()):
-                return committed
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{group} committed {committed}, the ends are {ends}")
-    finally:
-        await probe.stop()
-        await admin.close()
 
 
 # A 4-step diamond of no-op steps (a; b and c after a; d after both), id "noop-diamond".
