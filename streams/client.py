@@ -172,11 +172,14 @@ class WorkflowClient:
     ) -> int:
         """Ask the coordinator to resume, retry or rerun an execution; returns the run
         the request opens, for `wait_for(..., run=)`. Raises ReplayRefused, with the
-        reason, when the execution's checkpoint says the action does not apply."""
+        reason, when the execution's checkpoint says the action does not apply. A
+        `request_id` already applied sends nothing and returns that request's run."""
         stored = await read_checkpoint(self.settings, execution_id)
         if stored is None:
             raise ReplayRefused(f"no checkpoint for execution {execution_id}")
         state = state_from_dict(stored["state"])
+        if request_id in state.replays:  # asked before, and applied: the same run again
+            return state.replays.index(request_id) + 1
         if not replay_applies(state, action, step_id):
             steps = f" (its steps: {', '.join(state.steps)})" if step_id else ""
             raise ReplayRefused(

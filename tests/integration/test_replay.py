@@ -115,7 +115,7 @@ def test_retry_runs_the_failed_step_again_and_the_execution_completes(
     assert (execution["status"], execution["error"]) == ("completed", None)
 
 
-def test_rerun_from_a_step_runs_it_and_its_dependents_again_and_nothing_else(
+def test_rerun_from_a_step_runs_it_and_its_dependents_again_once_per_request(
     engine: tuple[Settings, dict[str, str], Path], worker: WorkerProcess
 ) -> None:
     settings = engine[0]
@@ -130,7 +130,22 @@ def test_rerun_from_a_step_runs_it_and_its_dependents_again_and_nothing_else(
                 await client.replay(execution_id, ReplayAction.RETRY)
             with pytest.raises(ReplayRefused, match="its steps: a, b, c, d"):
                 await client.replay(execution_id, ReplayAction.RERUN_FROM, step_id="x")
-            run = await client.replay(execution_id, ReplayAction.RERUN_FROM, step_id="b")
+            rerun = {"step_id": "b", "request_id": f"rerun-b-{execution_id}"}
+            run = await client.replay(execution_id, ReplayAction.RERUN_FROM, **rerun)
+            assert run == 1
+            assert (await client.wait_for(execution_id, 30, run=run)).status == "completed"
+            await wait_for_checkpoints(settings, [execution_id])
+            # The operator repeats the command: the same run, nothing sent. And the
+            # broker redelivers the request: the coordinator ignores it. The next
+            # request, behind it in the partition, is then run 2.
+            assert await client.replay(execution_id, ReplayAction.RERUN_FROM, **rerun) == 1
+            requests = await read_topic(settings, names.replay)
+            again = next(e.record for e in requests if e.record["execution_id"] == execution_id)
+            await client.send_raw(
+                names.replay, CODEC.encode("ReplayRequested", again), execution_id.encode()
+            )
+            run = await client.replay(execution_id, ReplayAction.RERUN_FROM, step_id="c")
+            assert run == 2
             assert (await client.wait_for(execution_id, 30, run=run)).status == "completed"
             return execution_id
 
@@ -139,7 +154,7 @@ def test_rerun_from_a_step_runs_it_and_its_dependents_again_and_nothing_else(
         read_topic(
             settings,
             names.step_completed,
-            until=lambda es: sum(e.record["execution_id"] == execution_id for e in es) >= 6,
+            until=lambda es: sum(e.record["execution_id"] == execution_id for e in es) >= 8,
         )
     )
     ran = sorted(
@@ -147,7 +162,8 @@ def test_rerun_from_a_step_runs_it_and_its_dependents_again_and_nothing_else(
         for e in completed
         if e.record["execution_id"] == execution_id
     )
-    assert ran == [("a", 1), ("b", 1), ("b", 2), ("c", 1), ("d", 1), ("d", 2)]
+    assert ran == [("a", 1), ("b", 1), ("b", 2), ("c", 1), ("c", 2), ("d", 1), ("d", 2), ("d", 3)]
+    assert state_of(settings, execution_id).generation == 2
 
 
 def test_a_request_for_an_unknown_execution_is_dead_lettered_with_the_reason(
