@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
+from aiokafka import ConsumerRecord
 
 from schemas.codec import CODEC, DecodedEvent, EventCodecError
 from streams.engine import Engine
@@ -162,18 +163,34 @@ class Persister:
                 if rows:
                     await connection.executemany(statement, rows)
 
-    async def persist(self, values: list[bytes]) -> None:
-        events = []
-        for value in values:
+    async def persist(self, messages: list[ConsumerRecord[bytes, bytes]]) -> None:
+        decoded = []
+        for message in messages:
             try:
-                events.append(CODEC.decode(value))
+                decoded.append((message, CODEC.decode(message.value or b"")))
             except EventCodecError:
                 continue  # the coordinator dead-letters these; one report is enough
-        rows = rows_for(events)
+        try:
+            await self.write_while_down(rows_for([event for _, event in decoded]))
+        except asyncpg.PostgresError:
+            # The database refused a row (a value it cannot store): one event must not
+            # cost the batch its other rows. One at a time, then; the refused go to the
+            # dead-letter topic with the database's reason.
+            for message, event in decoded:
+                try:
+                    await self.write_while_down(rows_for([event]))
+                except asyncpg.PostgresError as refused:
+                    await self.engine.dead_letter(
+                        message, f"persister: {type(refused).__name__}: {refused}"
+                    )
+
+    async def write_while_down(self, rows: tuple[Rows, Rows, Rows]) -> None:
+        """Write, retrying for as long as the database is unavailable (it may be
+        restarting: hold the batch, do not drop it)."""
         if not any(rows):
             return
         delay = 0.5
-        while True:  # the database may be restarting: hold the batch, do not drop it
+        while True:
             try:
                 await self.write(*rows)
                 return
@@ -194,13 +211,13 @@ class Persister:
         try:
             while True:
                 batches = await consumer.getmany(timeout_ms=BATCH_WINDOW_MS, max_records=BATCH_SIZE)
-                values = [m.value for ms in batches.values() for m in ms if m.value is not None]
-                if not values:
+                messages = [m for ms in batches.values() for m in ms]
+                if not messages:
                     continue
                 try:
-                    await self.persist(values)
+                    await self.persist(messages)
                 except Exception:
-                    log.exception("persister: batch of %d events not written", len(values))
+                    log.exception("persister: batch of %d events not written", len(messages))
                 positions = {tp: ms[-1].offset + 1 for tp, ms in batches.items() if ms}
                 await commit(consumer, positions)
         finally:
