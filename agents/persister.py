@@ -176,13 +176,14 @@ class Persister:
             # The database refused a row (a value it cannot store): one event must not
             # cost the batch its other rows. One at a time, then; the refused go to the
             # dead-letter topic with the database's reason.
+            letters = []
             for message, event in decoded:
                 try:
                     await self.write_while_down(rows_for([event]))
                 except asyncpg.PostgresError as refused:
-                    await self.engine.dead_letter(
-                        message, f"persister: {type(refused).__name__}: {refused}"
-                    )
+                    reason = f"persister: {type(refused).__name__}: {refused}"
+                    letters.append(await self.engine.dead_letter(message, reason))
+            await asyncio.gather(*letters)  # delivered before the batch is committed
 
     async def write_while_down(self, rows: tuple[Rows, Rows, Rows]) -> None:
         """Write, retrying for as long as the database is unavailable (it may be

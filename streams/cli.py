@@ -10,21 +10,19 @@ from pathlib import Path
 
 import click
 
-from streams.settings import Settings, SettingsError
+from streams.cli_support import load_settings
+from streams.operator_cli import dead_letters, replay
 
 SERVICES_SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "services.sh"
-
-
-def load_settings() -> Settings:
-    try:
-        return Settings.from_env()
-    except SettingsError as error:
-        raise click.UsageError(str(error)) from None
 
 
 @click.group()
 def main() -> None:
     """stepstream: DAG workflows as event streams on Apache Kafka."""
+
+
+main.add_command(replay)
+main.add_command(dead_letters)
 
 
 @main.command(context_settings={"ignore_unknown_options": True})
@@ -223,51 +221,6 @@ def status(execution_id: str) -> None:
         )
         table.add_row(step_id, str(step.status), str(step.attempt), took, step.error or "")
     Console().print(table)
-
-
-@main.command()
-@click.argument("execution_id")
-@click.argument("action", type=click.Choice(["resume", "retry", "rerun-from"]))
-@click.option("--step", "step_id", default=None, help="For rerun-from: the step to run again.")
-@click.option("--by", "requested_by", default="", help="Who asks (for the audit trail).")
-@click.option("--reason", default="", help="Why (for the audit trail).")
-@click.option("--request-id", default=None, help="Idempotency key (default: a new UUID).")
-@click.option("--wait", is_flag=True, help="Wait until the execution ends again.")
-@click.option("--timeout", default=300.0, show_default=True, help="Seconds to wait.")
-def replay(
-    execution_id: str,
-    action: str,
-    step_id: str | None,
-    requested_by: str,
-    reason: str,
-    request_id: str | None,
-    wait: bool,
-    timeout: float,
-) -> None:
-    """Resume a stuck EXECUTION_ID, retry a failed one, or rerun one from a step."""
-    from streams.client import ReplayRefused, WorkflowClient
-    from workflows import ReplayAction
-
-    if (action == "rerun-from") != (step_id is not None):
-        raise click.UsageError("--step is required with rerun-from, and only with it")
-
-    async def go() -> int:
-        async with WorkflowClient(load_settings(), follow_outcomes=wait) as client:
-            try:
-                run = await client.replay(
-                    execution_id, ReplayAction(action), step_id, requested_by, reason, request_id
-                )
-            except ReplayRefused as refused:
-                raise click.ClickException(str(refused)) from None
-            if not wait:
-                await client.flush()
-                click.echo(f"{execution_id}: {action} requested (run {run})")
-                return 0
-            outcome = await client.wait_for(execution_id, timeout, run=run)
-            click.echo(f"{execution_id}: run {run} {outcome.status}")
-            return 0 if outcome.status == "completed" else 1
-
-    sys.exit(asyncio.run(go()))
 
 
 @main.group()
