@@ -79,6 +79,25 @@ def core_event(name: str, record: dict[str, Any]) -> Event:
     raise ValueError(f"the coordinator does not take {name} events")
 
 
+def step_ready(origin: dict[str, Any], command: EmitStepReady) -> dict[str, Any]:
+    """The StepReady record for a command; its idempotency key is what handlers with side
+    effects key them on."""
+    execution_id = origin["execution_id"]
+    return envelope(
+        "ready",
+        origin,
+        command.step_id,
+        command.attempt,
+        step_id=command.step_id,
+        step_type=command.step_type,
+        attempt=command.attempt,
+        idempotency_key=f"{execution_id}/{command.step_id}/{command.attempt}",
+        inputs_json=to_json(command.inputs),
+        config_json=to_json(command.config),
+        timeout_ms=command.timeout_ms,
+    )
+
+
 def run_of(state: ExecutionState) -> tuple[int, ...]:
     """Id parts that tell an outcome after an operator's replay from the first one (the
     first run's ids stay as they were)."""
@@ -121,19 +140,7 @@ def install(engine: Engine) -> None:
         execution_id = state.execution_id
         match command:
             case EmitStepReady():
-                record = envelope(
-                    "ready",
-                    origin,
-                    command.step_id,
-                    command.attempt,
-                    step_id=command.step_id,
-                    step_type=command.step_type,
-                    attempt=command.attempt,
-                    idempotency_key=f"{execution_id}/{command.step_id}/{command.attempt}",
-                    inputs_json=to_json(command.inputs),
-                    config_json=to_json(command.config),
-                    timeout_ms=command.timeout_ms,
-                )
+                record = step_ready(origin, command)
                 await engine.send(names.step_ready, execution_id, "StepReady", record)
             case CompleteWorkflow():
                 record = envelope(

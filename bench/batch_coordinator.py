@@ -28,7 +28,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from pipeline import DEFINITIONS, saturation  # a sibling script: bench/ is on the path
 
-from agents.coordinator import core_event
+from agents.coordinator import core_event, step_ready
 from schemas.codec import CODEC
 from streams.client import WorkflowClient
 from streams.events import envelope, now_ms, to_json
@@ -111,19 +111,7 @@ class Spike:
         await self.producer.send(self.changelog, checkpoint_bytes, key=key)
         for command in commands:
             if isinstance(command, EmitStepReady):
-                ready = envelope(
-                    "ready",
-                    origin,
-                    command.step_id,
-                    command.attempt,
-                    step_id=command.step_id,
-                    step_type=command.step_type,
-                    attempt=command.attempt,
-                    idempotency_key=f"{state.execution_id}/{command.step_id}/{command.attempt}",
-                    inputs_json=to_json(command.inputs),
-                    config_json=to_json(command.config),
-                    timeout_ms=command.timeout_ms,
-                )
+                ready = step_ready(origin, command)
                 value = CODEC.encode("StepReady", ready)
                 await self.producer.send(self.names.step_ready, value, key=key)
             elif isinstance(command, CompleteWorkflow):
