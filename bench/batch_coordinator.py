@@ -18,15 +18,17 @@ import argparse
 import asyncio
 import json
 import os
-import tempfile
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from pipeline import DEFINITIONS, saturation  # a sibling script: bench/ is on the path
+from pipeline import (  # a sibling script: bench/ is on the path
+    DEFINITIONS,
+    fresh_engine,
+    saturation,
+)
 
 from agents.coordinator import core_event, step_ready
 from schemas.codec import CODEC
@@ -34,7 +36,7 @@ from streams.client import WorkflowClient
 from streams.events import envelope, now_ms, to_json
 from streams.settings import Settings
 from streams.topics import TopicNames, delete_topics_with_prefix
-from streams.worker_process import WorkerProcess, prepare, wait_until_ready
+from streams.worker_process import WorkerProcess, wait_until_ready
 from workflows import (
     CompleteWorkflow,
     EmitStepReady,
@@ -194,16 +196,7 @@ async def spike_rate(settings: Settings, executions: int) -> float:
 
 
 async def engine_rate(executions: int) -> float:
-    prefix = f"bench-{uuid.uuid4().hex[:8]}"
-    env = {
-        **os.environ,
-        **Settings.from_env().as_environment(),
-        "STEPSTREAM_TOPIC_PREFIX": prefix,
-        "WORKFLOW_RATE_LIMIT_ENABLED": "false",
-    }
-    settings = Settings.from_env(env)
-    await prepare(settings, *DEFINITIONS)
-    workdir = Path(tempfile.mkdtemp(prefix="stepstream-bench-", dir="/var/tmp"))
+    env, settings, workdir = await fresh_engine()
     worker = WorkerProcess("bench-worker", env, workdir, ("--concurrency", "64"))
     try:
         await wait_until_ready(settings, [worker], timeout=120)
@@ -211,7 +204,7 @@ async def engine_rate(executions: int) -> float:
             return await saturation(settings, client, executions)
     finally:
         worker.stop()
-        await delete_topics_with_prefix(settings.kafka_bootstrap_servers, prefix)
+        await delete_topics_with_prefix(settings.kafka_bootstrap_servers, settings.topic_prefix)
 
 
 async def main() -> None:

@@ -263,6 +263,20 @@ async def in_flight_memory(
     )
 
 
+async def fresh_engine() -> tuple[dict[str, str], Settings, Path]:
+    """A worker environment of its own (fresh topic prefix, definitions registered) and a
+    directory for its processes. Rate limiting is off: benches measure the engine."""
+    env = {
+        **os.environ,
+        **Settings.from_env().as_environment(),
+        "STEPSTREAM_TOPIC_PREFIX": f"bench-{uuid.uuid4().hex[:8]}",
+        "WORKFLOW_RATE_LIMIT_ENABLED": "false",
+    }
+    settings = Settings.from_env(env)
+    await prepare(settings, *DEFINITIONS)
+    return env, settings, Path(tempfile.mkdtemp(prefix="stepstream-bench-", dir="/var/tmp"))
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--executions", type=int, default=10_000)
@@ -271,17 +285,8 @@ async def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="worker processes in the group")
     parser.add_argument("--phases", default="12345", help="which phases to run, e.g. 23")
     args = parser.parse_args()
-    prefix = f"bench-{uuid.uuid4().hex[:8]}"
-    # Rate limiting off: these phases measure the engine, not the limiter.
-    env = {
-        **os.environ,
-        **Settings.from_env().as_environment(),
-        "STEPSTREAM_TOPIC_PREFIX": prefix,
-        "WORKFLOW_RATE_LIMIT_ENABLED": "false",
-    }
-    settings = Settings.from_env(env)
-    await prepare(settings, *DEFINITIONS)
-    workdir = Path(tempfile.mkdtemp(prefix="stepstream-bench-", dir="/var/tmp"))
+    env, settings, workdir = await fresh_engine()
+    prefix = settings.topic_prefix
     workers = [
         WorkerProcess(f"bench-worker-{n}", env, workdir, ("--concurrency", str(args.concurrency)))
         for n in range(args.workers)
