@@ -8,7 +8,7 @@ INSTALLED := $(VENV)/.installed
 SERVICES_ENV := $(VENV)/services.env
 PYTEST_ARGS ?=
 
-.PHONY: run test lint services services-down venv
+.PHONY: run test chaos lint services services-down venv
 
 venv: $(INSTALLED)
 
@@ -33,6 +33,11 @@ run: services
 
 test: services
 	set -a && . ./$(SERVICES_ENV) && set +a && $(VENV)/bin/pytest $(PYTEST_ARGS)
+
+# The full chaos scenario (workers killed and restarted under load); `make test` runs a
+# shorter one. Prints a one-line verdict with the kill count.
+chaos: services
+	set -a && . ./$(SERVICES_ENV) && set +a && STEPSTREAM_CHAOS=full $(VENV)/bin/pytest tests/chaos -s $(PYTEST_ARGS)
 
 lint: $(INSTALLED)
 	$(VENV)/bin/ruff check .

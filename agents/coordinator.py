@@ -3,6 +3,12 @@
 For every event of an execution it loads the checkpoint, applies the core's reducer,
 writes the checkpoint once, and emits the commands. It never waits on PostgreSQL, Redis
 or a broker round trip.
+
+The checkpoint remembers the offset of the last event of each input topic it applied
+(`applied`). An event at or below that offset is a redelivery after a crash or a
+rebalance: its state change is already in the checkpoint, but what it emitted may never
+have been delivered, so the execution's outstanding commands are emitted again, with
+the same event ids (delivery rule 2).
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from typing import Any
 
 from faust.types import EventT, StreamT
 
+from agents.watchdog import install as install_watchdog
 from schemas.codec import CODEC, EventCodecError
 from streams.engine import Engine
 from streams.events import envelope, now_ms, to_json
@@ -31,6 +38,7 @@ from workflows import (
     StepFailed,
     StepStatus,
     Tick,
+    announce,
     build_definition,
     new_execution,
     reduce,
@@ -44,6 +52,11 @@ log = logging.getLogger(__name__)
 
 class UnknownExecution(LookupError):
     pass
+
+
+def source_codes(names: Any) -> dict[str, str]:
+    """Short names of the coordinator's input topics, as the checkpoint's `applied` keys."""
+    return {names.executions: "x", names.step_completed: "c", names.replay: "r"}
 
 
 def core_event(name: str, record: dict[str, Any]) -> Event:
@@ -110,14 +123,18 @@ def install(engine: Engine) -> None:
     memo: DefinitionMemo = {}
     retries: list[tuple[int, str, dict[str, Any]]] = []  # (due_ms, execution_id, origin)
 
+    sources = source_codes(names)
+
     def load(
         key: bytes, name: str, record: dict[str, Any]
-    ) -> tuple[ExecutionState, dict[str, Any], bool]:
-        """The execution's state and identity, and whether it is new (no checkpoint yet)."""
+    ) -> tuple[ExecutionState, dict[str, Any], dict[str, int] | None]:
+        """The execution's state and identity, and the offsets of the last events applied
+        to it per input topic (None: no checkpoint yet, a new execution)."""
         stored = table.get(key)
         if stored is not None:
             checkpoint = json.loads(stored)
-            return state_from_dict(checkpoint["state"], memo), checkpoint["origin"], False
+            state = state_from_dict(checkpoint["state"], memo)
+            return state, checkpoint["origin"], checkpoint.get("applied", {})
         if name != "WorkflowStarted":
             raise UnknownExecution(f"{name} for unknown execution {record['execution_id']}")
         pinned = (record["workflow_id"], record["workflow_version"])
@@ -134,7 +151,14 @@ def install(engine: Engine) -> None:
             k: record[k]
             for k in ("execution_id", "workflow_id", "workflow_version", "tenant_id", "user_id")
         }
-        return state, origin, True
+        return state, origin, None
+
+    def checkpoint_of(key: bytes) -> tuple[ExecutionState, dict[str, Any]] | None:
+        stored = table.get(key)
+        if stored is None:
+            return None
+        checkpoint = json.loads(stored)
+        return state_from_dict(checkpoint["state"], memo), checkpoint["origin"]
 
     async def emit(state: ExecutionState, origin: dict[str, Any], command: object) -> None:
         execution_id = state.execution_id
@@ -167,24 +191,58 @@ def install(engine: Engine) -> None:
                 retry_origin = {**origin, "step_id": command.step_id, "attempt": command.attempt}
                 heapq.heappush(retries, (command.due_at_ms, execution_id, retry_origin))
 
+    async def reject_taken_id(record: dict[str, Any]) -> None:
+        """Another tenant's execution has this id: the start is refused, never merged."""
+        rejected = envelope(
+            "rejected",
+            record,
+            "duplicate_execution_id",
+            record["tenant_id"],
+            code="duplicate_execution_id",
+            reason=f"execution id {record['execution_id']!r} is taken by another execution",
+            limit=None,
+            reset_at=None,
+        )
+        await engine.send(
+            names.workflow_rejected, record["execution_id"], "WorkflowRejected", rejected
+        )
+
     async def handle(event: EventT[Any]) -> None:
-        key = event.message.key
+        message = event.message
+        key = message.key
         try:
             if key is None:
                 raise ValueError("execution events must be keyed by execution_id")
             decoded = CODEC.decode(event.value)
-            state, origin, fresh = load(key, decoded.name, decoded.record)
+            state, origin, applied = load(key, decoded.name, decoded.record)
             core = core_event(decoded.name, decoded.record)
         except (EventCodecError, UnknownExecution, ValueError, KeyError) as error:
-            await engine.dead_letter(event.message, error)
+            await engine.dead_letter(message, error)
+            return
+        if applied is not None and decoded.name == "WorkflowStarted":
+            if decoded.record["tenant_id"] != origin["tenant_id"]:
+                await reject_taken_id(decoded.record)
+                return
+        source = sources[message.topic]
+        if applied is not None and message.offset <= applied.get(source, -1):
+            if message.offset == applied[source]:  # once per execution and input topic
+                for command in announce(state):
+                    await emit(state, origin, command)
             return
         new_state, commands = reduce(state, core)
-        if new_state is state and not fresh:
+        if new_state is state and applied is not None:
             return  # a duplicate or stale event: nothing to write, nothing to emit
-        checkpoint = {"state": state_to_dict(new_state), "origin": origin}
+        checkpoint = {
+            "state": state_to_dict(new_state),
+            "origin": origin,
+            "applied": {**(applied or {}), source: message.offset},
+        }
         table[key] = to_json(checkpoint).encode()
+        watchdog.track(key, new_state)
         for command in commands:
             await emit(new_state, origin, command)
+
+    watchdog = install_watchdog(engine, table, checkpoint_of, emit)
 
     channel = engine.app.topic(
         names.executions,

@@ -18,10 +18,11 @@ from faust.types import EventT, StreamT
 
 from agents.rate_limiter import RateLimiter
 from schemas.codec import CODEC, EventCodecError
-from streams.engine import Engine
+from streams.engine import ConsumedMessage, Engine
 from streams.events import envelope, event_id, now_ms
 from workflows import WorkflowDefinition, definition_to_dict
 from workflows.rate_limit import OverLimitPolicy
+from workflows.requests import check_start
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +47,13 @@ def install(engine: Engine) -> None:
             names.workflow_rejected, request["execution_id"], "WorkflowRejected", record
         )
 
-    async def admit(request: dict[str, Any], definition: WorkflowDefinition) -> None:
-        engine.started[request["execution_id"].encode()] = now_ms()
+    async def admit(
+        request: dict[str, Any], definition: WorkflowDefinition, first: bool = True
+    ) -> None:
+        """Record the start (its time and pinned version) and emit WorkflowStarted; for a
+        start already admitted (`first` False), emit the same WorkflowStarted again."""
+        if first:
+            engine.started[request["execution_id"].encode()] = [now_ms(), definition.version]
         pinned = {**request, "workflow_version": definition.version}
         record = envelope(
             "started",
@@ -79,13 +85,36 @@ def install(engine: Engine) -> None:
             return None
         return definition
 
-    async def start_requested(request: dict[str, Any]) -> None:
-        if engine.started.get(request["execution_id"].encode()) is not None:
-            log.info("duplicate start of %s ignored", request["execution_id"])
+    async def readmit(request: dict[str, Any], started: Any) -> None:
+        """A start seen before. Its WorkflowStarted may have been lost with a crashed
+        worker (delivery rule 2), so it is emitted again, pinned to the same version;
+        the coordinator ignores it when the execution exists."""
+        pinned = started[1] if isinstance(started, list) else request["workflow_version"]
+        catalog = await engine.definitions()
+        definition = await catalog.lookup(request["workflow_id"], pinned)
+        if definition is not None:
+            await admit(request, definition, first=False)
+
+    async def start_requested(request: dict[str, Any], message: ConsumedMessage) -> None:
+        invalid = check_start(
+            request["execution_id"],
+            request["workflow_id"],
+            request["tenant_id"],
+            request["user_id"],
+            request["input_json"],
+            engine.settings.max_input_bytes,
+        )
+        if invalid is not None:
+            await reject(request, invalid.code, invalid.reason, invalid.limit)
+            return
+        started = engine.started.get(request["execution_id"].encode())
+        if started is not None:
+            log.info("start of %s seen before: announced again", request["execution_id"])
+            await readmit(request, started)
             return
         definition = await resolve(request)
-        if definition is None:
-            return
+        if definition is None or not engine.owns(message):
+            return  # rejected, or the partition moved while the definition was resolved
         if not limiter.enabled:
             await admit(request, definition)
             return
@@ -109,7 +138,7 @@ def install(engine: Engine) -> None:
                 request, "rate_limited", refusal.reason, refusal.limit, refusal.reset_at_ms
             )
 
-    async def wake(scope: str) -> None:
+    async def wake(scope: str, message: ConsumedMessage) -> None:
         """Admit the scope's deferred starts, in order, while the window allows."""
         queue = list(deferred.get(scope.encode()) or [])
         while queue:
@@ -118,6 +147,8 @@ def install(engine: Engine) -> None:
                 queue.pop(0)  # the same start was requested twice while waiting
                 continue
             definition = await resolve(request)
+            if not engine.owns(message):
+                return  # the partition moved while the definition was resolved
             if definition is None:
                 queue.pop(0)
                 continue
@@ -140,9 +171,9 @@ def install(engine: Engine) -> None:
             await engine.dead_letter(event.message, error)
             return
         if decoded.name == "WorkflowStartRequested":
-            await start_requested(decoded.record)
+            await start_requested(decoded.record, event.message)
         elif decoded.name == "RateLimitWake":
-            await wake(decoded.record["scope"])
+            await wake(decoded.record["scope"], event.message)
         else:
             await engine.dead_letter(
                 event.message, f"unexpected {decoded.name} on {names.workflow_start}"

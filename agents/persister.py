@@ -10,6 +10,7 @@ may arrive in any order across topics.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from datetime import UTC, datetime
 from typing import Any
@@ -20,6 +21,7 @@ from aiokafka import ConsumerRecord
 from schemas.codec import CODEC, DecodedEvent, EventCodecError
 from streams.engine import Engine
 from streams.groups import commit, group_consumer
+from workflows import InvalidDefinition, build_definition
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +165,25 @@ class Persister:
                 if rows:
                     await connection.executemany(statement, rows)
 
+    async def check_definitions(self, messages: list[ConsumerRecord[bytes, bytes]]) -> None:
+        """Definitions published straight onto the topic, past `register`, are checked
+        here, once (this consumer group reads each record once), as `register` checks
+        them; the invalid go to the dead-letter topic with every problem. The workers'
+        catalogs skip them."""
+        letters = []
+        for message in messages:
+            try:
+                record = CODEC.decode(message.value or b"").record
+                build_definition(json.loads(record["definition_json"]), self.engine.registry)
+            except (EventCodecError, InvalidDefinition, ValueError, KeyError) as error:
+                reason = f"invalid definition: {type(error).__name__}: {error}"
+                letters.append(await self.engine.dead_letter(message, reason))
+        await asyncio.gather(*letters)  # delivered before the batch is committed
+
     async def persist(self, messages: list[ConsumerRecord[bytes, bytes]]) -> None:
+        definitions = self.engine.names.definitions
+        await self.check_definitions([m for m in messages if m.topic == definitions])
+        messages = [m for m in messages if m.topic != definitions]
         decoded = []
         for message in messages:
             try:
@@ -206,7 +226,13 @@ class Persister:
         names = self.engine.names
         consumer = group_consumer(self.engine.settings, "persister")
         consumer.subscribe(
-            [names.executions, names.step_completed, names.workflow_completed, names.replay]
+            [
+                names.executions,
+                names.step_completed,
+                names.workflow_completed,
+                names.replay,
+                names.definitions,
+            ]
         )
         await consumer.start()
         try:

@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from streams.cli_support import load_settings
-from streams.operator_cli import dead_letters, replay
+from streams.operator_cli import dead_letters, replay, stalled
 
 SERVICES_SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "services.sh"
 
@@ -23,6 +23,7 @@ def main() -> None:
 
 main.add_command(replay)
 main.add_command(dead_letters)
+main.add_command(stalled)
 
 
 @main.command(context_settings={"ignore_unknown_options": True})
@@ -71,6 +72,7 @@ def worker(
     import uvloop
 
     from streams.engine import Worker, WorkerOptions, create_engine, default_data_dir
+    from streams.local_store import trust_or_forget
     from streams.topics import TopicNames, declare_topics
 
     settings = load_settings()
@@ -87,7 +89,8 @@ def worker(
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     asyncio.set_event_loop(asyncio.new_event_loop())  # asyncio.run closed the last one
     engine = create_engine(settings, WorkerOptions(name, data_dir, store, concurrency))
-    Worker(engine.app, loglevel=loglevel, quiet=True).execute_from_commandline()
+    trust_or_forget(data_dir, Path(engine.app.conf.tabledir))
+    Worker(engine.app, data_dir, loglevel=loglevel, quiet=True).execute_from_commandline()
 
 
 @main.command()
@@ -161,13 +164,21 @@ def start(
 
     from streams.client import WorkflowClient
     from streams.progress import follow
+    from workflows.requests import check_start
 
     settings = load_settings()
     try:
         workflow_input = json.loads(input_json)
     except json.JSONDecodeError as error:
         raise click.BadParameter(f"not JSON: {error}", param_hint="--input") from None
+    if not isinstance(workflow_input, dict):
+        raise click.BadParameter("must be a JSON object", param_hint="--input")
     execution_id = execution_id or str(uuid.uuid4())
+    refusal = check_start(
+        execution_id, workflow_id, tenant, user, input_json, settings.max_input_bytes
+    )
+    if refusal is not None:  # refused here, before anything is published
+        raise click.UsageError(f"{refusal.code}: {refusal.reason}")
 
     async def go() -> int:
         async with WorkflowClient(settings, follow_outcomes=False) as client:

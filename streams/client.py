@@ -27,10 +27,19 @@ from streams.settings import Settings
 from streams.topics import TopicNames
 from streams.watch import read_checkpoint
 from workflows import ReplayAction, replay_applies, state_from_dict
+from workflows.requests import Refusal, check_start
 
 
 class ReplayRefused(ValueError):
     """The execution is not in a state the requested action applies to."""
+
+
+class StartRefused(ValueError):
+    """A start request the engine would reject; it was not published."""
+
+    def __init__(self, refusal: Refusal) -> None:
+        super().__init__(refusal.reason)
+        self.code = refusal.code
 
 
 APPLIES_TO = {
@@ -136,7 +145,18 @@ class WorkflowClient:
         version: int = 0,
     ) -> str:
         """Publish a start request; returns the execution id (the idempotency key)."""
-        execution_id = execution_id or str(uuid.uuid4())
+        execution_id = str(uuid.uuid4()) if execution_id is None else execution_id
+        input_json = json.dumps(dict(workflow_input), separators=(",", ":"))
+        refusal = check_start(
+            execution_id,
+            workflow_id,
+            tenant_id,
+            user_id,
+            input_json,
+            self.settings.max_input_bytes,
+        )
+        if refusal is not None:
+            raise StartRefused(refusal)
         record = {
             "event_id": event_id(execution_id, "start-requested"),
             "execution_id": execution_id,
@@ -145,7 +165,7 @@ class WorkflowClient:
             "tenant_id": tenant_id,
             "user_id": user_id,
             "timestamp": now_ms(),
-            "input_json": json.dumps(dict(workflow_input), separators=(",", ":")),
+            "input_json": input_json,
         }
         await self._producer.send(
             self.names.workflow_start,

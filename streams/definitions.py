@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import Collection
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -27,8 +28,16 @@ class DefinitionConflict(ValueError):
 
 
 class DefinitionCatalog:
-    def __init__(self, bootstrap_servers: str, topic: str) -> None:
+    """Every valid definition on the topic. With `step_types`, a definition naming another
+    type is invalid, as `register` would say; the invalid are skipped here (the
+    persister dead-letters each one once, with its problems)."""
+
+    def __init__(
+        self, bootstrap_servers: str, topic: str, step_types: Collection[str] | None = None
+    ) -> None:
         self._bootstrap_servers = bootstrap_servers
+        self._step_types = step_types
+        self.skipped = 0
         self._topic = TopicPartition(topic, 0)
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
@@ -66,9 +75,10 @@ class DefinitionCatalog:
     def _apply(self, value: bytes | None) -> None:
         try:
             record = CODEC.decode(value).record
-            definition = build_definition(json.loads(record["definition_json"]))
+            definition = build_definition(json.loads(record["definition_json"]), self._step_types)
         except (EventCodecError, InvalidDefinition, ValueError, KeyError) as error:
-            log.error("skipping unreadable definition record: %s", error)
+            self.skipped += 1
+            log.debug("skipping an invalid definition record: %s", error)
             return
         key = (definition.id, definition.version)
         self._versions[key] = definition

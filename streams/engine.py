@@ -13,7 +13,7 @@ from typing import Any, Protocol, cast
 import asyncpg
 import faust
 import redis.asyncio as aioredis
-from faust.types import EventT, ProducerT, StreamT, TableT
+from faust.types import TP, EventT, ProducerT, StreamT, TableT
 
 from infra.ai import OpenAICompatibleClassifier, PriorityClassifier, RulesClassifier
 from infra.cache import TieredCache
@@ -22,10 +22,11 @@ from schemas.codec import CODEC, EventCodecError
 from steps.builtin import default_registry
 from steps.maintenance import MaintenanceSteps
 from steps.registry import StepContext, StepRegistry
-from streams import faust_fixes
+from streams import faust_fixes, log_throttle
 from streams.codec import register_codec
 from streams.definitions import DefinitionCatalog
 from streams.events import envelope, now_ms
+from streams.local_store import mark_clean
 from streams.settings import Settings
 from streams.topics import TopicNames
 
@@ -43,19 +44,36 @@ class ConsumedMessage(Protocol):
 
 
 class Worker(faust.Worker):
-    """faust's worker leaves the root logger at DEBUG and filters in the handler, so every
-    debug call in faust and aiokafka builds a record; at load that costs several percent
-    of the worker's CPU. Setting the root level drops them at the call."""
+    """faust's worker, with the clean-shutdown mark of `local_store` in `data_dir`."""
+
+    def __init__(self, app: faust.App, data_dir: Path, **options: Any) -> None:
+        super().__init__(app, **options)
+        self.data_dir = data_dir
 
     def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+        """faust leaves the root logger at DEBUG and filters in the handler, so every
+        debug call in faust and aiokafka builds a record; at load that costs several
+        percent of the worker's CPU. Setting the root level drops them at the call."""
         super().on_setup_root_logger(logger, level)
         logger.setLevel(level or logging.WARNING)
+        log_throttle.install(logger)
+
+    async def on_shutdown(self) -> None:
+        """Runs after the app (agents, tables, producer) has stopped."""
+        await super().on_shutdown()
+        if not (self.crashed or self.app.crashed):
+            mark_clean(self.data_dir)
 
 
 def default_data_dir(worker_name: str) -> Path:
     """Beside the local services' data (scripts/services.sh uses the same variable)."""
     state_dir = os.environ.get("STEPSTREAM_STATE_DIR", "/var/tmp/stepstream")  # noqa: S108
     return Path(state_dir) / "workers" / worker_name
+
+
+# What a dead letter keeps of the original bytes: well under the producer's 1 MiB
+# request limit whatever the key and the error add.
+DEAD_LETTER_PAYLOAD_LIMIT = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -84,6 +102,7 @@ class Engine:
     _catalog_running: bool = False
     _pool: asyncpg.Pool | None = None
     _pool_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    stale_events: int = 0  # dropped by the generation fence
 
     async def database(self) -> asyncpg.Pool:
         """The worker's PostgreSQL pool, created on first use: a worker whose steps never
@@ -128,12 +147,39 @@ class Engine:
     async def producer(self) -> ProducerT:
         return cast(ProducerT, await self.app.maybe_start_producer())
 
+    def owns(self, message: ConsumedMessage) -> bool:
+        """Whether this worker may act on a message now: its partition is assigned here,
+        in the current consumer generation, and no rebalance is under way. Events fetched
+        before a rebalance can reach an agent after it; acting on them would write state
+        for a partition another worker owns (delivery rule 4, fence stale generations).
+        Called right before table writes, with no await between the check and them."""
+        app = self.app
+        generation = getattr(message, "generation_id", app.consumer_generation_id)
+        return (
+            app.flow_control.is_active()
+            and generation == app.consumer_generation_id
+            and TP(message.topic, message.partition) in app.consumer.assignment()
+        )
+
     async def consume(
         self, stream: StreamT[Any], handle: Callable[[EventT[Any]], Awaitable[None]]
     ) -> None:
-        """Run `handle` on every event; whatever it raises dead-letters that event and
-        processing goes on, so no input can stop a worker."""
+        """Run `handle` on every event this worker still owns; whatever it raises
+        dead-letters that event and processing goes on, so no input can stop a worker."""
         async for event in stream.events():
+            if not self.owns(event.message):
+                # Not acknowledged, so faust cannot commit past it: when the partition
+                # comes back to this worker, the same offset is fetched again and it is
+                # that copy whose acknowledgement counts.
+                event.message.acked = True
+                self.stale_events += 1
+                log.info(
+                    "dropped %s/%s/%s: fetched before a rebalance",
+                    event.message.topic,
+                    event.message.partition,
+                    event.message.offset,
+                )
+                continue
             try:
                 await handle(event)
             except Exception as error:
@@ -161,6 +207,11 @@ class Engine:
     async def dead_letter(
         self, message: ConsumedMessage, error: Exception | str
     ) -> asyncio.Future[Any]:
+        """Send the message to the dead-letter topic with the reason. The original bytes
+        are cut to DEAD_LETTER_PAYLOAD_LIMIT, so a letter can never be too large to send;
+        topic, partition and offset point at the whole record. Never raises: a letter
+        that cannot be sent is logged, and the returned future carries the failure."""
+        payload = message.value or b""
         record: dict[str, Any] = {
             "event_id": f"{message.topic}/{message.partition}/{message.offset}",
             "timestamp": now_ms(),
@@ -168,25 +219,35 @@ class Engine:
             "partition": message.partition,
             "offset": message.offset,
             "error": error if isinstance(error, str) else f"{type(error).__name__}: {error}",
-            "key": message.key,
-            "payload": message.value or b"",
+            "key": (message.key or b"")[:1024] or None,
+            "payload": payload[:DEAD_LETTER_PAYLOAD_LIMIT],
+            "payload_size": len(payload),
         }
+        record["error"] = record["error"][:4096]
         try:  # carry the execution's identity when the event could be read at all
-            decoded = CODEC.decode(message.value or b"").record
+            decoded = CODEC.decode(payload).record
             for name in ("execution_id", "workflow_id", "workflow_version", "tenant_id", "user_id"):
                 record[name] = decoded.get(name)
         except EventCodecError:
             pass
+        try:
+            producer = await self.producer()
+            delivery = await producer.send(
+                self.names.dead_letter,
+                message.key,
+                CODEC.encode("DeadLetter", record),
+                None,
+                None,
+                None,
+            )
+        except Exception as failure:  # noqa: BLE001 - a worker never stops on bad input
+            log.error(
+                "could not dead-letter %s (%s): %r", record["event_id"], record["error"], failure
+            )
+            failed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            failed.set_exception(failure)
+            return failed
         log.warning("dead-lettered %s: %s", record["event_id"], record["error"])
-        producer = await self.producer()
-        delivery = await producer.send(
-            self.names.dead_letter,
-            message.key,
-            CODEC.encode("DeadLetter", record),
-            None,
-            None,
-            None,
-        )
         return cast(asyncio.Future[Any], delivery)
 
 
@@ -258,6 +319,7 @@ def create_engine(settings: Settings, options: WorkerOptions) -> Engine:
     rate_counts = app.Table("rate-counts", partitions=settings.topic_partitions, key_type=bytes)
     rate_stats = app.Table("rate-stats", partitions=settings.topic_partitions, key_type=bytes)
     rate_deferred = app.Table("rate-deferred", partitions=settings.topic_partitions, key_type=bytes)
+    registry = default_registry()  # the catalog accepts definitions of these step types
     engine = Engine(
         settings=settings,
         options=options,
@@ -269,8 +331,8 @@ def create_engine(settings: Settings, options: WorkerOptions) -> Engine:
         rate_counts=rate_counts,
         rate_stats=rate_stats,
         rate_deferred=rate_deferred,
-        catalog=DefinitionCatalog(settings.kafka_bootstrap_servers, names.definitions),
-        registry=default_registry(),
+        catalog=DefinitionCatalog(settings.kafka_bootstrap_servers, names.definitions, registry),
+        registry=registry,
     )
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]

@@ -1,4 +1,4 @@
-"""Operators' commands: recover executions (`replay`) and events (`dead-letters`)."""
+"""Operators' commands: recover executions (`replay`, `stalled`) and events (`dead-letters`)."""
 
 from __future__ import annotations
 
@@ -74,3 +74,28 @@ def dead_letters(source_topic: str | None, execution_id: str | None, redrive: bo
         click.echo(f"re-driven {count} dead letter(s)")
     elif not letters:
         click.echo("no dead letters")
+
+
+@click.command()
+@click.option(
+    "--all", "show_all", is_flag=True, help="Every running execution, not only stalled ones."
+)
+def stalled(show_all: bool) -> None:
+    """Executions with outstanding steps and no progress beyond those steps' timeouts
+    plus WORKFLOW_WATCHDOG_MARGIN_MS, with what each waits for. Workers' watchdogs
+    announce their steps again on their own; this shows what they are looking at."""
+    from streams.events import now_ms
+    from streams.watch import read_checkpoints
+    from workflows import state_from_dict
+    from workflows.stalls import waiting_on
+
+    settings = load_settings()
+    now = now_ms()
+    shown = 0
+    for execution_id, checkpoint in sorted(asyncio.run(read_checkpoints(settings)).items()):
+        waiting = waiting_on(state_from_dict(checkpoint["state"]), settings.watchdog_margin_ms)
+        if waiting and (show_all or waiting[0].deadline_ms <= now):
+            shown += 1
+            click.echo(f"{execution_id}: " + "; ".join(w.describe(now) for w in waiting))
+    if not shown:
+        click.echo("no stalled executions" if not show_all else "no running executions")

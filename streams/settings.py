@@ -107,6 +107,8 @@ class Settings:
     ai_timeout_seconds: float = 10.0
     topic_prefix: str = "stepstream"
     topic_partitions: int = 8
+    max_input_bytes: int = 262_144  # a start's input JSON; larger starts are rejected
+    watchdog_margin_ms: int = 30_000  # silence past a step's timeout before a resume
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -154,6 +156,8 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "ai_timeout_seconds": ("AI_TIMEOUT_SECONDS", _parse_positive_float),
     "topic_prefix": ("STEPSTREAM_TOPIC_PREFIX", _parse_topic_prefix),
     "topic_partitions": ("STEPSTREAM_TOPIC_PARTITIONS", _parse_positive_int),
+    "max_input_bytes": ("WORKFLOW_MAX_INPUT_BYTES", _parse_positive_int),
+    "watchdog_margin_ms": ("WORKFLOW_WATCHDOG_MARGIN_MS", _parse_positive_int),
 }
 
 VARIABLE_NAMES: frozenset[str] = frozenset(variable for variable, _ in ENVIRONMENT.values())

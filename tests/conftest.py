@@ -1,7 +1,7 @@
 """Fixtures shared by every test: settings and a per-run isolation token.
 
-Service fixtures live in tests/integration/conftest.py. They connect to the real
-Kafka, PostgreSQL and Redis and fail (never skip) when a service does not answer.
+Service fixtures live in tests/services.py. They connect to the real Kafka, PostgreSQL
+and Redis and fail (never skip) when a service does not answer.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ import uuid
 import pytest
 
 from streams.settings import Settings
+
+pytest_plugins = ["tests.services"]
 
 
 @pytest.fixture(scope="session")

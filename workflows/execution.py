@@ -164,6 +164,32 @@ def reduce(state: ExecutionState, event: Event) -> Transition:
     raise TypeError(f"not an execution event: {event!r}")
 
 
+def announce(state: ExecutionState) -> tuple[Command, ...]:
+    """The commands the execution's current state stands on: step-ready for every running
+    step at its attempt, the retries it waits for, its outcome once it has one.
+
+    A coordinator that redelivers an input whose effect is already in the checkpoint
+    emits these again, because what it emitted the first time may never have been
+    delivered (delivery rule 2). Their event ids are deterministic, so a consumer sees
+    duplicates of what it may have seen, never new events."""
+    if state.status is ExecutionStatus.COMPLETED:
+        outputs = {s: state.steps[s].output for s in state.definition.graph.order}
+        return (CompleteWorkflow(outputs, state.finished_at_ms or 0),)
+    if state.status is ExecutionStatus.FAILED and state.failure is not None:
+        failure = state.failure
+        return (FailWorkflow(failure.step_id, failure.error, state.finished_at_ms or 0),)
+    if state.status is not ExecutionStatus.RUNNING:
+        return ()
+    draft = _Draft(state)
+    for step_id in state.definition.graph.order:
+        step = state.steps[step_id]
+        if step.status is StepStatus.RUNNING:
+            draft.send(step_id, step.attempt, step.ready_at_ms or 0)
+        elif step.status is StepStatus.RETRYING and step.retry_at_ms is not None:
+            draft.commands.append(ScheduleRetry(step_id, step.attempt + 1, step.retry_at_ms))
+    return tuple(draft.commands)
+
+
 def _is_current_attempt(state: ExecutionState, step_id: str, attempt: int) -> bool:
     step = state.steps.get(step_id)
     return step is not None and step.status is StepStatus.RUNNING and step.attempt == attempt

@@ -20,7 +20,7 @@ from schemas.codec import CODEC
 from streams.client import ReplayRefused, WorkflowClient
 from streams.settings import Settings
 from streams.topics import TopicNames
-from streams.watch import read_checkpoint
+from streams.watch import read_checkpoint, wait_for_commits
 from tests.integration.workers import (
     NOOP_DIAMOND,
     WorkerProcess,
@@ -203,9 +203,10 @@ def test_a_request_for_an_unknown_execution_is_dead_lettered_with_the_reason(
 def test_resume_recovers_an_execution_whose_step_ready_event_was_lost(
     engine: tuple[Settings, dict[str, str], Path], worker: WorkerProcess
 ) -> None:
-    """The worker dies while b runs; while it is down, b's step-ready record is deleted
-    (as retention would). The replacement has nothing to run: the execution is stuck
-    until an operator resumes it."""
+    """The worker dies while b runs, after the coordinator committed the event that
+    released b (so nothing is redelivered); while it is down, b's step-ready record is
+    deleted (as retention would). The replacement has nothing to run: the execution is
+    stuck until an operator resumes it (or, later, the watchdog)."""
     settings, env, workdir = engine
     names = TopicNames.for_prefix(settings.topic_prefix)
 
@@ -223,6 +224,10 @@ def test_resume_recovers_an_execution_whose_step_ready_event_was_lost(
         return execution_id
 
     execution_id = asyncio.run(start_and_lose_step_ready())
+    coordinator_group = f"{settings.topic_prefix}-engine"
+    asyncio.run(
+        wait_for_commits(settings, coordinator_group, [names.executions, names.step_completed])
+    )
     worker.kill()  # the module's worker: this test runs last in the module
     asyncio.run(delete_all_records(settings, names.step_ready))
     replacement = WorkerProcess("replay-w2", env, workdir)

@@ -43,10 +43,10 @@ def test_the_products_example_plans_in_three_levels(name: str, fmt: str) -> None
 
 def test_yaml_policies_are_read() -> None:
     definition = parse_definition((EXAMPLES / "maintenance-request.yaml").read_text())
-    assert definition.defaults.retry == RetryPolicy(3, 500, 2.0, 10_000, 0.2)
+    assert definition.defaults.retry == RetryPolicy(10, 1_000, 2.0, 15_000, 0.2)
     assert definition.timeout_ms("step-2") == 20_000
     assert definition.timeout_ms("step-1") == 30_000
-    assert definition.retry_policy("step-4").max_attempts == 3
+    assert definition.retry_policy("step-4").max_attempts == 10
 
 
 def test_definitions_without_depends_on_keep_running_in_list_order() -> None:
@@ -202,3 +202,19 @@ def test_an_unknown_over_limit_policy_is_refused() -> None:
         }
     )
     assert problems == ["rateLimit.policy: unknown policy 'queue' (reject or defer)"]
+
+
+@pytest.mark.parametrize("execution_id", ["e-1", "e-2", "0b7c7f3e"])
+def test_the_reference_workflow_retries_through_a_minute_long_database_restart(
+    execution_id: str,
+) -> None:
+    from workflows.policies import backoff_ms
+
+    definition = parse_definition((EXAMPLES / "maintenance-request.yaml").read_text())
+    for step in ("step-1", "step-2", "step-3", "step-4"):
+        policy = definition.retry_policy(step)
+        waited = sum(
+            backoff_ms(policy, execution_id, step, attempt)
+            for attempt in range(1, policy.max_attempts)
+        )
+        assert waited >= 60_000, (step, waited)

@@ -1,5 +1,6 @@
-"""Real-service fixtures. Each isolates the test run: a unique topic prefix, its own
-PostgreSQL schema, its own Redis key prefix. A missing service fails the test loudly."""
+"""Real-service fixtures for the integration and chaos tests. Each isolates the test run:
+a unique topic prefix, its own PostgreSQL schema, its own Redis key prefix. A missing
+service fails the test loudly."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ SERVICE_WAIT_SECONDS = 15.0
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if "integration" in item.path.parts:
+        if {"integration", "chaos"} & set(item.path.parts):
             item.add_marker(pytest.mark.integration)
 
 

@@ -1,0 +1,92 @@
+"""Watchdog: a lost event costs time, never the execution.
+
+The coordinator tells it after each checkpoint write when the execution would count as
+stalled (`workflows.stalls`). Every few seconds it looks at the executions past that
+point: it logs what each waits for and emits the execution's outstanding commands again
+(`announce`, the same deterministic event ids as a redelivery), then waits another
+timeout plus margin before it looks at that execution again.
+
+It reads checkpoints but never writes them, so it needs no partition context. Its index
+lives in memory: it is rebuilt from the table when partitions are recovered.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from faust.types import TableT
+
+from streams.engine import Engine
+from streams.events import now_ms
+from workflows import Command, ExecutionState, announce
+from workflows.stalls import stall_deadline, waiting_on
+
+log = logging.getLogger(__name__)
+
+CHECK_INTERVAL_SECONDS = 5.0
+
+Load = Callable[[bytes], tuple[ExecutionState, dict[str, Any]] | None]
+Emit = Callable[[ExecutionState, dict[str, Any], Command], Awaitable[None]]
+
+
+class Watchdog:
+    def __init__(self, margin_ms: int) -> None:
+        self.margin_ms = margin_ms
+        self.deadlines: dict[bytes, int] = {}
+        self.resumed = 0
+
+    def track(self, key: bytes, state: ExecutionState) -> None:
+        deadline = stall_deadline(state, self.margin_ms)
+        if deadline is None:
+            self.deadlines.pop(key, None)
+        else:
+            self.deadlines[key] = deadline
+
+    def due(self, now: int) -> list[bytes]:
+        return [key for key, deadline in self.deadlines.items() if deadline <= now]
+
+    async def check(self, now: int, load: Load, emit: Emit) -> None:
+        for key in self.due(now):
+            loaded = load(key)
+            if loaded is None:
+                self.deadlines.pop(key, None)
+                continue
+            state, origin = loaded
+            waiting = waiting_on(state, self.margin_ms)
+            if not waiting or waiting[0].deadline_ms > now:
+                self.track(key, state)
+                continue
+            log.warning(
+                "watchdog: execution %s made no progress; waiting on %s; announcing its"
+                " outstanding steps again",
+                state.execution_id,
+                "; ".join(w.describe(now) for w in waiting),
+            )
+            self.resumed += 1
+            for command in announce(state):
+                await emit(state, origin, command)
+            longest = max(state.definition.timeout_ms(w.step_id) for w in waiting)
+            self.deadlines[key] = now + longest + self.margin_ms
+
+
+def install(engine: Engine, table: TableT[bytes, Any], load: Load, emit: Emit) -> Watchdog:
+    watchdog = Watchdog(engine.settings.watchdog_margin_ms)
+
+    @engine.app.timer(interval=CHECK_INTERVAL_SECONDS)  # type: ignore[untyped-decorator]
+    async def look_for_stalls() -> None:
+        await watchdog.check(now_ms(), load, emit)
+
+    @engine.app.on_partitions_revoked.connect  # type: ignore[arg-type]
+    async def forget(sender: Any, *args: Any, **kwargs: Any) -> None:
+        watchdog.deadlines.clear()  # rebuilt from the table once partitions are recovered
+
+    @table.on_recover
+    async def rebuild() -> None:
+        for key, _ in table.items():
+            loaded = load(key)
+            if loaded is not None:
+                watchdog.track(key, loaded[0])
+
+    return watchdog

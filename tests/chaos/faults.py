@@ -1,0 +1,96 @@
+"""The fault loop: SIGKILL a worker, restart it on the same data directory, and now and
+then let a third worker join (a rebalance) and kill another worker while it runs.
+
+The pauses here are the fault schedule itself (how long a worker lives, how long it
+stays down), not synchronisation: what the test waits for, it waits for by condition.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from streams.worker_process import WorkerProcess
+
+
+@dataclass(frozen=True)
+class Scenario:
+    diamonds: int  # executions of a diamond of 50 ms sleep steps
+    maintenance: int  # executions of the reference workflow (PostgreSQL side effects)
+    start_rate: float  # executions started per second, spread over the faults
+    kill_every: float  # seconds a worker lives between kills
+    down_for: float  # seconds a killed worker stays down before its restart
+    join_at_kill: int  # after this kill a third worker joins, and a worker dies mid-rebalance
+    deadline: float  # seconds, after the last start, for every execution to end
+
+    @property
+    def executions(self) -> int:
+        return self.diamonds + self.maintenance
+
+
+SHORT = Scenario(
+    diamonds=240,
+    maintenance=60,
+    start_rate=10,
+    kill_every=5,
+    down_for=1,
+    join_at_kill=2,
+    deadline=180,
+)
+FULL = Scenario(
+    diamonds=1_200,
+    maintenance=300,
+    start_rate=20,
+    kill_every=6,
+    down_for=1,
+    join_at_kill=4,
+    deadline=300,
+)
+
+
+@dataclass
+class Faults:
+    """Kills and restarts workers until told to stop; counts what it did."""
+
+    scenario: Scenario
+    env: dict[str, str]
+    workdir: Path
+    workers: dict[str, WorkerProcess] = field(default_factory=dict)
+    kills: int = 0
+    rebalance_kills: int = 0
+
+    def start(self, name: str) -> None:
+        self.workers[name] = WorkerProcess(name, self.env, self.workdir)
+
+    async def kill_and_restart(self, name: str) -> None:
+        self.workers[name].kill()
+        self.kills += 1
+        await asyncio.sleep(self.scenario.down_for)
+        self.workers[name].stop()  # closes its log file
+        self.start(name)
+
+    async def run(self, until: asyncio.Event) -> None:
+        victims = itertools.cycle(["chaos-w1", "chaos-w2"])
+        joiner = "chaos-w3"
+        while not until.is_set():
+            await asyncio.sleep(self.scenario.kill_every)
+            await self.kill_and_restart(next(victims))
+            if self.kills == self.scenario.join_at_kill:
+                # A third worker joins; while the group rebalances, another worker dies.
+                self.start(joiner)
+                await asyncio.sleep(1.5)
+                await self.kill_and_restart(next(victims))
+                self.rebalance_kills += 1
+            elif self.kills == self.scenario.join_at_kill + 3 and joiner in self.workers:
+                # ... and leaves for good, killed: its partitions move back.
+                self.workers.pop(joiner).kill()
+                self.kills += 1
+
+    def stop_all(self) -> None:
+        for worker in self.workers.values():
+            worker.stop()
+
+    def log_tails(self) -> str:
+        return "\n".join(f"--- {n}\n{w.log_tail(30)}" for n, w in self.workers.items())

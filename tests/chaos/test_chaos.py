@@ -1,0 +1,157 @@
+"""Steady state, faults, verify: executions started at a steady pace while workers are
+killed with SIGKILL and restarted on their data directories (once while a third worker
+joins the group), then a verifier that reads only the public topics and PostgreSQL.
+
+CI runs the short scenario inside `make test`; `make chaos` runs the full one
+(STEPSTREAM_CHAOS=full). The verdict line is printed either way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from infra.db import migrate
+from infra.demo_data import seed
+from streams.client import WorkflowClient
+from streams.settings import Settings
+from tests.chaos.faults import FULL, SHORT, Faults, Scenario
+from tests.chaos.verifier import outcomes_seen, verify
+from tests.integration.workers import definition, engine_env, prepare, wait_until_ready
+from workflows import parse_definition
+
+REFERENCE = Path(__file__).resolve().parents[2] / "examples" / "maintenance-request.yaml"
+
+SLEEPY = definition(
+    {
+        "id": "chaos-diamond",
+        "version": 1,
+        "steps": [
+            {"id": "a", "type": "sleep", "config": {"seconds": 0.05}},
+            {"id": "b", "type": "sleep", "dependsOn": ["a"], "config": {"seconds": 0.05}},
+            {"id": "c", "type": "sleep", "dependsOn": ["a"], "config": {"seconds": 0.05}},
+            {"id": "d", "type": "sleep", "dependsOn": ["b", "c"], "config": {"seconds": 0.05}},
+        ],
+    }
+)
+
+
+@pytest.fixture(scope="module")
+def scenario() -> Scenario:
+    return FULL if os.environ.get("STEPSTREAM_CHAOS") == "full" else SHORT
+
+
+@pytest.fixture(scope="module")
+def chaos_database_url(database_url: str, run_token: str) -> Iterator[str]:
+    """A schema of its own, seeded, with technicians who can take every request."""
+    schema = f"test_{run_token}_chaos"
+
+    async def create() -> None:
+        connection = await asyncpg.connect(database_url)
+        try:
+            await connection.execute(f"CREATE SCHEMA {schema}")
+            await connection.execute(f"SET search_path TO {schema}")
+            await migrate(connection)
+            await seed(connection)
+            await connection.execute("UPDATE technicians SET capacity = 100000")
+        finally:
+            await connection.close()
+
+    async def drop() -> None:
+        connection = await asyncpg.connect(database_url)
+        try:
+            await connection.execute(f"DROP SCHEMA {schema} CASCADE")
+        finally:
+            await connection.close()
+
+    asyncio.run(create())
+    yield f"{database_url}?search_path={schema}"
+    asyncio.run(drop())
+
+
+async def maintenance_input(database_url: str) -> dict[str, object]:
+    connection = await asyncpg.connect(database_url)
+    try:
+        row = await connection.fetchrow(
+            "SELECT a.property_id, a.id FROM assets a WHERE a.name = 'Kitchen sink'"
+        )
+        return {"property_id": row[0], "asset_id": row[1], "title": "Water under the sink"}
+    finally:
+        await connection.close()
+
+
+async def start_at_pace(
+    client: WorkflowClient, scenario: Scenario, token: str, maintenance: dict[str, object]
+) -> tuple[set[str], set[str]]:
+    """Start every execution, `start_rate` a second; the pace is the load, not a wait."""
+    every = max(1, scenario.executions // scenario.maintenance) if scenario.maintenance else 0
+    diamonds: set[str] = set()
+    requests: set[str] = set()
+    began = time.monotonic()
+    for n in range(scenario.executions):
+        if every and n % every == 0 and len(requests) < scenario.maintenance:
+            requests.add(
+                await client.start_workflow(
+                    "maintenance-request", maintenance, "t", f"u{n}", f"{token}-m{n}"
+                )
+            )
+        else:
+            diamonds.add(
+                await client.start_workflow("chaos-diamond", {}, "t", f"u{n}", f"{token}-d{n}")
+            )
+        ahead = began + (n + 1) / scenario.start_rate - time.monotonic()
+        if ahead > 0:
+            await asyncio.sleep(ahead)
+    await client.flush()
+    return diamonds, requests
+
+
+async def wait_for_outcomes(engine: Settings, ids: set[str], deadline: float) -> None:
+    """Until every execution has an outcome, or the deadline: the verifier says what is
+    missing either way."""
+    while time.monotonic() < deadline:
+        if await outcomes_seen(engine, ids) == ids:
+            return
+        await asyncio.sleep(2)  # a poll interval; the condition is what ends the wait
+
+
+async def test_no_execution_is_lost_or_stuck_while_workers_are_killed(
+    settings: Settings,
+    kafka_bootstrap: str,
+    run_token: str,
+    chaos_database_url: str,
+    redis_url: str,
+    scenario: Scenario,
+    tmp_path: Path,
+) -> None:
+    env = engine_env(settings, f"test-{run_token}-chaos", DATABASE_URL=chaos_database_url)
+    engine = Settings.from_env(env)
+    await prepare(engine, SLEEPY, parse_definition(REFERENCE.read_text()))
+    faults = Faults(scenario, env, tmp_path)
+    faults.start("chaos-w1")
+    faults.start("chaos-w2")
+    try:
+        await wait_until_ready(engine, list(faults.workers.values()), 120)
+        loading = asyncio.Event()
+        fault_loop = asyncio.create_task(faults.run(until=loading))
+        async with WorkflowClient(engine, follow_outcomes=False) as client:
+            maintenance = await maintenance_input(chaos_database_url)
+            diamonds, requests = await start_at_pace(client, scenario, run_token, maintenance)
+        loading.set()
+        await fault_loop
+        ids = diamonds | requests
+        await wait_for_outcomes(engine, ids, time.monotonic() + scenario.deadline)
+        verdict = await verify(engine, ids, requests, chaos_database_url)
+        line = verdict.line(faults.kills, faults.rebalance_kills)
+        print(line)
+        assert verdict.ok, f"{line}\n{faults.log_tails()}"
+        # The watchdog is a safety net; here it must have had nothing to catch.
+        assert verdict.watchdog_resumes == 0, line
+    finally:
+        faults.stop_all()

@@ -1,0 +1,139 @@
+"""The chaos verifier: reads the public topics as a downstream service would, and
+PostgreSQL for the side effects, and says in one line whether every execution was
+delivered, or what is missing.
+
+Rules checked (ARCHITECTURE.md, delivery semantics):
+* every execution started has exactly one outcome, and it is `completed`;
+* a record seen twice is the same logical event with the same event id: per execution
+  one outcome id, per (execution, step, attempt, kind) one step-report id;
+* side effects are not doubled: one maintenance request and one notification per
+  execution, and technicians' workloads equal the requests assigned to them.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+
+import asyncpg
+
+from streams.settings import Settings
+from streams.topics import TopicNames
+from tests.integration.workers import read_topic
+
+
+@dataclass
+class Verdict:
+    expected: int
+    completed: int = 0
+    missing: list[str] = field(default_factory=list)
+    not_completed: dict[str, str] = field(default_factory=dict)
+    outcome_ids_differ: list[str] = field(default_factory=list)
+    step_ids_differ: list[str] = field(default_factory=list)
+    duplicates: int = 0
+    doubled_side_effects: list[str] = field(default_factory=list)
+    watchdog_resumes: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not (
+            self.missing
+            or self.not_completed
+            or self.outcome_ids_differ
+            or self.step_ids_differ
+            or self.doubled_side_effects
+        )
+
+    def line(self, kills: int, rebalance_kills: int) -> str:
+        head = "ALL-EXECUTIONS-COMPLETED" if self.ok else "EXECUTIONS-LOST"
+        line = (
+            f"chaos: {head} {self.completed}/{self.expected}, kills {kills}"
+            f" ({rebalance_kills} during a rebalance), duplicates {self.duplicates}"
+            f" (identical ids), watchdog resumes {self.watchdog_resumes}"
+        )
+        if not self.ok:
+            line += (
+                f"; missing {len(self.missing)} {self.missing[:5]}"
+                f", not completed {dict(list(self.not_completed.items())[:5])}"
+                f", outcome ids differ {self.outcome_ids_differ[:5]}"
+                f", step report ids differ {self.step_ids_differ[:5]}"
+                f", doubled side effects {self.doubled_side_effects[:5]}"
+            )
+        return line
+
+
+async def outcomes_seen(settings: Settings, execution_ids: set[str]) -> set[str]:
+    names = TopicNames.for_prefix(settings.topic_prefix)
+    events = await read_topic(settings, names.workflow_completed)
+    return {e.record["execution_id"] for e in events} & execution_ids
+
+
+async def verify(
+    settings: Settings, execution_ids: set[str], maintenance_ids: set[str], database_url: str
+) -> Verdict:
+    names = TopicNames.for_prefix(settings.topic_prefix)
+    verdict = Verdict(expected=len(execution_ids))
+
+    outcome_ids: dict[str, set[str]] = defaultdict(set)
+    statuses: dict[str, str] = {}
+    for event in await read_topic(settings, names.workflow_completed):
+        execution_id = event.record["execution_id"]
+        outcome_ids[execution_id].add(event.record["event_id"])
+        statuses[execution_id] = "completed" if event.name == "WorkflowCompleted" else "failed"
+    for execution_id in sorted(execution_ids):
+        if execution_id not in statuses:
+            verdict.missing.append(execution_id)
+        elif statuses[execution_id] != "completed":
+            verdict.not_completed[execution_id] = statuses[execution_id]
+        else:
+            verdict.completed += 1
+        if len(outcome_ids.get(execution_id, ())) > 1:
+            verdict.outcome_ids_differ.append(execution_id)
+
+    report_ids: dict[tuple[str, str, int, str], set[str]] = defaultdict(set)
+    reports = Counter[tuple[str, str, int, str]]()
+    for event in await read_topic(settings, names.step_completed):
+        record = event.record
+        key = (record["execution_id"], record["step_id"], record["attempt"], event.name)
+        report_ids[key].add(record["event_id"])
+        reports[key] += 1
+    verdict.duplicates = sum(count - 1 for count in reports.values())
+    verdict.step_ids_differ = [
+        f"{k[0]}/{k[1]}/{k[2]}" for k, ids in report_ids.items() if len(ids) > 1
+    ]
+
+    resumes = await read_topic(settings, names.replay)
+    verdict.watchdog_resumes = sum(1 for e in resumes if e.record["requested_by"] == "watchdog")
+
+    if maintenance_ids:
+        verdict.doubled_side_effects = await doubled_side_effects(database_url, maintenance_ids)
+    return verdict
+
+
+async def doubled_side_effects(database_url: str, execution_ids: set[str]) -> list[str]:
+    connection = await asyncpg.connect(database_url)
+    try:
+        rows = await connection.fetch(
+            "SELECT split_part(r.idempotency_key, '/', 1) AS execution_id,"
+            " count(DISTINCT r.id) AS requests, count(n.id) AS notifications"
+            " FROM maintenance_requests r LEFT JOIN notifications n ON n.request_id = r.id"
+            " GROUP BY 1"
+        )
+        doubled = [
+            f"{row['execution_id']}: {row['requests']} requests, {row['notifications']} notices"
+            for row in rows
+            if row["execution_id"] in execution_ids
+            and (row["requests"] != 1 or row["notifications"] != 1)
+        ]
+        mismatched = await connection.fetch(
+            "SELECT t.name, t.workload, count(r.id) AS assigned FROM technicians t"
+            " LEFT JOIN maintenance_requests r ON r.technician_id = t.id"
+            " GROUP BY t.id HAVING t.workload <> count(r.id)"
+        )
+        doubled += [
+            f"technician {row['name']}: workload {row['workload']}, assigned {row['assigned']}"
+            for row in mismatched
+        ]
+        return doubled
+    finally:
+        await connection.close()

@@ -1,0 +1,72 @@
+"""The watchdog's decisions over real reducer states: which executions it announces
+again, when, and how often. (Its timer and the emission are the coordinator's.)"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agents.watchdog import Watchdog
+from workflows import (
+    Command,
+    EmitStepReady,
+    ExecutionState,
+    Started,
+    StepCompleted,
+    StepDefinition,
+    WorkflowDefinition,
+    new_execution,
+    reduce,
+)
+from workflows.stalls import waiting_on
+
+CHAIN = WorkflowDefinition(
+    "chain",
+    1,
+    "chain",
+    (StepDefinition("a", "noop", timeout_ms=1_000), StepDefinition("b", "noop", ("a",))),
+)
+
+
+def running(at_ms: int) -> ExecutionState:
+    state = new_execution("e-1", CHAIN, {}, max_parallel_steps=2)
+    state, _ = reduce(state, Started(at_ms=at_ms))
+    return state
+
+
+async def check(watchdog: Watchdog, now: int, state: ExecutionState) -> list[Command]:
+    emitted: list[Command] = []
+
+    def load(key: bytes) -> tuple[ExecutionState, dict[str, Any]] | None:
+        return (state, {}) if key == b"e-1" else None
+
+    async def emit(_: ExecutionState, __: dict[str, Any], command: Command) -> None:
+        emitted.append(command)
+
+    await watchdog.check(now, load, emit)
+    return emitted
+
+
+async def test_a_step_silent_past_its_timeout_and_margin_is_announced_again() -> None:
+    watchdog = Watchdog(margin_ms=500)
+    state = running(at_ms=10_000)
+    watchdog.track(b"e-1", state)
+    assert await check(watchdog, 11_499, state) == []  # within timeout + margin
+    (ready,) = await check(watchdog, 11_500, state)
+    assert isinstance(ready, EmitStepReady) and (ready.step_id, ready.attempt) == ("a", 1)
+    assert watchdog.resumed == 1
+    # Not again at every look: it waits another timeout plus margin.
+    assert await check(watchdog, 12_000, state) == []
+    assert len(await check(watchdog, 13_000, state)) == 1
+
+
+async def test_progress_moves_the_deadline_and_an_ended_execution_is_forgotten() -> None:
+    watchdog = Watchdog(margin_ms=500)
+    state = running(at_ms=10_000)
+    watchdog.track(b"e-1", state)
+    state, _ = reduce(state, StepCompleted("a", 1, {}, at_ms=11_400))
+    watchdog.track(b"e-1", state)  # b released at 11,400, default timeout 30 s
+    assert await check(watchdog, 12_000, state) == []
+    assert [w.step_id for w in waiting_on(state, 500)] == ["b"]
+    state, _ = reduce(state, StepCompleted("b", 1, {}, at_ms=12_500))
+    watchdog.track(b"e-1", state)
+    assert watchdog.deadlines == {}

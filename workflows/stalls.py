@@ -1,0 +1,54 @@
+"""Stalled executions: outstanding steps and no progress for longer than those steps'
+timeouts plus a margin. A step past its timeout should have been reported as failed by
+its executor; when nothing came, an event was lost, and the coordinator announces the
+execution's outstanding commands again (the watchdog). Pure: times come in as data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from workflows.execution import ExecutionState, ExecutionStatus, StepStatus
+
+
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    """An outstanding step: running since `since_ms` (released then), or retrying,
+    due at `since_ms`; `deadline_ms` is when its silence means a lost event."""
+
+    step_id: str
+    status: StepStatus
+    attempt: int
+    since_ms: int
+    deadline_ms: int
+
+    def describe(self, now_ms: int) -> str:
+        seconds = max(0, now_ms - self.since_ms) // 1000
+        if self.status is StepStatus.RETRYING:
+            return f"{self.step_id}: retry of attempt {self.attempt} due {seconds} s ago"
+        return f"{self.step_id}: running, attempt {self.attempt}, for {seconds} s"
+
+
+def waiting_on(state: ExecutionState, margin_ms: int) -> list[Waiting]:
+    """The steps a running execution waits for, soonest deadline first."""
+    if state.status is not ExecutionStatus.RUNNING:
+        return []
+    waiting = []
+    for step_id in state.definition.graph.order:
+        step = state.steps[step_id]
+        if step.status is StepStatus.RUNNING:
+            since = step.ready_at_ms or 0
+            deadline = since + state.definition.timeout_ms(step_id) + margin_ms
+        elif step.status is StepStatus.RETRYING and step.retry_at_ms is not None:
+            since = step.retry_at_ms
+            deadline = since + margin_ms
+        else:
+            continue
+        waiting.append(Waiting(step_id, step.status, step.attempt, since, deadline))
+    return sorted(waiting, key=lambda w: w.deadline_ms)
+
+
+def stall_deadline(state: ExecutionState, margin_ms: int) -> int | None:
+    """When the execution counts as stalled if nothing happens first (None: it waits
+    for nothing)."""
+    waiting = waiting_on(state, margin_ms)
+    return waiting[0].deadline_ms if waiting else None
