@@ -13,19 +13,18 @@ from typing import Any
 
 import asyncpg
 import pytest
-from aiokafka import TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 
 from schemas.codec import CODEC
 from streams.client import ReplayRefused, WorkflowClient
 from streams.settings import Settings
 from streams.topics import TopicNames
-from streams.watch import read_checkpoint, wait_for_commits
+from streams.watch import read_checkpoint
 from tests.integration.workers import (
     NOOP_DIAMOND,
     WorkerProcess,
     definition,
     engine_env,
+    lose_step_ready,
     prepare,
     read_topic,
     wait_for_checkpoints,
@@ -210,26 +209,7 @@ def test_resume_recovers_an_execution_whose_step_ready_event_was_lost(
     settings, env, workdir = engine
     names = TopicNames.for_prefix(settings.topic_prefix)
 
-    async def start_and_lose_step_ready() -> str:
-        async with WorkflowClient(settings, follow_outcomes=False) as client:
-            execution_id = await client.start_workflow("slow-second", {}, "t", "u")
-            await client.flush()
-        await read_topic(
-            settings,
-            names.step_ready,
-            until=lambda es: any(
-                e.record["execution_id"] == execution_id and e.record["step_id"] == "b" for e in es
-            ),
-        )
-        return execution_id
-
-    execution_id = asyncio.run(start_and_lose_step_ready())
-    coordinator_group = f"{settings.topic_prefix}-engine"
-    asyncio.run(
-        wait_for_commits(settings, coordinator_group, [names.executions, names.step_completed])
-    )
-    worker.kill()  # the module's worker: this test runs last in the module
-    asyncio.run(delete_all_records(settings, names.step_ready))
+    execution_id = asyncio.run(lose_step_ready(settings, worker, "slow-second", "b"))
     replacement = WorkerProcess("replay-w2", env, workdir)
     try:
         asyncio.run(wait_until_ready(settings, [replacement], 120))
@@ -237,6 +217,15 @@ def test_resume_recovers_an_execution_whose_step_ready_event_was_lost(
         assert str(state_of(settings, execution_id).steps["b"].status) == "running"
         pending = asyncio.run(read_topic(settings, names.step_ready))
         assert not [e for e in pending if e.record["execution_id"] == execution_id]
+        listed = subprocess.run(
+            [sys.executable, "-m", "streams.cli", "stalled", "--all"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        assert f"{execution_id}: b: running, attempt 1, for " in listed.stdout
 
         result = subprocess.run(  # the operator's command line, as documented
             [
@@ -296,20 +285,3 @@ async def audit_rows(settings: Settings, execution_id: str) -> tuple[list[Any], 
                 raise TimeoutError(f"audit rows of {execution_id}: {replays}, {execution}")
     finally:
         await connection.close()
-
-
-async def delete_all_records(settings: Settings, topic: str) -> None:
-    from aiokafka import AIOKafkaConsumer
-
-    probe = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers)
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
-    await probe.start()
-    await admin.start()
-    try:
-        partitions = [TopicPartition(topic, p) for p in range(settings.topic_partitions)]
-        ends = await probe.end_offsets(partitions)
-        deletions = {tp: RecordsToDelete(end) for tp, end in ends.items() if end}
-        await admin.delete_records(deletions, timeout_ms=10_000)
-    finally:
-        await admin.close()
-        await probe.stop()

@@ -8,10 +8,13 @@ from collections.abc import Callable
 from typing import Any
 
 from aiokafka import TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 
 from schemas.codec import CODEC, DecodedEvent, EventCodecError
+from streams.client import WorkflowClient
 from streams.settings import Settings
-from streams.watch import reader, rewind
+from streams.topics import TopicNames
+from streams.watch import reader, rewind, wait_for_commits
 from streams.worker_process import WorkerProcess, prepare, wait_until_ready
 from workflows import WorkflowDefinition, build_definition
 
@@ -97,3 +100,44 @@ NOOP_DIAMOND = definition(
         ],
     }
 )
+
+
+async def delete_all_records(settings: Settings, topic: str) -> None:
+    """Every record of the topic, gone (as retention would take them)."""
+    probe = reader(settings)
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await probe.start()
+    await admin.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in range(settings.topic_partitions)]
+        ends = await probe.end_offsets(partitions)
+        deletions = {tp: RecordsToDelete(end) for tp, end in ends.items() if end}
+        await admin.delete_records(deletions, timeout_ms=10_000)
+    finally:
+        await admin.close()
+        await probe.stop()
+
+
+async def lose_step_ready(
+    settings: Settings, worker: WorkerProcess, workflow_id: str, step_id: str
+) -> str:
+    """Start an execution and lose the step-ready event of `step_id` for good: once the
+    coordinator has committed the event that released the step (nothing will be
+    redelivered), the worker is killed and the step-ready topic emptied. The step must
+    run longer than this takes, or it completes first."""
+    names = TopicNames.for_prefix(settings.topic_prefix)
+    async with WorkflowClient(settings, follow_outcomes=False) as client:
+        execution_id = await client.start_workflow(workflow_id, {}, "t", "u")
+        await client.flush()
+    await read_topic(
+        settings,
+        names.step_ready,
+        until=lambda es: any(
+            e.record["execution_id"] == execution_id and e.record["step_id"] == step_id for e in es
+        ),
+    )
+    coordinator_group = f"{settings.topic_prefix}-engine"
+    await wait_for_commits(settings, coordinator_group, [names.executions, names.step_completed])
+    worker.kill()
+    await delete_all_records(settings, names.step_ready)
+    return execution_id
