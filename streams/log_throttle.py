@@ -2,8 +2,9 @@
 connection error thousands of times a second (seen: 100,000+ ERROR lines in a 10 s
 outage); an operator needs the first line, and then how often it repeated.
 
-A record whose logger and message template were logged within the last `window` seconds
-is dropped and counted; the first one after the window carries the count.
+A warning or error whose logger and text were logged within the last `window` seconds is
+dropped and counted; the first one after the window carries the count. Lines that differ
+(another execution, another node) are not repeats.
 """
 
 from __future__ import annotations
@@ -18,12 +19,12 @@ class RepeatThrottle(logging.Filter):
         super().__init__()
         self.window = window
         self.clock = clock
-        self.last: dict[tuple[str, object], tuple[float, int]] = {}  # (logged at, dropped since)
+        self.last: dict[tuple[str, str], tuple[float, int]] = {}  # (logged at, dropped since)
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno < logging.WARNING:
             return True  # only warnings and errors flood; info lines are state changes
-        key = (record.name, record.msg)
+        key = (record.name, record.getMessage())
         now = self.clock()
         logged_at, dropped = self.last.get(key, (float("-inf"), 0))
         if now - logged_at < self.window:
@@ -34,7 +35,7 @@ class RepeatThrottle(logging.Filter):
             record.msg = (
                 f"{record.msg} [repeated {dropped} more times in the last {self.window:g} s]"
             )
-        if len(self.last) > 10_000:  # a bound, for messages built without a template
+        if len(self.last) > 10_000:  # a bound on what it remembers
             self.last.clear()
         return True
 

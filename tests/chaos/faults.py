@@ -60,9 +60,19 @@ class Faults:
     workers: dict[str, WorkerProcess] = field(default_factory=dict)
     kills: int = 0
     rebalance_kills: int = 0
+    logs: set[Path] = field(default_factory=set)
 
     def start(self, name: str) -> None:
         self.workers[name] = WorkerProcess(name, self.env, self.workdir)
+        self.logs.add(self.workers[name].log_path)
+
+    def log_lines(self, marker: str) -> int:
+        """How many lines of every worker's log (restarts append) contain `marker`."""
+        return sum(
+            line.count(marker)
+            for path in self.logs
+            for line in path.read_text(errors="replace").splitlines()
+        )
 
     async def kill_and_restart(self, name: str) -> None:
         self.workers[name].kill()

@@ -148,6 +148,8 @@ async def test_no_execution_is_lost_or_stuck_while_workers_are_killed(
         ids = diamonds | requests
         await wait_for_outcomes(engine, ids, time.monotonic() + scenario.deadline)
         verdict = await verify(engine, ids, requests, chaos_database_url)
+        verdict.watchdog_resumes = faults.log_lines("watchdog: execution")
+        verdict.stale_dropped = faults.log_lines("fetched before a rebalance")
         line = verdict.line(faults.kills, faults.rebalance_kills)
         print(line)
         assert verdict.ok, f"{line}\n{faults.log_tails()}"

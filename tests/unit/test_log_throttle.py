@@ -25,8 +25,11 @@ def test_repeats_within_the_window_are_counted_and_reported_once_it_has_passed()
     )
 
 
-def test_other_messages_and_info_lines_pass() -> None:
+def test_other_lines_and_info_lines_pass() -> None:
     throttle = RepeatThrottle(window=10, clock=lambda: 0.0)
     assert throttle.filter(record("Unable connect to %s"))
     assert throttle.filter(record("Heartbeat failed: %s"))
+    other_node = record("Unable connect to %s")
+    other_node.args = ("node 2",)
+    assert throttle.filter(other_node)
     assert all(throttle.filter(record("Worker ready %s", logging.INFO)) for _ in range(3))
