@@ -16,15 +16,19 @@ from __future__ import annotations
 import heapq
 import json
 import logging
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, cast
 
+import faust
 from faust.types import EventT, StreamT
 
 from agents.watchdog import install as install_watchdog
 from schemas.codec import CODEC, EventCodecError
-from streams.engine import Engine
-from streams.events import envelope, now_ms, to_json
+from streams.engine import ConsumedMessage, Engine
+from streams.events import envelope, from_json, now_ms, to_json, to_json_bytes
 from workflows import (
+    Command,
     CompleteWorkflow,
     EmitStepReady,
     Event,
@@ -54,6 +58,20 @@ class UnknownExecution(LookupError):
     pass
 
 
+Loaded = tuple[ExecutionState, dict[str, Any], dict[str, int] | None]
+Output = tuple[ConsumedMessage, ExecutionState, dict[str, Any], Command]
+
+
+@dataclass
+class Applied:
+    """What one execution's events of a batch come to."""
+
+    checkpoint: Loaded | None = None  # to write, when the events changed the state
+    outputs: list[Output] = field(default_factory=list)
+    letters: list[tuple[ConsumedMessage, Exception | str]] = field(default_factory=list)
+    rejections: list[dict[str, Any]] = field(default_factory=list)
+
+
 def source_codes(names: Any) -> dict[str, str]:
     """Short names of the coordinator's input topics, as the checkpoint's `applied` keys."""
     return {names.executions: "x", names.step_completed: "c", names.replay: "r"}
@@ -67,7 +85,7 @@ def core_event(name: str, record: dict[str, Any]) -> Event:
         return StepCompleted(
             record["step_id"],
             record["attempt"],
-            json.loads(record["output_json"]),
+            from_json(record["output_json"]),
             at_ms=record["finished_at"],
             started_at_ms=record["started_at"],
         )
@@ -132,7 +150,7 @@ def install(engine: Engine) -> None:
         to it per input topic (None: no checkpoint yet, a new execution)."""
         stored = table.get(key)
         if stored is not None:
-            checkpoint = json.loads(stored)
+            checkpoint = from_json(stored)
             state = state_from_dict(checkpoint["state"], memo)
             return state, checkpoint["origin"], checkpoint.get("applied", {})
         if name != "WorkflowStarted":
@@ -143,7 +161,7 @@ def install(engine: Engine) -> None:
         state = new_execution(
             record["execution_id"],
             memo[pinned],
-            json.loads(record["input_json"]),
+            from_json(record["input_json"]),
             max_parallel_steps=engine.settings.max_parallel_steps,
             parallel_enabled=engine.settings.parallel_execution_enabled,
         )
@@ -157,7 +175,7 @@ def install(engine: Engine) -> None:
         stored = table.get(key)
         if stored is None:
             return None
-        checkpoint = json.loads(stored)
+        checkpoint = from_json(stored)
         return state_from_dict(checkpoint["state"], memo), checkpoint["origin"]
 
     async def emit(state: ExecutionState, origin: dict[str, Any], command: object) -> None:
@@ -207,40 +225,79 @@ def install(engine: Engine) -> None:
             names.workflow_rejected, record["execution_id"], "WorkflowRejected", rejected
         )
 
-    async def handle(event: EventT[Any]) -> None:
-        message = event.message
-        key = message.key
-        try:
-            if key is None:
-                raise ValueError("execution events must be keyed by execution_id")
-            decoded = CODEC.decode(event.value)
-            state, origin, applied = load(key, decoded.name, decoded.record)
-            core = core_event(decoded.name, decoded.record)
-        except (EventCodecError, UnknownExecution, ValueError, KeyError) as error:
-            await engine.dead_letter(message, error)
-            return
-        if applied is not None and decoded.name == "WorkflowStarted":
-            if decoded.record["tenant_id"] != origin["tenant_id"]:
-                await reject_taken_id(decoded.record)
-                return
-        source = sources[message.topic]
-        if applied is not None and message.offset <= applied.get(source, -1):
-            if message.offset == applied[source]:  # once per execution and input topic
-                for command in announce(state):
-                    await emit(state, origin, command)
-            return
-        new_state, commands = reduce(state, core)
-        if new_state is state and applied is not None:
-            return  # a duplicate or stale event: nothing to write, nothing to emit
-        checkpoint = {
-            "state": state_to_dict(new_state),
-            "origin": origin,
-            "applied": {**(applied or {}), source: message.offset},
-        }
-        table[key] = to_json(checkpoint).encode()
-        watchdog.track(key, new_state)
-        for command in commands:
-            await emit(new_state, origin, command)
+    def apply_events(key: bytes, events: Sequence[EventT[Any]]) -> Applied:
+        """Apply one execution's events of a batch to its checkpoint, in order. No I/O:
+        what to write, emit and dead-letter is returned."""
+        result = Applied()
+        current = None
+        for event in events:
+            message = event.message
+            try:
+                decoded = CODEC.decode(event.value)
+                if current is None:
+                    current = load(key, decoded.name, decoded.record)
+                core = core_event(decoded.name, decoded.record)
+            except (EventCodecError, UnknownExecution, ValueError, KeyError) as error:
+                result.letters.append((message, error))
+                continue
+            state, origin, applied = current
+            if applied is not None and decoded.name == "WorkflowStarted":
+                if decoded.record["tenant_id"] != origin["tenant_id"]:
+                    result.rejections.append(decoded.record)
+                    continue
+            source = sources[message.topic]
+            if applied is not None and message.offset <= applied.get(source, -1):
+                if message.offset == applied[source]:  # once per execution and input topic
+                    result.outputs += [(message, state, origin, c) for c in announce(state)]
+                continue
+            new_state, commands = reduce(state, core)
+            if new_state is state and applied is not None:
+                continue  # a duplicate or stale event: nothing to write, nothing to emit
+            current = (new_state, origin, {**(applied or {}), source: message.offset})
+            result.checkpoint = current
+            result.outputs += [(message, new_state, origin, c) for c in commands]
+        return result
+
+    async def handle_batch(stream: StreamT[Any], events: Sequence[EventT[Any]]) -> None:
+        """Each execution's events of the batch applied in order, its checkpoint written
+        once; then every output handed to the producer. faust commits the batch's
+        offsets only after its producer flush (faust_fixes 3): commit last."""
+        by_key: dict[bytes, list[EventT[Any]]] = {}
+        letters: list[tuple[ConsumedMessage, Exception | str]] = []
+        for event in events:
+            if event.message.key is None:
+                letters.append((event.message, "execution events must be keyed by execution_id"))
+            else:
+                by_key.setdefault(event.message.key, []).append(event)
+        outputs: list[Output] = []
+        rejections: list[dict[str, Any]] = []
+        for key, group in by_key.items():
+            # The store and the changelog take the partition from faust's current event.
+            cast(faust.Stream[Any], stream)._set_current_event(group[-1])  # noqa: SLF001
+            try:
+                result = apply_events(key, group)
+            except Exception as error:
+                log.exception("coordinator failed on execution %r", key)
+                letters += [(event.message, error) for event in group]
+                continue
+            if result.checkpoint is not None:
+                state, origin, applied = result.checkpoint
+                checkpoint = {"state": state_to_dict(state), "origin": origin, "applied": applied}
+                table[key] = to_json_bytes(checkpoint)
+                watchdog.track(key, state)
+            letters += result.letters
+            outputs += result.outputs
+            rejections += result.rejections
+        for message, reason in letters:
+            await engine.dead_letter(message, reason)
+        for record in rejections:
+            await reject_taken_id(record)
+        for message, state, origin, command in outputs:
+            try:
+                await emit(state, origin, command)
+            except Exception as failure:  # e.g. an outcome too large to send
+                log.exception("coordinator could not emit %r", command)
+                await engine.dead_letter(message, failure)
 
     watchdog = install_watchdog(engine, table, checkpoint_of, emit)
 
@@ -254,7 +311,7 @@ def install(engine: Engine) -> None:
 
     @engine.app.agent(channel, name="coordinator")
     async def coordinator(stream: StreamT[Any]) -> None:
-        await engine.consume(stream, handle)
+        await engine.consume_batches(stream, handle_batch)
 
     @engine.app.timer(interval=0.2)  # type: ignore[untyped-decorator]
     async def release_due_retries() -> None:
@@ -278,7 +335,7 @@ def install(engine: Engine) -> None:
     async def rearm_retries() -> None:
         """A worker that takes over partitions re-arms the retries their checkpoints hold."""
         for key, stored in table.items():
-            checkpoint = json.loads(stored)
+            checkpoint = from_json(stored)
             state, origin = state_from_dict(checkpoint["state"], memo), checkpoint["origin"]
             for step_id, step in state.steps.items():
                 if step.status is StepStatus.RETRYING and step.retry_at_ms is not None:

@@ -5,7 +5,8 @@
 Each run uses a fresh topic prefix and its own worker process. Prints numbers; asserts
 nothing. Phases:
   1. the 4-step example with 1 s steps: wall time vs sequential sum and critical path;
-  2. no-op throughput over N executions of the 4-step example (saturation);
+  2. no-op throughput over N executions of the 4-step example (saturation), with the
+     workers' CPU per step from /proc;
   3. scheduling delay at a paced 200 steps/s, then 1,000 steps/s, each started once the
      worker has caught up with the earlier phases;
   4. the raw bound: aiokafka moving the same messages per step, in this run;
@@ -123,7 +124,21 @@ async def one_second_steps(settings: Settings, client: WorkflowClient) -> None:
     )
 
 
-async def saturation(settings: Settings, client: WorkflowClient, executions: int) -> float:
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU the processes have used (from /proc; steadier than steps/s on a
+    machine whose speed drifts between sittings)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / ticks
+
+
+async def saturation(
+    settings: Settings, client: WorkflowClient, executions: int, pids: list[int]
+) -> float:
+    cpu_before = cpu_seconds(pids)
     started = time.perf_counter()
     ids = [
         await client.start_workflow("diamond-noop", {}, f"t{n % 16}", f"u{n}")
@@ -134,11 +149,14 @@ async def saturation(settings: Settings, client: WorkflowClient, executions: int
     elapsed = time.perf_counter() - started
     assert all(o.status == "completed" for o in outcomes)
     steps = executions * 4
+    await quiesce(settings)  # the persister's share of the work is part of a step's cost
+    cpu_per_step_us = (cpu_seconds(pids) - cpu_before) / steps * 1e6
     names = TopicNames.for_prefix(settings.topic_prefix)
     delays = scheduling_delays(await read_all(settings, names.step_completed), set(ids))
     print(
         f"[2] saturation, {executions} executions x 4 no-op steps: {elapsed:.1f} s, "
         f"{steps / elapsed:,.0f} steps/s, {executions / elapsed:,.0f} workflows/s; "
+        f"worker CPU {cpu_per_step_us:.0f} us per step (until persisted); "
         f"scheduling delay p50 {percentile(delays, 0.5):.0f} ms, "
         f"p99 {percentile(delays, 0.99):.0f} ms (queueing included)"
     )
@@ -305,7 +323,8 @@ async def main() -> None:
             if "1" in args.phases:
                 await one_second_steps(settings, client)
             if "2" in args.phases:
-                engine = await saturation(settings, client, args.executions)
+                pids = [w.process.pid for w in workers]
+                engine = await saturation(settings, client, args.executions, pids)
             if "3" in args.phases:
                 for steps_per_second in (200, 1_000):  # the saturated one last
                     await paced(settings, client, args.paced_seconds, steps_per_second)

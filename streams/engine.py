@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, cast
@@ -103,6 +103,7 @@ class Engine:
     _pool: asyncpg.Pool | None = None
     _pool_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     stale_events: int = 0  # dropped by the generation fence
+    assigned: set[TP] = field(default_factory=set)  # kept by faust's rebalance signals
 
     async def database(self) -> asyncpg.Pool:
         """The worker's PostgreSQL pool, created on first use: a worker whose steps never
@@ -155,11 +156,51 @@ class Engine:
         Called right before table writes, with no await between the check and them."""
         app = self.app
         generation = getattr(message, "generation_id", app.consumer_generation_id)
+        tp = getattr(message, "tp", None) or TP(message.topic, message.partition)
         return (
             app.flow_control.is_active()
             and generation == app.consumer_generation_id
-            and TP(message.topic, message.partition) in app.consumer.assignment()
+            and tp in self.assigned
         )
+
+    async def consume_batches(
+        self,
+        stream: StreamT[Any],
+        handle: Callable[[StreamT[Any], Sequence[EventT[Any]]], Awaitable[None]],
+        size: int = 500,
+        within: float = 0.01,
+    ) -> None:
+        """Run `handle` on batches of up to `size` events (waiting at most `within`
+        seconds to fill one), those this worker still owns. faust acknowledges a batch
+        after `handle` returns, whatever it raised, so `handle` deals with each event's
+        errors itself; an error escaping it dead-letters the whole batch."""
+        async for events in cast(faust.Stream[Any], stream).take_events(size, within):
+            owned = [event for event in events if self.fenced(event)]
+            if not owned:
+                continue
+            try:
+                await handle(stream, owned)
+            except Exception as error:
+                log.exception("batch of %d events failed", len(owned))
+                for event in owned:
+                    await self.dead_letter(event.message, error)
+
+    def fenced(self, event: EventT[Any]) -> bool:
+        """True when this worker owns the event; otherwise it is dropped unacknowledged."""
+        if self.owns(event.message):
+            return True
+        # Not acknowledged, so faust cannot commit past it: when the partition comes back
+        # to this worker, the same offset is fetched again and it is that copy whose
+        # acknowledgement counts.
+        event.message.acked = True
+        self.stale_events += 1
+        log.info(
+            "dropped %s/%s/%s: fetched before a rebalance",
+            event.message.topic,
+            event.message.partition,
+            event.message.offset,
+        )
+        return False
 
     async def consume(
         self, stream: StreamT[Any], handle: Callable[[EventT[Any]], Awaitable[None]]
@@ -167,18 +208,7 @@ class Engine:
         """Run `handle` on every event this worker still owns; whatever it raises
         dead-letters that event and processing goes on, so no input can stop a worker."""
         async for event in stream.events():
-            if not self.owns(event.message):
-                # Not acknowledged, so faust cannot commit past it: when the partition
-                # comes back to this worker, the same offset is fetched again and it is
-                # that copy whose acknowledgement counts.
-                event.message.acked = True
-                self.stale_events += 1
-                log.info(
-                    "dropped %s/%s/%s: fetched before a rebalance",
-                    event.message.topic,
-                    event.message.partition,
-                    event.message.offset,
-                )
+            if not self.fenced(event):
                 continue
             try:
                 await handle(event)
@@ -334,6 +364,14 @@ def create_engine(settings: Settings, options: WorkerOptions) -> Engine:
         catalog=DefinitionCatalog(settings.kafka_bootstrap_servers, names.definitions, registry),
         registry=registry,
     )
+
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]
+    async def assigned(sender: Any, assigned: set[TP], **kwargs: Any) -> None:
+        engine.assigned = set(assigned)
+
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
+    async def revoked(sender: Any, revoked: set[TP], **kwargs: Any) -> None:
+        engine.assigned -= set(revoked)
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def stop_catalog(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:

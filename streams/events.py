@@ -9,10 +9,11 @@ the payload is decoded only by the handler that needs it.
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from collections.abc import Mapping
 from typing import Any
+
+import orjson
 
 
 def now_ms() -> int:
@@ -24,8 +25,20 @@ def event_id(*parts: object) -> str:
     return hashlib.blake2b("/".join(map(str, parts)).encode(), digest_size=16).hexdigest()
 
 
+_JSON_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
+
+
+def to_json_bytes(value: Any) -> bytes:
+    """Compact JSON with sorted keys (deterministic bytes for the same value). orjson:
+    checkpoints are encoded once or twice per coordinator event, ~10x faster than json."""
+    return orjson.dumps(value, option=_JSON_OPTIONS)
+
+
 def to_json(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+    return to_json_bytes(value).decode()
+
+
+from_json = orjson.loads
 
 
 def envelope(

@@ -49,6 +49,19 @@ def waiting_on(state: ExecutionState, margin_ms: int) -> list[Waiting]:
 
 def stall_deadline(state: ExecutionState, margin_ms: int) -> int | None:
     """When the execution counts as stalled if nothing happens first (None: it waits
-    for nothing)."""
-    waiting = waiting_on(state, margin_ms)
-    return waiting[0].deadline_ms if waiting else None
+    for nothing). The earliest deadline of `waiting_on`, without building it: this runs
+    after every checkpoint write."""
+    if state.status is not ExecutionStatus.RUNNING:
+        return None
+    definition = state.definition
+    earliest: int | None = None
+    for step_id, step in state.steps.items():
+        if step.status is StepStatus.RUNNING:
+            deadline = (step.ready_at_ms or 0) + definition.timeout_ms(step_id)
+        elif step.status is StepStatus.RETRYING and step.retry_at_ms is not None:
+            deadline = step.retry_at_ms
+        else:
+            continue
+        if earliest is None or deadline < earliest:
+            earliest = deadline
+    return None if earliest is None else earliest + margin_ms

@@ -70,3 +70,22 @@ async def test_progress_moves_the_deadline_and_an_ended_execution_is_forgotten()
     state, _ = reduce(state, StepCompleted("b", 1, {}, at_ms=12_500))
     watchdog.track(b"e-1", state)
     assert watchdog.deadlines == {}
+
+
+def test_the_stall_deadline_is_the_earliest_of_the_waiting_steps() -> None:
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    from tests.unit.workflows.strategies import dags, run_all_succeed
+    from workflows.stalls import stall_deadline
+
+    @given(dags(), st.data())
+    def check(definition: WorkflowDefinition, data: st.DataObject) -> None:
+        run = run_all_succeed(definition, lambda n: data.draw(st.integers(0, n - 1)))
+        state = new_execution("exec-1", definition, {"k": 1}, max_parallel_steps=3)
+        for event in run.events[: data.draw(st.integers(0, len(run.events)))]:
+            state, _ = reduce(state, event)
+        waiting = waiting_on(state, 700)
+        assert stall_deadline(state, 700) == (waiting[0].deadline_ms if waiting else None)
+
+    check()
