@@ -1,0 +1,134 @@
+"""The engine beside Celery on the same machine, in one sitting, runs alternated.
+
+    .venv/bin/pip install -e '.[bench]'
+    .venv/bin/python bench/celery_peer.py [--executions 3000] [--rounds 2]
+
+The same work on both: N executions of the 4-step no-op diamond. Celery runs it as the
+canvas chain(step, group(step, step), step) (a chord: step 4 waits for 2 and 3) on the
+local Redis (its own database number, flushed before and after), one worker with the
+prefork pool and concurrency 2, the way Celery is usually deployed. The engine runs one
+worker on the local Kafka (bench/pipeline.py's saturation phase). Printed per run:
+steps/s and worker CPU per step (from /proc, the worker and its pool processes); at the
+end, the engine/Celery ratio of each. Asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import redis
+from celery import chain, group
+from pipeline import cpu_seconds, fresh_engine, saturation  # bench/ is on sys.path
+
+from streams.client import WorkflowClient
+from streams.settings import Settings
+from streams.topics import delete_topics_with_prefix
+from streams.worker_process import WorkerProcess, wait_until_ready
+
+HERE = Path(__file__).resolve().parent
+REDIS_DB = 15  # Celery's broker and results, apart from the engine's keys
+
+
+def celery_url(settings: Settings) -> str:
+    return settings.redis_url.rsplit("/", 1)[0] + f"/{REDIS_DB}"
+
+
+def pool_pids(pid: int) -> list[int]:
+    """The worker and its prefork children."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [pid, *map(int, children)]
+
+
+def run_celery(settings: Settings, executions: int) -> tuple[float, float]:
+    url = celery_url(settings)
+    redis.Redis.from_url(url).flushdb()
+    env = {**os.environ, "CELERY_PEER_URL": url, "PYTHONPATH": str(HERE)}
+    command = [sys.executable, "-m", "celery", "-A", "celery_tasks", "worker"]
+    options = ["-P", "prefork", "-c", "2", "--loglevel", "warning", "--without-gossip"]
+    worker = subprocess.Popen(  # noqa: S603 - our interpreter, Celery's own command
+        [*command, *options, "--without-mingle"],
+        env=env,
+        cwd=HERE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
+    os.environ["CELERY_PEER_URL"] = url
+    from celery_tasks import app, step
+
+    try:
+        deadline = time.monotonic() + 60
+        while not app.control.ping(timeout=0.5):
+            if time.monotonic() > deadline or worker.poll() is not None:
+                raise RuntimeError("the Celery worker did not start")
+        pids = pool_pids(worker.pid)
+        cpu_before = cpu_seconds(pids)
+        started = time.perf_counter()
+        results = [
+            chain(step.s(n), group(step.s(), step.s()), step.s()).apply_async()
+            for n in range(executions)
+        ]
+        for result in results:
+            result.get(timeout=600)
+        elapsed = time.perf_counter() - started
+        cpu = cpu_seconds(pids) - cpu_before
+    finally:
+        worker.terminate()
+        worker.wait(timeout=60)
+        redis.Redis.from_url(url).flushdb()
+    steps = executions * 4
+    print(
+        f"celery: {executions} diamonds, {elapsed:.1f} s, {steps / elapsed:,.0f} steps/s, "
+        f"worker CPU {cpu / steps * 1e6:.0f} us per step (prefork -c 2, Redis)"
+    )
+    return steps / elapsed, cpu / steps * 1e6
+
+
+async def run_engine(executions: int) -> tuple[float, float]:
+    env, settings, workdir = await fresh_engine()
+    worker = WorkerProcess("peer-engine", env, workdir, ("--concurrency", "64"))
+    try:
+        await wait_until_ready(settings, [worker], timeout=120)
+        async with WorkflowClient(settings) as client:
+            pids = [worker.process.pid]
+            before = cpu_seconds(pids)
+            started = time.perf_counter()
+            await saturation(settings, client, executions, pids)
+            # saturation() prints its own line; the CPU here is the same window.
+            elapsed = time.perf_counter() - started
+            cpu = cpu_seconds(pids) - before
+    finally:
+        worker.stop()
+        await delete_topics_with_prefix(settings.kafka_bootstrap_servers, settings.topic_prefix)
+    steps = executions * 4
+    return steps / elapsed, cpu / steps * 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--executions", type=int, default=3000)
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    settings = Settings.from_env()
+    print(f"{os.cpu_count()} cores shared with Kafka, PostgreSQL and Redis")
+    engine, celery = [], []
+    for _ in range(args.rounds):
+        engine.append(asyncio.run(run_engine(args.executions)))
+        celery.append(run_celery(settings, args.executions))
+    for (e_rate, e_cpu), (c_rate, c_cpu) in zip(engine, celery, strict=True):
+        print(
+            f"engine/celery: steps/s {e_rate / c_rate:.2f}x, CPU per step {c_cpu / e_cpu:.2f}x less"
+        )
+
+
+if __name__ == "__main__":
+    main()
+    # Celery's result objects unsubscribe from Redis in __del__, which fails noisily at
+    # interpreter exit; its database is flushed and its worker stopped by now.
+    sys.stdout.flush()
+    os._exit(0)
