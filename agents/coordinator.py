@@ -33,6 +33,7 @@ from workflows import (
     EmitStepReady,
     Event,
     ExecutionState,
+    ExecutionStatus,
     FailWorkflow,
     Replay,
     ReplayAction,
@@ -42,20 +43,31 @@ from workflows import (
     StepFailed,
     StepStatus,
     Tick,
+    WorkflowDefinition,
     announce,
     build_definition,
+    definition_to_dict,
     new_execution,
     reduce,
     state_from_dict,
     state_to_dict,
 )
-from workflows.checkpoint import DefinitionMemo
+from workflows.checkpoint import (
+    DEFINITION_KEY_PREFIX,
+    CheckpointError,
+    DefinitionMemo,
+    definition_key,
+    definition_ref,
+)
 
 log = logging.getLogger(__name__)
 
 
 class UnknownExecution(LookupError):
     pass
+
+
+DEFINITION_KEY = DEFINITION_KEY_PREFIX.encode()
 
 
 Loaded = tuple[ExecutionState, dict[str, Any], dict[str, int] | None]
@@ -142,6 +154,18 @@ def install(engine: Engine) -> None:
     retries: list[tuple[int, str, dict[str, Any]]] = []  # (due_ms, execution_id, origin)
 
     sources = source_codes(names)
+    # The checkpoint of each running execution as last written here, so that an event
+    # does not decode what the previous one encoded. The table stays the truth: this is
+    # emptied whenever partitions are revoked, and refilled from the table.
+    recent: dict[bytes, Loaded] = {}
+
+    # (partition, workflow id, version) whose definition this worker knows is stored.
+    stored_definitions: set[tuple[int, str, int]] = set()
+
+    @engine.app.on_partitions_revoked.connect  # type: ignore[arg-type]
+    async def forget_recent(sender: Any, *args: Any, **kwargs: Any) -> None:
+        recent.clear()
+        stored_definitions.clear()
 
     def load(
         key: bytes, name: str, record: dict[str, Any]
@@ -151,7 +175,7 @@ def install(engine: Engine) -> None:
         stored = table.get(key)
         if stored is not None:
             checkpoint = from_json(stored)
-            state = state_from_dict(checkpoint["state"], memo)
+            state = state_from_dict(known_definition(checkpoint["state"]), memo)
             return state, checkpoint["origin"], checkpoint.get("applied", {})
         if name != "WorkflowStarted":
             raise UnknownExecution(f"{name} for unknown execution {record['execution_id']}")
@@ -172,11 +196,33 @@ def install(engine: Engine) -> None:
         return state, origin, None
 
     def checkpoint_of(key: bytes) -> tuple[ExecutionState, dict[str, Any]] | None:
-        stored = table.get(key)
+        """A checkpoint read outside an event (timers, recovery); None for other keys."""
+        stored = None if key.startswith(DEFINITION_KEY) else table.get(key)
         if stored is None:
             return None
         checkpoint = from_json(stored)
-        return state_from_dict(checkpoint["state"], memo), checkpoint["origin"]
+        return state_from_dict(known_definition(checkpoint["state"]), memo), checkpoint["origin"]
+
+    def known_definition(data: dict[str, Any]) -> dict[str, Any]:
+        """Put the definition a checkpoint names into the memo, from the table's copy in
+        the checkpoint's partition, unless it is there already."""
+        ref = definition_ref(data)
+        if ref is not None and ref not in memo:
+            stored = table.get(definition_key(*ref).encode())
+            if stored is None:
+                raise CheckpointError(f"definition {ref} is not in this partition")
+            memo[ref] = build_definition(from_json(stored))
+        return data
+
+    def store_definition(partition: int, definition: WorkflowDefinition) -> None:
+        """Keep the definition once in the partition (of faust's current event) whose
+        checkpoints name it. Called before such a checkpoint is written."""
+        if (partition, definition.id, definition.version) in stored_definitions:
+            return
+        key = definition_key(definition.id, definition.version).encode()
+        if table.get(key) is None:
+            table[key] = to_json_bytes(definition_to_dict(definition))
+        stored_definitions.add((partition, definition.id, definition.version))
 
     async def emit(state: ExecutionState, origin: dict[str, Any], command: object) -> None:
         execution_id = state.execution_id
@@ -229,7 +275,7 @@ def install(engine: Engine) -> None:
         """Apply one execution's events of a batch to its checkpoint, in order. No I/O:
         what to write, emit and dead-letter is returned."""
         result = Applied()
-        current = None
+        current = recent.get(key)
         for event in events:
             message = event.message
             try:
@@ -282,9 +328,18 @@ def install(engine: Engine) -> None:
                 continue
             if result.checkpoint is not None:
                 state, origin, applied = result.checkpoint
-                checkpoint = {"state": state_to_dict(state), "origin": origin, "applied": applied}
+                store_definition(group[-1].message.partition, state.definition)
+                checkpoint = {
+                    "state": state_to_dict(state, inline_definition=False),
+                    "origin": origin,
+                    "applied": applied,
+                }
                 table[key] = to_json_bytes(checkpoint)
                 watchdog.track(key, state)
+                if state.status is ExecutionStatus.RUNNING:
+                    recent[key] = result.checkpoint
+                else:
+                    recent.pop(key, None)  # ended: its next event, if any, reads the table
             letters += result.letters
             outputs += result.outputs
             rejections += result.rejections
@@ -334,9 +389,11 @@ def install(engine: Engine) -> None:
     @table.on_recover
     async def rearm_retries() -> None:
         """A worker that takes over partitions re-arms the retries their checkpoints hold."""
-        for key, stored in table.items():
-            checkpoint = from_json(stored)
-            state, origin = state_from_dict(checkpoint["state"], memo), checkpoint["origin"]
+        for key, _ in table.items():
+            loaded = checkpoint_of(key)
+            if loaded is None:
+                continue
+            state, origin = loaded
             for step_id, step in state.steps.items():
                 if step.status is StepStatus.RETRYING and step.retry_at_ms is not None:
                     due = {**origin, "step_id": step_id, "attempt": step.attempt + 1}

@@ -20,6 +20,7 @@ from aiokafka.partitioner import murmur2
 from schemas.codec import CODEC, DecodedEvent, EventCodecError
 from streams.settings import Settings
 from streams.topics import TopicNames
+from workflows.checkpoint import DEFINITION_KEY_PREFIX, definition_key, definition_ref
 
 TERMINAL_EVENTS = {"WorkflowCompleted", "WorkflowFailed", "WorkflowRejected"}
 
@@ -179,8 +180,17 @@ async def read_changelog(
 async def read_checkpoints(
     settings: Settings, partitions: list[int] | None = None
 ) -> dict[str, dict[str, Any]]:
-    """Latest checkpoint of every execution (the executions table's changelog)."""
-    return await read_changelog(settings, "executions", partitions)
+    """Latest checkpoint of every execution (the executions table's changelog), each with
+    its definition: the coordinator keeps a definition once per partition and writes
+    only its id and version into checkpoints; it is put back here."""
+    latest = await read_changelog(settings, "executions", partitions)
+    definitions = {k: v for k, v in latest.items() if k.startswith(DEFINITION_KEY_PREFIX)}
+    checkpoints = {k: v for k, v in latest.items() if k not in definitions}
+    for checkpoint in checkpoints.values():
+        ref = definition_ref(checkpoint["state"])
+        if ref is not None and definition_key(*ref) in definitions:
+            checkpoint["state"]["def"] = definitions[definition_key(*ref)]
+    return checkpoints
 
 
 async def read_checkpoint(settings: Settings, execution_id: str) -> dict[str, Any] | None:

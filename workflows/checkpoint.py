@@ -1,13 +1,15 @@
 """Execution state to a compact, versioned dict and back, without loss.
 
 The dict is a table value (JSON- and Avro-friendly): short keys, steps as positional
-lists. The pinned definition travels with it, so a worker that takes over an
-execution needs nothing else to resume it.
+lists. The pinned definition travels with it ("def"), or, written with
+`inline_definition=False`, only its id and version ("dref"): the coordinator then keeps
+each definition version once per partition beside the checkpoints (`definition_key`),
+so an event's write does not carry a 1,000-step definition along.
 """
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from typing import Any
 
 from workflows.definition import WorkflowDefinition
@@ -38,7 +40,21 @@ class CheckpointError(ValueError):
 DefinitionMemo = MutableMapping[tuple[str, int], WorkflowDefinition]
 
 
-def state_to_dict(state: ExecutionState) -> dict[str, Any]:
+DEFINITION_KEY_PREFIX = "#definition/"  # execution ids start with a letter or digit
+
+
+def definition_key(workflow_id: str, version: int) -> str:
+    """The table key under which a partition keeps a definition its checkpoints name."""
+    return f"{DEFINITION_KEY_PREFIX}{workflow_id}/{version}"
+
+
+def definition_ref(data: Mapping[str, Any]) -> tuple[str, int] | None:
+    """The (id, version) a checkpoint names instead of carrying its definition."""
+    ref = data.get("dref")
+    return (ref[0], ref[1]) if ref else None
+
+
+def state_to_dict(state: ExecutionState, inline_definition: bool = True) -> dict[str, Any]:
     steps = {}
     for step_id, step in state.steps.items():
         values = [getattr(step, name) for name in _STEP_FIELDS]
@@ -50,7 +66,11 @@ def state_to_dict(state: ExecutionState) -> dict[str, Any]:
     return {
         "v": FORMAT_VERSION,
         "id": state.execution_id,
-        "def": definition_to_dict(state.definition),
+        **(
+            {"def": definition_to_dict(state.definition)}
+            if inline_definition
+            else {"dref": [state.definition.id, state.definition.version]}
+        ),
         "in": dict(state.input),
         "max": state.max_outstanding,
         "st": str(state.status),
@@ -66,14 +86,23 @@ def state_to_dict(state: ExecutionState) -> dict[str, Any]:
 
 
 def state_from_dict(data: dict[str, Any], memo: DefinitionMemo | None = None) -> ExecutionState:
-    """Read a checkpoint. `memo` caches parsed definitions by (id, version) across calls."""
+    """Read a checkpoint. `memo` caches parsed definitions by (id, version) across calls;
+    a checkpoint that names its definition ("dref") without carrying it needs it there."""
     if data.get("v") != FORMAT_VERSION:
         raise CheckpointError(f"unsupported checkpoint format {data.get('v')!r}")
     try:
-        raw_definition = data["def"]
-        key = (raw_definition["id"], raw_definition["version"])
+        raw_definition: dict[str, Any] | None = data.get("def")
+        ref = definition_ref(data)
+        if ref is not None:
+            key = ref
+        elif raw_definition is not None:
+            key = (raw_definition["id"], raw_definition["version"])
+        else:
+            raise CheckpointError("the checkpoint has no definition")
         definition = memo.get(key) if memo is not None else None
         if definition is None:
+            if raw_definition is None:
+                raise CheckpointError(f"the checkpoint names definition {key}, not given")
             definition = build_definition(raw_definition)
             if memo is not None:
                 memo[key] = definition

@@ -59,3 +59,17 @@ def test_unreadable_checkpoints_raise_a_typed_error(mutate) -> None:  # type: ig
     mutate(data)
     with pytest.raises(CheckpointError):
         state_from_dict(data)
+
+
+def test_a_checkpoint_that_names_its_definition_reads_back_with_the_definition_given() -> None:
+    from workflows.checkpoint import definition_key, definition_ref
+
+    state = running_state()
+    data = json.loads(json.dumps(state_to_dict(state, inline_definition=False)))
+    assert "def" not in data
+    assert definition_ref(data) == (state.definition.id, state.definition.version)
+    assert definition_key(*definition_ref(data)) == "#definition/maintenance-request/1"
+    memo = {(state.definition.id, state.definition.version): state.definition}
+    assert state_from_dict(data, memo) == state
+    with pytest.raises(CheckpointError, match="names definition"):
+        state_from_dict(data, {})

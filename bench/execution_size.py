@@ -1,0 +1,124 @@
+"""What one coordinator event costs as workflows grow: CPU and changelog bytes per event
+for a 4-step diamond, and a fan-out and a chain of 200 and 1,000 steps.
+
+    .venv/bin/python bench/execution_size.py [--executions 20]
+
+Each event goes through what the coordinator does with a checkpoint (agents/coordinator.py,
+`apply_events` and the write in `handle_batch`): take the running execution's state as
+last written (kept in memory; `--decode` reads the checkpoint back each time, as after a
+recovery: definitions memoised, as in the worker), reduce, turn it into a dict and
+encode it. No broker: this is the part of an event's cost that depends on the workflow's size.
+Prints numbers; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+from streams.events import from_json, to_json_bytes
+from workflows import (
+    EmitStepReady,
+    Started,
+    StepCompleted,
+    WorkflowDefinition,
+    build_definition,
+    new_execution,
+    reduce,
+    state_from_dict,
+    state_to_dict,
+)
+from workflows.checkpoint import DefinitionMemo
+
+ORIGIN = {
+    "execution_id": "0b7c7f3e-1f6a-4f8e-9c7d-2a1b3c4d5e6f",
+    "workflow_id": "w",
+    "workflow_version": 1,
+    "tenant_id": "tenant-1",
+    "user_id": "user-1",
+}
+
+
+def fan_out(width: int) -> dict[str, Any]:
+    middle = [{"id": f"m{i}", "type": "noop", "dependsOn": ["root"]} for i in range(width - 2)]
+    join = {"id": "join", "type": "noop", "dependsOn": [m["id"] for m in middle]}
+    return {
+        "id": f"fan-{width}",
+        "version": 1,
+        "steps": [{"id": "root", "type": "noop"}, *middle, join],
+    }
+
+
+def chain(length: int) -> dict[str, Any]:
+    steps = [{"id": "s0", "type": "noop"}]
+    steps += [{"id": f"s{i}", "type": "noop", "dependsOn": [f"s{i - 1}"]} for i in range(1, length)]
+    return {"id": f"chain-{length}", "version": 1, "steps": steps}
+
+
+DIAMOND = {
+    "id": "diamond",
+    "version": 1,
+    "steps": [
+        {"id": "a", "type": "noop"},
+        {"id": "b", "type": "noop", "dependsOn": ["a"]},
+        {"id": "c", "type": "noop", "dependsOn": ["a"]},
+        {"id": "d", "type": "noop", "dependsOn": ["b", "c"]},
+    ],
+}
+
+
+def run(
+    definition: WorkflowDefinition, memo: DefinitionMemo, decode: bool
+) -> tuple[int, int, float]:
+    """One execution to its end; (events, changelog bytes, CPU seconds)."""
+    current = new_execution(ORIGIN["execution_id"], definition, {"k": 1}, max_parallel_steps=10)
+    memo[(definition.id, definition.version)] = definition  # the partition's copy, read once
+    stored = b""
+    pending = [Started(at_ms=1)]
+    events = written = 0
+    cpu = 0.0
+    while pending:
+        event = pending.pop(0)
+        began = time.process_time()
+        if decode:
+            current = state_from_dict(from_json(stored)["state"], memo)
+        current, commands = reduce(current, event)
+        applied = {"x": 1, "c": events}
+        data = state_to_dict(current, inline_definition=False)  # as the coordinator writes
+        stored = to_json_bytes({"state": data, "origin": ORIGIN, "applied": applied})
+        cpu += time.process_time() - began
+        events += 1
+        written += len(stored)
+        pending += [
+            StepCompleted(c.step_id, c.attempt, {"ok": True}, at_ms=2)
+            for c in commands
+            if isinstance(c, EmitStepReady)
+        ]
+    return events, written, cpu
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--executions", type=int, default=20)
+    parser.add_argument("--decode", action="store_true", help="decode every checkpoint")
+    args = parser.parse_args()
+    shapes = [("diamond, 4 steps", DIAMOND)]
+    for size in (200, 1_000):
+        shapes += [(f"fan-out, {size} steps", fan_out(size)), (f"chain, {size} steps", chain(size))]
+    for name, raw in shapes:
+        definition = build_definition(raw)
+        memo: DefinitionMemo = {}
+        totals = [run(definition, memo, args.decode) for _ in range(args.executions)]
+        events = sum(t[0] for t in totals)
+        written = sum(t[1] for t in totals)
+        cpu = sum(t[2] for t in totals)
+        print(
+            f"{name:>20}: {cpu / events * 1e6:8.0f} us and {written / events / 1024:7.1f} KiB"
+            f" of changelog per event, {written / args.executions / 1024 / 1024:7.2f} MiB"
+            " per execution"
+        )
+
+
+if __name__ == "__main__":
+    main()
