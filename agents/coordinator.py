@@ -14,7 +14,6 @@ the same event ids (delivery rule 2).
 from __future__ import annotations
 
 import heapq
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -23,17 +22,17 @@ from typing import Any, cast
 import faust
 from faust.types import EventT, StreamT
 
+from agents.checkpoints import Checkpoints, Loaded, UnknownExecution
 from agents.watchdog import install as install_watchdog
 from schemas.codec import CODEC, EventCodecError
 from streams.engine import ConsumedMessage, Engine
-from streams.events import envelope, from_json, now_ms, to_json, to_json_bytes
+from streams.events import envelope, from_json, now_ms, to_json
 from workflows import (
     Command,
     CompleteWorkflow,
     EmitStepReady,
     Event,
     ExecutionState,
-    ExecutionStatus,
     FailWorkflow,
     Replay,
     ReplayAction,
@@ -43,34 +42,13 @@ from workflows import (
     StepFailed,
     StepStatus,
     Tick,
-    WorkflowDefinition,
     announce,
-    build_definition,
-    definition_to_dict,
-    new_execution,
     reduce,
-    state_from_dict,
-    state_to_dict,
-)
-from workflows.checkpoint import (
-    DEFINITION_KEY_PREFIX,
-    CheckpointError,
-    DefinitionMemo,
-    definition_key,
-    definition_ref,
 )
 
 log = logging.getLogger(__name__)
 
 
-class UnknownExecution(LookupError):
-    pass
-
-
-DEFINITION_KEY = DEFINITION_KEY_PREFIX.encode()
-
-
-Loaded = tuple[ExecutionState, dict[str, Any], dict[str, int] | None]
 Output = tuple[ConsumedMessage, ExecutionState, dict[str, Any], Command]
 
 
@@ -150,79 +128,13 @@ def run_of(state: ExecutionState) -> tuple[int, ...]:
 def install(engine: Engine) -> None:
     names = engine.names
     table = engine.executions
-    memo: DefinitionMemo = {}
+    checkpoints = Checkpoints(table, engine.settings)
     retries: list[tuple[int, str, dict[str, Any]]] = []  # (due_ms, execution_id, origin)
-
     sources = source_codes(names)
-    # The checkpoint of each running execution as last written here, so that an event
-    # does not decode what the previous one encoded. The table stays the truth: this is
-    # emptied whenever partitions are revoked, and refilled from the table.
-    recent: dict[bytes, Loaded] = {}
-
-    # (partition, workflow id, version) whose definition this worker knows is stored.
-    stored_definitions: set[tuple[int, str, int]] = set()
 
     @engine.app.on_partitions_revoked.connect  # type: ignore[arg-type]
-    async def forget_recent(sender: Any, *args: Any, **kwargs: Any) -> None:
-        recent.clear()
-        stored_definitions.clear()
-
-    def load(
-        key: bytes, name: str, record: dict[str, Any]
-    ) -> tuple[ExecutionState, dict[str, Any], dict[str, int] | None]:
-        """The execution's state and identity, and the offsets of the last events applied
-        to it per input topic (None: no checkpoint yet, a new execution)."""
-        stored = table.get(key)
-        if stored is not None:
-            checkpoint = from_json(stored)
-            state = state_from_dict(known_definition(checkpoint["state"]), memo)
-            return state, checkpoint["origin"], checkpoint.get("applied", {})
-        if name != "WorkflowStarted":
-            raise UnknownExecution(f"{name} for unknown execution {record['execution_id']}")
-        pinned = (record["workflow_id"], record["workflow_version"])
-        if pinned not in memo:  # validating a definition costs more than the whole event
-            memo[pinned] = build_definition(json.loads(record["definition_json"]))
-        state = new_execution(
-            record["execution_id"],
-            memo[pinned],
-            from_json(record["input_json"]),
-            max_parallel_steps=engine.settings.max_parallel_steps,
-            parallel_enabled=engine.settings.parallel_execution_enabled,
-        )
-        origin = {
-            k: record[k]
-            for k in ("execution_id", "workflow_id", "workflow_version", "tenant_id", "user_id")
-        }
-        return state, origin, None
-
-    def checkpoint_of(key: bytes) -> tuple[ExecutionState, dict[str, Any]] | None:
-        """A checkpoint read outside an event (timers, recovery); None for other keys."""
-        stored = None if key.startswith(DEFINITION_KEY) else table.get(key)
-        if stored is None:
-            return None
-        checkpoint = from_json(stored)
-        return state_from_dict(known_definition(checkpoint["state"]), memo), checkpoint["origin"]
-
-    def known_definition(data: dict[str, Any]) -> dict[str, Any]:
-        """Put the definition a checkpoint names into the memo, from the table's copy in
-        the checkpoint's partition, unless it is there already."""
-        ref = definition_ref(data)
-        if ref is not None and ref not in memo:
-            stored = table.get(definition_key(*ref).encode())
-            if stored is None:
-                raise CheckpointError(f"definition {ref} is not in this partition")
-            memo[ref] = build_definition(from_json(stored))
-        return data
-
-    def store_definition(partition: int, definition: WorkflowDefinition) -> None:
-        """Keep the definition once in the partition (of faust's current event) whose
-        checkpoints name it. Called before such a checkpoint is written."""
-        if (partition, definition.id, definition.version) in stored_definitions:
-            return
-        key = definition_key(definition.id, definition.version).encode()
-        if table.get(key) is None:
-            table[key] = to_json_bytes(definition_to_dict(definition))
-        stored_definitions.add((partition, definition.id, definition.version))
+    async def forget_partitions(sender: Any, *args: Any, **kwargs: Any) -> None:
+        checkpoints.forget_partitions()
 
     async def emit(state: ExecutionState, origin: dict[str, Any], command: object) -> None:
         execution_id = state.execution_id
@@ -275,13 +187,13 @@ def install(engine: Engine) -> None:
         """Apply one execution's events of a batch to its checkpoint, in order. No I/O:
         what to write, emit and dead-letter is returned."""
         result = Applied()
-        current = recent.get(key)
+        current = None
         for event in events:
             message = event.message
             try:
                 decoded = CODEC.decode(event.value)
                 if current is None:
-                    current = load(key, decoded.name, decoded.record)
+                    current = checkpoints.load(key, decoded.name, decoded.record)
                 core = core_event(decoded.name, decoded.record)
             except (EventCodecError, UnknownExecution, ValueError, KeyError) as error:
                 result.letters.append((message, error))
@@ -327,19 +239,8 @@ def install(engine: Engine) -> None:
                 letters += [(event.message, error) for event in group]
                 continue
             if result.checkpoint is not None:
-                state, origin, applied = result.checkpoint
-                store_definition(group[-1].message.partition, state.definition)
-                checkpoint = {
-                    "state": state_to_dict(state, inline_definition=False),
-                    "origin": origin,
-                    "applied": applied,
-                }
-                table[key] = to_json_bytes(checkpoint)
-                watchdog.track(key, state)
-                if state.status is ExecutionStatus.RUNNING:
-                    recent[key] = result.checkpoint
-                else:
-                    recent.pop(key, None)  # ended: its next event, if any, reads the table
+                checkpoints.write(key, group[-1].message.partition, result.checkpoint)
+                watchdog.track(key, result.checkpoint[0])
             letters += result.letters
             outputs += result.outputs
             rejections += result.rejections
@@ -354,7 +255,7 @@ def install(engine: Engine) -> None:
                 log.exception("coordinator could not emit %r", command)
                 await engine.dead_letter(message, failure)
 
-    watchdog = install_watchdog(engine, table, checkpoint_of, emit)
+    watchdog = install_watchdog(engine, table, checkpoints, emit)
 
     channel = engine.app.topic(
         names.executions,
@@ -389,11 +290,7 @@ def install(engine: Engine) -> None:
     @table.on_recover
     async def rearm_retries() -> None:
         """A worker that takes over partitions re-arms the retries their checkpoints hold."""
-        for key, _ in table.items():
-            loaded = checkpoint_of(key)
-            if loaded is None:
-                continue
-            state, origin = loaded
+        for key, state, origin in checkpoints.every():
             for step_id, step in state.steps.items():
                 if step.status is StepStatus.RETRYING and step.retry_at_ms is not None:
                     due = {**origin, "step_id": step_id, "attempt": step.attempt + 1}

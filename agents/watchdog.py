@@ -18,6 +18,7 @@ from typing import Any
 
 from faust.types import TableT
 
+from agents.checkpoints import Checkpoints
 from streams.engine import Engine
 from streams.events import now_ms
 from workflows import Command, ExecutionState, announce
@@ -71,12 +72,14 @@ class Watchdog:
             self.deadlines[key] = now + longest + self.margin_ms
 
 
-def install(engine: Engine, table: TableT[bytes, Any], load: Load, emit: Emit) -> Watchdog:
+def install(
+    engine: Engine, table: TableT[bytes, Any], checkpoints: Checkpoints, emit: Emit
+) -> Watchdog:
     watchdog = Watchdog(engine.settings.watchdog_margin_ms)
 
     @engine.app.timer(interval=CHECK_INTERVAL_SECONDS)  # type: ignore[untyped-decorator]
     async def look_for_stalls() -> None:
-        await watchdog.check(now_ms(), load, emit)
+        await watchdog.check(now_ms(), checkpoints.of, emit)
 
     @engine.app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def forget(sender: Any, *args: Any, **kwargs: Any) -> None:
@@ -84,9 +87,7 @@ def install(engine: Engine, table: TableT[bytes, Any], load: Load, emit: Emit) -
 
     @table.on_recover
     async def rebuild() -> None:
-        for key, _ in table.items():
-            loaded = load(key)
-            if loaded is not None:
-                watchdog.track(key, loaded[0])
+        for key, state, _ in checkpoints.every():
+            watchdog.track(key, state)
 
     return watchdog

@@ -1,0 +1,136 @@
+"""The coordinator's checkpoints in the `executions` table.
+
+A checkpoint is JSON: the execution's state (`workflows.checkpoint`), its identity
+(`origin`) and, per input topic, the offset of the last event applied to it (`applied`,
+for delivery rule 2). It names its definition instead of carrying it; each definition
+version is kept once per partition, under `definition_key`, beside the checkpoints that
+name it.
+
+Running executions' checkpoints are also kept in memory as last written, so an event
+does not decode what the previous one encoded. The table stays the truth: the memory is
+emptied whenever partitions are revoked, and refilled from the table.
+
+Reads and writes inside an event use faust's current event for the partition; the
+coordinator sets it per execution.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from faust.types import TableT
+
+from streams.events import from_json, to_json_bytes
+from streams.settings import Settings
+from workflows import (
+    ExecutionState,
+    ExecutionStatus,
+    WorkflowDefinition,
+    build_definition,
+    definition_to_dict,
+    new_execution,
+    state_from_dict,
+    state_to_dict,
+)
+from workflows.checkpoint import (
+    DEFINITION_KEY_PREFIX,
+    CheckpointError,
+    DefinitionMemo,
+    definition_key,
+    definition_ref,
+)
+
+DEFINITION_KEY = DEFINITION_KEY_PREFIX.encode()
+ORIGIN_FIELDS = ("execution_id", "workflow_id", "workflow_version", "tenant_id", "user_id")
+
+# state, origin, offsets applied per input topic (None: not written yet, a new execution)
+Loaded = tuple[ExecutionState, dict[str, Any], dict[str, int] | None]
+
+
+class UnknownExecution(LookupError):
+    pass
+
+
+class Checkpoints:
+    def __init__(self, table: TableT[bytes, Any], settings: Settings) -> None:
+        self.table = table
+        self.settings = settings
+        self.memo: DefinitionMemo = {}
+        self.recent: dict[bytes, Loaded] = {}
+        self.stored_definitions: set[tuple[int, str, int]] = set()  # (partition, id, version)
+
+    def forget_partitions(self) -> None:
+        """Partitions were revoked: what is in memory may be another worker's now."""
+        self.recent.clear()
+        self.stored_definitions.clear()
+
+    def load(self, key: bytes, name: str, record: dict[str, Any]) -> Loaded:
+        """The execution's checkpoint; for its WorkflowStarted, a new execution."""
+        recent = self.recent.get(key)
+        if recent is not None:
+            return recent
+        stored = self.table.get(key)
+        if stored is not None:
+            checkpoint = from_json(stored)
+            state = self._state(checkpoint["state"])
+            return state, checkpoint["origin"], checkpoint.get("applied", {})
+        if name != "WorkflowStarted":
+            raise UnknownExecution(f"{name} for unknown execution {record['execution_id']}")
+        pinned = (record["workflow_id"], record["workflow_version"])
+        if pinned not in self.memo:  # validating a definition costs more than an event
+            self.memo[pinned] = build_definition(from_json(record["definition_json"]))
+        state = new_execution(
+            record["execution_id"],
+            self.memo[pinned],
+            from_json(record["input_json"]),
+            max_parallel_steps=self.settings.max_parallel_steps,
+            parallel_enabled=self.settings.parallel_execution_enabled,
+        )
+        return state, {k: record[k] for k in ORIGIN_FIELDS}, None
+
+    def write(self, key: bytes, partition: int, loaded: Loaded) -> None:
+        """Write the checkpoint (and, first, its definition, once per partition)."""
+        state, origin, applied = loaded
+        self._store_definition(partition, state.definition)
+        data = state_to_dict(state, inline_definition=False)
+        self.table[key] = to_json_bytes({"state": data, "origin": origin, "applied": applied})
+        if state.status is ExecutionStatus.RUNNING:
+            self.recent[key] = loaded
+        else:
+            self.recent.pop(key, None)  # ended: its next event, if any, reads the table
+
+    def of(self, key: bytes) -> tuple[ExecutionState, dict[str, Any]] | None:
+        """A checkpoint read outside an event (timers, recovery); None for other keys."""
+        stored = None if key.startswith(DEFINITION_KEY) else self.table.get(key)
+        if stored is None:
+            return None
+        checkpoint = from_json(stored)
+        return self._state(checkpoint["state"]), checkpoint["origin"]
+
+    def every(self) -> Iterator[tuple[bytes, ExecutionState, dict[str, Any]]]:
+        """Every checkpoint of the partitions this worker has (after a recovery)."""
+        for key, _ in self.table.items():
+            loaded = self.of(key)
+            if loaded is not None:
+                yield key, *loaded
+
+    def _state(self, data: dict[str, Any]) -> ExecutionState:
+        """Read a checkpoint's state, with the definition it names from the memo or from
+        the table's copy in its partition."""
+        ref = definition_ref(data)
+        if ref is not None and ref not in self.memo:
+            stored = self.table.get(definition_key(*ref).encode())
+            if stored is None:
+                raise CheckpointError(f"definition {ref} is not in this partition")
+            self.memo[ref] = build_definition(from_json(stored))
+        return state_from_dict(data, self.memo)
+
+    def _store_definition(self, partition: int, definition: WorkflowDefinition) -> None:
+        known = (partition, definition.id, definition.version)
+        if known in self.stored_definitions:
+            return
+        key = definition_key(definition.id, definition.version).encode()
+        if self.table.get(key) is None:
+            self.table[key] = to_json_bytes(definition_to_dict(definition))
+        self.stored_definitions.add(known)
