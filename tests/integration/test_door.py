@@ -214,3 +214,27 @@ async def test_definitions_published_past_register_are_checked_and_dead_lettered
         assert (await client.wait_for(execution_id, timeout=60)).record["code"] == (
             "unknown_workflow"
         )
+
+
+def test_the_command_line_refuses_an_oversized_input_before_publishing(
+    engine: Settings, run_token: str
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    big = json.dumps({"blob": "x" * 2_000})  # one argument may hold at most 128 KiB
+    result = subprocess.run(
+        [
+            *(sys.executable, "-m", "streams.cli", "start", "noop-diamond", "--tenant", "t"),
+            *("--user", "u", "--execution-id", f"{run_token}-cli-big", "--input", big),
+        ],
+        env={**os.environ, **engine.as_environment(), "WORKFLOW_MAX_INPUT_BYTES": "1000"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "input_too_large: input is" in result.stderr
+    assert "Traceback" not in result.stderr
