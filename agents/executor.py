@@ -57,7 +57,9 @@ async def run_step(engine: Engine, record: dict[str, Any]) -> tuple[str, dict[st
     }
     try:
         handler = engine.registry.handler_for(record["step_type"])
-        output = await asyncio.wait_for(handler(context_for(record)), record["timeout_ms"] / 1000)
+        # asyncio.timeout, not wait_for: wait_for runs the handler in a task of its own.
+        async with asyncio.timeout(record["timeout_ms"] / 1000):
+            output = await handler(context_for(record))
         output_json = to_json(output)
     except Exception as error:  # noqa: BLE001 - every failure becomes a StepFailed event
         timed_out = isinstance(error, TimeoutError)
