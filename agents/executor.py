@@ -110,6 +110,11 @@ class Executor:
                 for tp, messages in batches.items():
                     for message in messages:
                         await self.slots.acquire()
+                        if tp not in consumer.assignment():
+                            # Fetched before a rebalance gave the partition away (the
+                            # wait for a slot can span one): its new owner runs it.
+                            self.slots.release()
+                            continue
                         self.offsets.started(tp, message.offset)
                         task = asyncio.create_task(self.execute(tp, message))
                         self.running.add(task)

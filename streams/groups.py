@@ -34,9 +34,13 @@ def group_consumer(settings: Settings, role: str) -> AIOKafkaConsumer:
 
 
 async def commit(consumer: AIOKafkaConsumer, positions: dict[TopicPartition, int]) -> None:
-    """Commit what is done. A commit refused during a rebalance is not an error: the
-    events after the last accepted commit run again, and every consumer of ours is
-    idempotent."""
+    """Commit what is done, for the partitions this consumer owns now. Kafka accepts a
+    group member's commit for any partition, so a position computed before a rebalance
+    could move another member's partition past events it has not finished. A commit
+    refused during a rebalance is not an error: the events after the last accepted
+    commit run again, and every consumer of ours is idempotent."""
+    owned = consumer.assignment()
+    positions = {tp: offset for tp, offset in positions.items() if tp in owned}
     if not positions:
         return
     try:

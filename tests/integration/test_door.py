@@ -18,11 +18,10 @@ from streams.settings import Settings
 from streams.topics import TopicNames
 from tests.integration.workers import (
     NOOP_DIAMOND,
-    WorkerProcess,
     engine_env,
     prepare,
     read_topic,
-    wait_until_ready,
+    running_worker,
 )
 
 
@@ -37,12 +36,8 @@ def engine(
     env = engine_env(settings, f"test-{run_token}-door", DATABASE_URL=schema_database_url)
     engine_settings = Settings.from_env(env)
     asyncio.run(prepare(engine_settings, NOOP_DIAMOND))
-    worker = WorkerProcess("door-w1", env, tmp_path_factory.mktemp("door"))
-    try:
-        asyncio.run(wait_until_ready(engine_settings, [worker], 120))
+    with running_worker(engine_settings, env, "door-w1", tmp_path_factory.mktemp("door")):
         yield engine_settings
-    finally:
-        worker.stop()
 
 
 @pytest.fixture

@@ -20,13 +20,12 @@ from streams.topics import TopicNames
 from streams.watch import ExecutionView, ExecutionWatcher, wait_for_commits
 from tests.integration.workers import (
     NOOP_DIAMOND,
-    WorkerProcess,
     definition,
     engine_env,
     prepare,
     read_topic,
+    running_worker,
     wait_for_checkpoints,
-    wait_until_ready,
 )
 from workflows import parse_definition
 
@@ -114,12 +113,8 @@ def engine(
         prepare(engine_settings, MAINTENANCE, NOOP_DIAMOND, FAN, SLOW_CHAIN, FAILING, reference)
     )
     asyncio.run(seed_demo_data(schema_database_url))
-    worker = WorkerProcess("pipeline-w1", env, tmp_path_factory.mktemp("workers"))
-    try:
-        asyncio.run(wait_until_ready(engine_settings, [worker], 120))
+    with running_worker(engine_settings, env, "pipeline-w1", tmp_path_factory.mktemp("workers")):
         yield engine_settings
-    finally:
-        worker.stop()
 
 
 @pytest.fixture

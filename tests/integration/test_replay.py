@@ -21,6 +21,7 @@ from streams.topics import TopicNames
 from streams.watch import read_checkpoint
 from tests.integration.workers import (
     NOOP_DIAMOND,
+    SLOW_SECOND,
     WorkerProcess,
     definition,
     engine_env,
@@ -46,16 +47,6 @@ FAILS_ONCE = definition(
                 "config": {"permanent": True, "attempts": 1},
             },
             {"id": "c", "type": "noop", "dependsOn": ["b"]},
-        ],
-    }
-)
-SLOW_SECOND = definition(
-    {
-        "id": "slow-second",
-        "version": 1,
-        "steps": [
-            {"id": "a", "type": "noop"},
-            {"id": "b", "type": "sleep", "dependsOn": ["a"], "config": {"seconds": 3}},
         ],
     }
 )

@@ -8,29 +8,12 @@ from pathlib import Path
 from streams.client import WorkflowClient
 from streams.settings import Settings
 from tests.integration.workers import (
+    SLOW_SECOND,
     WorkerProcess,
-    definition,
     engine_env,
     lose_step_ready,
     prepare,
     wait_until_ready,
-)
-
-SLOW_SECOND = definition(
-    {
-        "id": "slow-second",
-        "version": 1,
-        "steps": [
-            {"id": "a", "type": "noop"},
-            {
-                "id": "b",
-                "type": "sleep",
-                "dependsOn": ["a"],
-                "timeoutMs": 5000,
-                "config": {"seconds": 3},
-            },
-        ],
-    }
 )
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from aiokafka import TopicPartition
@@ -19,6 +22,19 @@ from streams.worker_process import WorkerProcess, prepare, wait_until_ready
 from workflows import WorkflowDefinition, build_definition
 
 __all__ = ["WorkerProcess", "prepare", "wait_until_ready"]
+
+
+@contextlib.contextmanager
+def running_worker(
+    settings: Settings, env: dict[str, str], name: str, workdir: Path
+) -> Iterator[WorkerProcess]:
+    """A worker process, once it runs executions; stopped afterwards."""
+    worker = WorkerProcess(name, env, workdir)
+    try:
+        asyncio.run(wait_until_ready(settings, [worker], 120))
+        yield worker
+    finally:
+        worker.stop()
 
 
 def engine_env(settings: Settings, prefix: str, **overrides: str) -> dict[str, str]:
@@ -97,6 +113,25 @@ NOOP_DIAMOND = definition(
             {"id": "b", "type": "noop", "dependsOn": ["a"]},
             {"id": "c", "type": "noop", "dependsOn": ["a"]},
             {"id": "d", "type": "noop", "dependsOn": ["b", "c"]},
+        ],
+    }
+)
+
+
+# a, then b: 3 s of sleep (time enough to lose b's step-ready while it runs), timeout 5 s.
+SLOW_SECOND = definition(
+    {
+        "id": "slow-second",
+        "version": 1,
+        "steps": [
+            {"id": "a", "type": "noop"},
+            {
+                "id": "b",
+                "type": "sleep",
+                "dependsOn": ["a"],
+                "timeoutMs": 5000,
+                "config": {"seconds": 3},
+            },
         ],
     }
 )
