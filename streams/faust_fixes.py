@@ -1,4 +1,4 @@
-"""Five corrections to faust-streaming 0.15.3 (with aiokafka 0.14), applied when the
+"""Six corrections to faust-streaming 0.15.3 (with aiokafka 0.14), applied when the
 engine is created. On a faust upgrade, re-check each against the code it names; each
 has a test that fails without it.
 
@@ -53,6 +53,15 @@ its committed offset); committing past the one unread offset loses it if the wor
 dies. Found by reading faust while chasing the one chaos run in which the watchdog had
 to resume executions (their step completions were never applied); whether it caused
 that run is not proven.
+
+6. An event faust skips is not acknowledged. While a rebalance suspends the flow, and for
+events fetched in an earlier consumer generation, faust's stream iterator skips the
+event unprocessed and acknowledges it all the same ("otherwise the lag would
+increase"). Its offset then counts as done: a commit can pass it before the partition,
+read again from its committed offset after the rebalance, has processed it, and a
+worker that dies in between has lost it (delivery rules 1 and 4). The fix records no
+acknowledgement while the flow is suspended or for a message of an earlier generation;
+such an offset is read again and acknowledged when it is processed.
 """
 
 from __future__ import annotations
@@ -252,7 +261,18 @@ def _new_offset(self: Consumer, tp: Any) -> int | None:
     return int(batch[-1]) + 1
 
 
+_consumer_ack = Consumer.ack
+
+
+def _ack(self: Consumer, message: Any) -> bool:
+    app = self.app
+    if not app.flow_control.is_active() or message.generation_id != app.consumer_generation_id:
+        return False  # skipped unprocessed, or from before a rebalance: read again later
+    return bool(_consumer_ack(self, message))
+
+
 def apply() -> None:
+    Consumer.ack = _ack  # type: ignore[method-assign]
     Consumer.wait_first = _wait_first  # type: ignore[method-assign,assignment]
     Consumer._new_offset = _new_offset  # type: ignore[method-assign]  # noqa: SLF001
     ProducerBuffer.put = _put  # type: ignore[method-assign]

@@ -39,3 +39,42 @@ def test_a_run_from_the_committed_offset_is_committed_up_to_its_first_gap() -> N
     assert faust_fixes._new_offset(consumer, PARTITION) == 103
     assert consumer._acked[PARTITION] == [104]
     assert faust_fixes._new_offset(bookkeeping(None, [7, 8]), PARTITION) == 9
+
+
+class Flow:
+    def __init__(self, active: bool) -> None:
+        self.active = active
+
+    def is_active(self) -> bool:
+        return self.active
+
+
+def consumer_of(generation: int, flowing: bool) -> SimpleNamespace:
+    consumer = bookkeeping(100, [])
+    consumer.app = SimpleNamespace(
+        flow_control=Flow(flowing),
+        consumer_generation_id=generation,
+        topics=SimpleNamespace(acks_enabled_for=lambda topic: True),
+    )
+    consumer._unacked_messages = set()
+    consumer._n_acked = 0
+    consumer._waiting_for_ack = None
+    return consumer
+
+
+def message(offset: int, generation: int) -> SimpleNamespace:
+    return SimpleNamespace(
+        acked=False, tp=PARTITION, topic=PARTITION.topic, offset=offset, generation_id=generation
+    )
+
+
+def test_events_skipped_during_a_rebalance_or_from_an_old_generation_are_not_acknowledged() -> None:
+    suspended = consumer_of(generation=5, flowing=False)
+    assert not faust_fixes._ack(suspended, message(100, generation=5))
+    # faust itself would count it as done, and could commit past it unprocessed.
+    assert Consumer.ack(consumer_of(generation=5, flowing=False), message(100, generation=5))
+
+    flowing = consumer_of(generation=6, flowing=True)
+    assert not faust_fixes._ack(flowing, message(100, generation=5))
+    assert faust_fixes._ack(flowing, message(100, generation=6))
+    assert flowing._acked[PARTITION] == [100]
