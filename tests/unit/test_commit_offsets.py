@@ -62,10 +62,17 @@ def consumer_of(generation: int, flowing: bool) -> SimpleNamespace:
     return consumer
 
 
-def message(offset: int, generation: int) -> SimpleNamespace:
-    return SimpleNamespace(
-        acked=False, tp=PARTITION, topic=PARTITION.topic, offset=offset, generation_id=generation
-    )
+class Message:
+    """What faust's consumer reads of a message when it is acknowledged."""
+
+    def __init__(self, offset: int, generation: int) -> None:
+        self.acked = False
+        self.tp, self.topic = PARTITION, PARTITION.topic
+        self.offset, self.generation_id = offset, generation
+
+
+def message(offset: int, generation: int) -> Message:
+    return Message(offset, generation)
 
 
 def test_events_skipped_during_a_rebalance_or_from_an_old_generation_are_not_acknowledged() -> None:
