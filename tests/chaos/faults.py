@@ -98,6 +98,17 @@ class Faults:
                 self.workers.pop(joiner).kill()
                 self.kills += 1
 
+    def stalled_executions(self) -> list[str]:
+        """The executions the workers' watchdogs announced again, from their logs."""
+        marker = "watchdog: execution "
+        found = [
+            line.split(marker, 1)[1].split(" ", 1)[0]
+            for path in self.logs
+            for line in path.read_text(errors="replace").splitlines()
+            if marker in line
+        ]
+        return sorted(set(found))
+
     def stop_all(self) -> None:
         for worker in self.workers.values():
             worker.stop()

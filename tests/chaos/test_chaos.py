@@ -22,7 +22,7 @@ from infra.demo_data import seed
 from streams.client import WorkflowClient
 from streams.settings import Settings
 from tests.chaos.faults import FULL, SHORT, Faults, Scenario
-from tests.chaos.verifier import outcomes_seen, verify
+from tests.chaos.verifier import evidence, outcomes_seen, verify
 from tests.integration.workers import definition, engine_env, prepare, wait_until_ready
 from workflows import parse_definition
 
@@ -152,6 +152,9 @@ async def test_no_execution_is_lost_or_stuck_while_workers_are_killed(
         verdict.stale_dropped = faults.log_lines("fetched before a rebalance")
         line = verdict.line(faults.kills, faults.rebalance_kills)
         print(line)
+        if not verdict.ok or verdict.watchdog_resumes:
+            stalled = faults.stalled_executions()
+            print(await evidence(engine, (verdict.missing + stalled)[:5]))
         assert verdict.ok, f"{line}\n{faults.log_tails()}"
         # The watchdog is a safety net; here it must have had nothing to catch.
         assert verdict.watchdog_resumes == 0, line

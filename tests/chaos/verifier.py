@@ -136,3 +136,36 @@ async def doubled_side_effects(database_url: str, execution_ids: set[str]) -> li
         return doubled
     finally:
         await connection.close()
+
+
+async def evidence(settings: Settings, execution_ids: list[str]) -> str:
+    """For a failed verdict: every record of these executions on the coordinator's and
+    executor's topics, with partition and offset, and the groups' committed offsets, so a
+    lost event can be told from one never produced."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    names = TopicNames.for_prefix(settings.topic_prefix)
+    wanted = set(execution_ids)
+    lines = []
+    for topic in (names.executions, names.step_ready, names.step_completed):
+        for event in await read_topic(settings, topic):
+            record = event.record
+            if record.get("execution_id") in wanted:
+                lines.append(
+                    f"{topic.rsplit('.', 1)[-1]} {record['execution_id']} {event.name}"
+                    f" step={record.get('step_id')} attempt={record.get('attempt')}"
+                    f" worker={record.get('worker')} at={record['timestamp']}"
+                )
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await admin.start()
+    try:
+        for group in ("engine", "executor"):
+            offsets = await admin.list_consumer_group_offsets(f"{settings.topic_prefix}-{group}")
+            committed = {
+                f"{tp.topic.rsplit('.', 1)[-1]}/{tp.partition}": m.offset
+                for tp, m in offsets.items()
+            }
+            lines.append(f"committed by {group}: {committed}")
+    finally:
+        await admin.close()
+    return "\n".join(lines)
