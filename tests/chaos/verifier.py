@@ -64,12 +64,6 @@ class Verdict:
         return line
 
 
-async def outcomes_seen(settings: Settings, execution_ids: set[str]) -> set[str]:
-    names = TopicNames.for_prefix(settings.topic_prefix)
-    events = await read_topic(settings, names.workflow_completed)
-    return {e.record["execution_id"] for e in events} & execution_ids
-
-
 async def verify(
     settings: Settings, execution_ids: set[str], maintenance_ids: set[str], database_url: str
 ) -> Verdict:
