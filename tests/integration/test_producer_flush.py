@@ -6,8 +6,6 @@ flight, and a worker killed after the commit lost checkpoints."""
 
 from __future__ import annotations
 
-import asyncio
-
 import faust
 
 from streams import faust_fixes
@@ -37,4 +35,3 @@ async def test_flush_returns_once_every_buffered_and_direct_record_is_acknowledg
             assert all(f.exception() is None for f in [*buffered, *direct])
     finally:
         await producer.stop()
-        await asyncio.sleep(0)  # let aiokafka's close callbacks run before the loop ends
