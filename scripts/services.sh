@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Local Kafka (KRaft), PostgreSQL and Redis for stepstream, without Docker.
 #
-#   scripts/services.sh up|down|status|env
+#   scripts/services.sh up|down [kafka|postgres|redis ...]
+#   scripts/services.sh status|env
 #
 # `up` is idempotent: a service that already answers is reused. `down` stops only
-# the processes whose pid files `up` wrote. Jars and data live outside git:
+# the processes whose pid files `up` wrote. Both act on every service unless given
+# names (the outage tests stop and restart one service of a private set). Jars and data live outside git:
 #   STEPSTREAM_CACHE_DIR  downloaded broker jars   (default ~/.cache/stepstream)
 #   STEPSTREAM_STATE_DIR  data, logs and pid files (default /var/tmp/stepstream)
 # Readiness is checked by the Python probe (infra/health.py): Kafka metadata, a SQL
@@ -182,12 +184,14 @@ redis_up() {
 }
 
 wait_ready() {
-  probe kafka "$KAFKA_BOOTSTRAP_SERVERS" --timeout "$READY_TIMEOUT" \
-    || die "kafka did not answer within ${READY_TIMEOUT}s; see $KAFKA_DIR/server.log"
-  probe postgres "$DATABASE_URL" --timeout "$READY_TIMEOUT" \
-    || die "postgres did not answer within ${READY_TIMEOUT}s; see $PG_DIR/server.log"
-  probe redis "$REDIS_URL" --timeout "$READY_TIMEOUT" \
-    || die "redis did not answer within ${READY_TIMEOUT}s; see $REDIS_DIR/server.log"
+  case $1 in
+    kafka) probe kafka "$KAFKA_BOOTSTRAP_SERVERS" --timeout "$READY_TIMEOUT" \
+      || die "kafka did not answer within ${READY_TIMEOUT}s; see $KAFKA_DIR/server.log" ;;
+    postgres) probe postgres "$DATABASE_URL" --timeout "$READY_TIMEOUT" \
+      || die "postgres did not answer within ${READY_TIMEOUT}s; see $PG_DIR/server.log" ;;
+    redis) probe redis "$REDIS_URL" --timeout "$READY_TIMEOUT" \
+      || die "redis did not answer within ${READY_TIMEOUT}s; see $REDIS_DIR/server.log" ;;
+  esac
 }
 
 print_env() {
@@ -208,24 +212,42 @@ stop_pid() {
   log "$name: stopped (pid $pid)"
 }
 
+# The services named on the command line (all of them when none is), checked.
+SERVICES=()
+select_services() {
+  local name
+  [ $# -eq 0 ] && set -- redis postgres kafka
+  for name in "$@"; do
+    case $name in
+      kafka|postgres|redis) SERVICES+=("$name") ;;
+      *) die "unknown service '$name' (kafka, postgres or redis)" ;;
+    esac
+  done
+}
+
 cmd_up() {
+  local name
   mkdir -p "$STATE_DIR" "$RUN_DIR"
   chmod 755 "$STATE_DIR"
   ensure_packages
-  redis_up
-  postgres_up
-  kafka_up
-  wait_ready
+  for name in "${SERVICES[@]}"; do "${name}_up"; done
+  for name in "${SERVICES[@]}"; do wait_ready "$name"; done
   print_env
 }
 
 cmd_down() {
-  stop_pid kafka "$RUN_DIR/kafka.pid"
-  if pid_alive "$RUN_DIR/postgres.pid"; then
-    as_pg_user "$(pg_bindir)/pg_ctl" -D "$PG_DIR/data" -m fast -w stop >&2 || true
-  fi
-  stop_pid postgres "$RUN_DIR/postgres.pid"
-  stop_pid redis "$RUN_DIR/redis.pid"
+  local name
+  for name in "${SERVICES[@]}"; do
+    case $name in
+      kafka) stop_pid kafka "$RUN_DIR/kafka.pid" ;;
+      postgres)
+        if pid_alive "$RUN_DIR/postgres.pid"; then
+          as_pg_user "$(pg_bindir)/pg_ctl" -D "$PG_DIR/data" -m fast -w stop >&2 || true
+        fi
+        stop_pid postgres "$RUN_DIR/postgres.pid" ;;
+      redis) stop_pid redis "$RUN_DIR/redis.pid" ;;
+    esac
+  done
 }
 
 cmd_status() {
@@ -248,9 +270,9 @@ cmd_status() {
 }
 
 case "${1:-}" in
-  up) cmd_up ;;
-  down) cmd_down ;;
+  up) shift; select_services "$@"; cmd_up ;;
+  down) shift; select_services "$@"; cmd_down ;;
   status) cmd_status ;;
   env) print_env ;;
-  *) echo "usage: $0 up|down|status|env" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down [kafka|postgres|redis ...] | status | env" >&2; exit 2 ;;
 esac

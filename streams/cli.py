@@ -28,12 +28,15 @@ main.add_command(stalled)
 
 @main.command(context_settings={"ignore_unknown_options": True})
 @click.argument("action", type=click.Choice(["up", "down", "status", "env"]))
-def services(action: str) -> None:
-    """Start, stop or inspect the local Kafka, PostgreSQL and Redis."""
+@click.argument("names", nargs=-1, type=click.Choice(["kafka", "postgres", "redis"]))
+def services(action: str, names: tuple[str, ...]) -> None:
+    """Start, stop or inspect the local Kafka, PostgreSQL and Redis (`up` and `down` act
+    on the services named, or on all three)."""
     if not SERVICES_SCRIPT.is_file():
         raise click.ClickException(f"{SERVICES_SCRIPT} is missing: run from a source checkout")
     env = {**os.environ, "PYTHON": sys.executable}
-    completed = subprocess.run(["bash", str(SERVICES_SCRIPT), action], env=env, check=False)  # noqa: S603, S607
+    command = ["bash", str(SERVICES_SCRIPT), action, *names]
+    completed = subprocess.run(command, env=env, check=False)  # noqa: S603
     sys.exit(completed.returncode)
 
 

@@ -8,14 +8,18 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
-from infra.demo_data import seed
 from streams.client import WorkflowClient
 from streams.settings import Settings
-from tests.integration.workers import WorkerProcess, engine_env, prepare, wait_until_ready
+from tests.integration.workers import (
+    WorkerProcess,
+    engine_env,
+    own_property,
+    prepare,
+    wait_until_ready,
+)
 from workflows import parse_definition
 
 REFERENCE = Path(__file__).resolve().parents[2] / "examples" / "maintenance-request.yaml"
@@ -51,30 +55,6 @@ def private_redis(redis_url: str, tmp_path: Path) -> Iterator[tuple[subprocess.P
     if process.poll() is None:
         process.kill()
         process.wait(timeout=10)
-
-
-async def own_property(database_url: str) -> dict[str, int]:
-    """A property far from the demo ones, with its own technician: no other test's
-    technician workload can run out under this test, nor this one under theirs."""
-    connection = await asyncpg.connect(database_url)
-    try:
-        await seed(connection)
-        property_id = await connection.fetchval(
-            "INSERT INTO properties (name, latitude, longitude) VALUES ('Outage House', 48.1, 11.5)"
-            " RETURNING id"
-        )
-        asset_id = await connection.fetchval(
-            "INSERT INTO assets (property_id, name, category) VALUES ($1, 'Pipes', 'plumbing')"
-            " RETURNING id",
-            property_id,
-        )
-        await connection.execute(
-            "INSERT INTO technicians (name, skills, latitude, longitude, capacity)"
-            " VALUES ('Munich Plumber', '{plumbing}', 48.1, 11.5, 1000)"
-        )
-    finally:
-        await connection.close()
-    return {"property_id": property_id, "asset_id": asset_id}
 
 
 async def run_batch(client: WorkflowClient, place: dict[str, int], label: str) -> list[str]:

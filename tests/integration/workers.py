@@ -10,9 +10,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 
+from infra.demo_data import seed
 from schemas.codec import CODEC, DecodedEvent, EventCodecError
 from streams.client import WorkflowClient
 from streams.settings import Settings
@@ -176,3 +178,27 @@ async def lose_step_ready(
     worker.kill()
     await delete_all_records(settings, names.step_ready)
     return execution_id
+
+
+async def own_property(database_url: str) -> dict[str, int]:
+    """A property far from the demo ones, with its own technician: no other test's
+    technician workload can run out under this test, nor this one under theirs."""
+    connection = await asyncpg.connect(database_url)
+    try:
+        await seed(connection)
+        property_id = await connection.fetchval(
+            "INSERT INTO properties (name, latitude, longitude) VALUES ('Outage House', 48.1, 11.5)"
+            " RETURNING id"
+        )
+        asset_id = await connection.fetchval(
+            "INSERT INTO assets (property_id, name, category) VALUES ($1, 'Pipes', 'plumbing')"
+            " RETURNING id",
+            property_id,
+        )
+        await connection.execute(
+            "INSERT INTO technicians (name, skills, latitude, longitude, capacity)"
+            " VALUES ('Munich Plumber', '{plumbing}', 48.1, 11.5, 1000)"
+        )
+    finally:
+        await connection.close()
+    return {"property_id": property_id, "asset_id": asset_id}
