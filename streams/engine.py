@@ -27,6 +27,7 @@ from streams.codec import register_codec
 from streams.definitions import DefinitionCatalog
 from streams.events import envelope, now_ms
 from streams.local_store import mark_clean
+from streams.partitioner import cached_partitioner
 from streams.settings import Settings
 from streams.topics import TopicNames
 
@@ -323,8 +324,9 @@ def create_engine(settings: Settings, options: WorkerOptions) -> Engine:
         # A dead worker's partitions move within ~10 s instead of faust's default 60 s.
         broker_session_timeout=10.0,
         broker_heartbeat_interval=1.0,
-        broker_commit_interval=1.0,
+        broker_commit_interval=settings.commit_interval_ms / 1000,
         producer_linger_ms=2,
+        producer_partitioner=cached_partitioner,
         producer_acks=-1,
         stream_wait_empty=False,
     )

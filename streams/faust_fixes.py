@@ -1,4 +1,4 @@
-"""Six corrections to faust-streaming 0.15.3 (with aiokafka 0.14), applied when the
+"""Seven corrections to faust-streaming 0.15.3 (with aiokafka 0.14), applied when the
 engine is created. On a faust upgrade, re-check each against the code it names; each
 has a test that fails without it.
 
@@ -62,6 +62,19 @@ read again from its committed offset after the rebalance, has processed it, and 
 worker that dies in between has lost it (delivery rules 1 and 4). The fix records no
 acknowledgement while the flow is suspended or for a message of an earlier generation;
 such an offset is read again and acknowledged when it is processed.
+
+7. A table's persisted changelog offset is saved at commit, not per record. For every
+acknowledged changelog record faust writes "local store holds the changelog up to
+offset N" into RocksDB (`Table._on_changelog_sent` -> `Store.set_persisted_offset`): one
+RocksDB put and a str/encode per checkpoint written. faust has the deferral for
+exactly-once (`TableManager.persist_offset_on_commit`), but its `on_commit` looks the
+pending offsets up by the committed *source* partitions, never by the changelog
+partitions they are kept under, so they would never be saved. The fix keeps the newest
+acknowledged offset per changelog partition in memory and saves them all after each
+successful commit (and so at a clean shutdown and at a rebalance, which commit). Safe:
+the store itself is written before its changelog record is even sent, so the saved
+offset never runs ahead of the store; one that lags only makes recovery read more of
+the changelog. After a crash the local stores are wiped anyway (streams.local_store).
 """
 
 from __future__ import annotations
@@ -72,6 +85,8 @@ import types
 from collections.abc import Awaitable, Coroutine, Generator, Mapping
 from typing import Any, cast
 
+from faust.tables.base import Collection
+from faust.tables.manager import TableManager
 from faust.transport.consumer import Consumer, ThreadDelegateConsumer
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread, Producer
 from faust.transport.producer import ProducerBuffer
@@ -271,7 +286,20 @@ def _ack(self: Consumer, message: Any) -> bool:
     return bool(_consumer_ack(self, message))
 
 
+def _on_changelog_sent(self: Collection, fut: Any) -> None:
+    result = fut.result()
+    self.app.tables.persist_offset_on_commit(self.data, result.topic_partition, result.offset)
+
+
+def _on_commit(self: TableManager, offsets: Any) -> None:
+    pending, self._pending_persisted_offsets = self._pending_persisted_offsets, {}
+    for tp, (store, offset) in pending.items():
+        store.set_persisted_offset(tp, offset)
+
+
 def apply() -> None:
+    Collection._on_changelog_sent = _on_changelog_sent  # type: ignore[method-assign]  # noqa: SLF001
+    TableManager.on_commit = _on_commit  # type: ignore[method-assign]
     Consumer.ack = _ack  # type: ignore[method-assign]
     Consumer.wait_first = _wait_first  # type: ignore[method-assign,assignment]
     Consumer._new_offset = _new_offset  # type: ignore[method-assign]  # noqa: SLF001

@@ -109,6 +109,9 @@ class Settings:
     topic_partitions: int = 8
     max_input_bytes: int = 262_144  # a start's input JSON; larger starts are rejected
     watchdog_margin_ms: int = 30_000  # silence past a step's timeout before a resume
+    # How often the coordinator commits what it consumed. Longer: less commit work, more
+    # events processed again after a crash (they are idempotent; nothing is lost).
+    commit_interval_ms: int = 1_000
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -158,6 +161,7 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "topic_partitions": ("STEPSTREAM_TOPIC_PARTITIONS", _parse_positive_int),
     "max_input_bytes": ("WORKFLOW_MAX_INPUT_BYTES", _parse_positive_int),
     "watchdog_margin_ms": ("WORKFLOW_WATCHDOG_MARGIN_MS", _parse_positive_int),
+    "commit_interval_ms": ("STEPSTREAM_COMMIT_INTERVAL_MS", _parse_positive_int),
 }
 
 VARIABLE_NAMES: frozenset[str] = frozenset(variable for variable, _ in ENVIRONMENT.values())
