@@ -6,9 +6,13 @@ for delivery rule 2). It names its definition instead of carrying it; each defin
 version is kept once per partition, under `definition_key`, beside the checkpoints that
 name it.
 
+A large execution's checkpoint is split (`workflows.checkpoint.checkpoint_writes`): a
+header under the execution id and parts under `part_key`, in the same partition.
+
 Running executions' checkpoints are also kept in memory as last written, so an event
-does not decode what the previous one encoded. The table stays the truth: the memory is
-emptied whenever partitions are revoked, and refilled from the table.
+does not decode what the previous one encoded, and what changed since is found by
+comparing step states. The table stays the truth: the memory is emptied whenever
+partitions are revoked, and refilled from the table.
 
 Reads and writes inside an event use faust's current event for the partition; the
 coordinator sets it per execution.
@@ -16,7 +20,7 @@ coordinator sets it per execution.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from faust.types import TableT
@@ -31,14 +35,17 @@ from workflows import (
     definition_to_dict,
     new_execution,
     state_from_dict,
-    state_to_dict,
 )
 from workflows.checkpoint import (
     DEFINITION_KEY_PREFIX,
     CheckpointError,
     DefinitionMemo,
+    checkpoint_writes,
     definition_key,
     definition_ref,
+    merge_parts,
+    part_key,
+    split_part_key,
 )
 
 DEFINITION_KEY = DEFINITION_KEY_PREFIX.encode()
@@ -46,6 +53,11 @@ ORIGIN_FIELDS = ("execution_id", "workflow_id", "workflow_version", "tenant_id",
 
 # state, origin, offsets applied per input topic (None: not written yet, a new execution)
 Loaded = tuple[ExecutionState, dict[str, Any], dict[str, int] | None]
+
+
+def stored_part_key(key: bytes, part: int) -> bytes:
+    """A part's table key; keys are a message's key bytes, whatever they hold."""
+    return part_key(key.decode(errors="surrogateescape"), part).encode(errors="surrogateescape")
 
 
 class UnknownExecution(LookupError):
@@ -58,11 +70,13 @@ class Checkpoints:
         self.settings = settings
         self.memo: DefinitionMemo = {}
         self.recent: dict[bytes, Loaded] = {}
+        self.delta: dict[bytes, frozenset[str]] = {}  # a split header's steps, as written
         self.stored_definitions: set[tuple[int, str, int]] = set()  # (partition, id, version)
 
     def forget_partitions(self) -> None:
         """Partitions were revoked: what is in memory may be another worker's now."""
         self.recent.clear()
+        self.delta.clear()
         self.stored_definitions.clear()
 
     def load(self, key: bytes, name: str, record: dict[str, Any]) -> Loaded:
@@ -73,8 +87,12 @@ class Checkpoints:
         stored = self.table.get(key)
         if stored is not None:
             checkpoint = from_json(stored)
-            state = self._state(checkpoint["state"])
-            return state, checkpoint["origin"], checkpoint.get("applied", {})
+            state = self._state(key, checkpoint["state"])
+            loaded: Loaded = (state, checkpoint["origin"], checkpoint.get("applied", {}))
+            if state.status is ExecutionStatus.RUNNING:
+                self.recent[key] = loaded
+                self.delta[key] = frozenset(checkpoint["state"]["steps"])
+            return loaded
         if name != "WorkflowStarted":
             raise UnknownExecution(f"{name} for unknown execution {record['execution_id']}")
         pinned = (record["workflow_id"], record["workflow_version"])
@@ -93,20 +111,35 @@ class Checkpoints:
         """Write the checkpoint (and, first, its definition, once per partition)."""
         state, origin, applied = loaded
         self._store_definition(partition, state.definition)
-        data = state_to_dict(state, inline_definition=False)
-        self.table[key] = to_json_bytes({"state": data, "origin": origin, "applied": applied})
+        previous = self.recent.get(key)
+        if previous is None:
+            changed: Iterable[str] = state.steps
+        else:
+            before = previous[0].steps
+            changed = [i for i, step in state.steps.items() if step is not before.get(i)]
+        writes, delta = checkpoint_writes(state, self.delta.get(key, frozenset()), changed)
+        for part, value in writes:
+            if part is None:
+                record = {"state": value, "origin": origin, "applied": applied}
+                self.table[key] = to_json_bytes(record)
+            else:
+                self.table[stored_part_key(key, part)] = to_json_bytes(value)
         if state.status is ExecutionStatus.RUNNING:
             self.recent[key] = loaded
-        else:
-            self.recent.pop(key, None)  # ended: its next event, if any, reads the table
+            self.delta[key] = delta
+        else:  # ended: its next event, if any, reads the table
+            self.recent.pop(key, None)
+            self.delta.pop(key, None)
 
     def of(self, key: bytes) -> tuple[ExecutionState, dict[str, Any]] | None:
         """A checkpoint read outside an event (timers, recovery); None for other keys."""
-        stored = None if key.startswith(DEFINITION_KEY) else self.table.get(key)
+        if key.startswith(DEFINITION_KEY) or split_part_key(key.decode(errors="replace")):
+            return None
+        stored = self.table.get(key)
         if stored is None:
             return None
         checkpoint = from_json(stored)
-        return self._state(checkpoint["state"]), checkpoint["origin"]
+        return self._state(key, checkpoint["state"]), checkpoint["origin"]
 
     def every(self) -> Iterator[tuple[bytes, ExecutionState, dict[str, Any]]]:
         """Every checkpoint of the partitions this worker has (after a recovery)."""
@@ -115,9 +148,12 @@ class Checkpoints:
             if loaded is not None:
                 yield key, *loaded
 
-    def _state(self, data: dict[str, Any]) -> ExecutionState:
-        """Read a checkpoint's state, with the definition it names from the memo or from
-        the table's copy in its partition."""
+    def _state(self, key: bytes, data: dict[str, Any]) -> ExecutionState:
+        """Read a checkpoint's state, with its parts and the definition it names from the
+        memo or from the table's copy in its partition."""
+        if "parts" in data:
+            parts = {n: self.table.get(stored_part_key(key, n)) for n in range(data["parts"])}
+            data = merge_parts(data, {n: from_json(v) for n, v in parts.items() if v is not None})
         ref = definition_ref(data)
         if ref is not None and ref not in self.memo:
             stored = self.table.get(definition_key(*ref).encode())

@@ -4,10 +4,12 @@ for a 4-step diamond, and a fan-out and a chain of 200 and 1,000 steps.
     .venv/bin/python bench/execution_size.py [--executions 20]
 
 Each event goes through what the coordinator does with a checkpoint (agents/coordinator.py,
-`apply_events` and the write in `handle_batch`): take the running execution's state as
-last written (kept in memory; `--decode` reads the checkpoint back each time, as after a
-recovery: definitions memoised, as in the worker), reduce, turn it into a dict and
-encode it. No broker: this is the part of an event's cost that depends on the workflow's size.
+`apply_events`, and agents/checkpoints.py, `write`): take the running execution's state
+as last written (kept in memory; `--decode` reads the checkpoint back each time, as after
+a recovery: definitions memoised, as in the worker), reduce, find the changed steps and
+encode the records that store it (one for a small execution; a header with the recent
+changes and, now and then, parts for a large one). No broker: this is the part of an
+event's cost that depends on the workflow's size.
 Prints numbers; asserts nothing.
 """
 
@@ -27,9 +29,8 @@ from workflows import (
     new_execution,
     reduce,
     state_from_dict,
-    state_to_dict,
 )
-from workflows.checkpoint import DefinitionMemo
+from workflows.checkpoint import DefinitionMemo, checkpoint_writes, merge_parts
 
 ORIGIN = {
     "execution_id": "0b7c7f3e-1f6a-4f8e-9c7d-2a1b3c4d5e6f",
@@ -74,22 +75,38 @@ def run(
     """One execution to its end; (events, changelog bytes, CPU seconds)."""
     current = new_execution(ORIGIN["execution_id"], definition, {"k": 1}, max_parallel_steps=10)
     memo[(definition.id, definition.version)] = definition  # the partition's copy, read once
-    stored = b""
+    stored: dict[int | None, bytes] = {}
+    delta: frozenset[str] = frozenset()
+    previous = None
     pending = [Started(at_ms=1)]
     events = written = 0
     cpu = 0.0
     while pending:
         event = pending.pop(0)
         began = time.process_time()
-        if decode:
-            current = state_from_dict(from_json(stored)["state"], memo)
+        if decode and stored:
+            parts = {n: from_json(v) for n, v in stored.items() if n is not None}
+            header = from_json(stored[None])["state"]
+            current = state_from_dict(merge_parts(header, parts), memo)
+            delta = frozenset(header["steps"]) if "parts" in header else frozenset()
+            previous = current  # as the worker does with a checkpoint it loads
         current, commands = reduce(current, event)
+        # What Checkpoints.write does: find the changed steps, write the records.
+        if previous is None:
+            changed: Any = current.steps
+        else:
+            changed = [i for i, s in current.steps.items() if s is not previous.steps[i]]
+        writes, delta = checkpoint_writes(current, delta, changed)
         applied = {"x": 1, "c": events}
-        data = state_to_dict(current, inline_definition=False)  # as the coordinator writes
-        stored = to_json_bytes({"state": data, "origin": ORIGIN, "applied": applied})
+        for part, value in writes:
+            record = (
+                {"state": value, "origin": ORIGIN, "applied": applied} if part is None else value
+            )
+            stored[part] = to_json_bytes(record)
+            written += len(stored[part])
+        previous = current
         cpu += time.process_time() - began
         events += 1
-        written += len(stored)
         pending += [
             StepCompleted(c.step_id, c.attempt, {"ok": True}, at_ms=2)
             for c in commands

@@ -135,10 +135,44 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / ticks
 
 
+def pids_of(matches: str) -> list[int]:
+    """Processes whose command line contains `matches` (the broker, PostgreSQL's)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if matches in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                    found.append(int(entry.name))
+            except OSError:
+                continue  # gone meanwhile
+    return found
+
+
+def service_pids() -> dict[str, list[int]]:
+    """The machine's other CPU users during a run (they share its 2 cores)."""
+    return {
+        "broker": pids_of("kafka.Kafka"),
+        "postgres": pids_of("postgres"),
+        "this client": [os.getpid()],
+    }
+
+
+def cpu_of_alive(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        try:
+            total += cpu_seconds([pid])
+        except OSError:
+            continue  # a PostgreSQL backend that ended: its time is not counted
+    return total
+
+
 async def saturation(
     settings: Settings, client: WorkflowClient, executions: int, pids: list[int]
 ) -> float:
     cpu_before = cpu_seconds(pids)
+    others = service_pids()
+    others_before = {name: cpu_of_alive(ps) for name, ps in others.items()}
     started = time.perf_counter()
     ids = [
         await client.start_workflow("diamond-noop", {}, f"t{n % 16}", f"u{n}")
@@ -151,6 +185,9 @@ async def saturation(
     steps = executions * 4
     await quiesce(settings)  # the persister's share of the work is part of a step's cost
     cpu_per_step_us = (cpu_seconds(pids) - cpu_before) / steps * 1e6
+    others_us = {
+        name: (cpu_of_alive(ps) - others_before[name]) / steps * 1e6 for name, ps in others.items()
+    }
     names = TopicNames.for_prefix(settings.topic_prefix)
     delays = scheduling_delays(await read_all(settings, names.step_completed), set(ids))
     print(
@@ -159,6 +196,10 @@ async def saturation(
         f"worker CPU {cpu_per_step_us:.0f} us per step (until persisted); "
         f"scheduling delay p50 {percentile(delays, 0.5):.0f} ms, "
         f"p99 {percentile(delays, 0.99):.0f} ms (queueing included)"
+    )
+    print(
+        "    CPU per step elsewhere: "
+        + ", ".join(f"{name} {us:.0f} us" for name, us in others_us.items())
     )
     return steps / elapsed
 

@@ -20,7 +20,13 @@ from aiokafka.partitioner import murmur2
 from schemas.codec import CODEC, DecodedEvent, EventCodecError
 from streams.settings import Settings
 from streams.topics import TopicNames
-from workflows.checkpoint import DEFINITION_KEY_PREFIX, definition_key, definition_ref
+from workflows.checkpoint import (
+    DEFINITION_KEY_PREFIX,
+    definition_key,
+    definition_ref,
+    merge_parts,
+    split_part_key,
+)
 
 TERMINAL_EVENTS = {"WorkflowCompleted", "WorkflowFailed", "WorkflowRejected"}
 
@@ -180,13 +186,23 @@ async def read_changelog(
 async def read_checkpoints(
     settings: Settings, partitions: list[int] | None = None
 ) -> dict[str, dict[str, Any]]:
-    """Latest checkpoint of every execution (the executions table's changelog), each with
-    its definition: the coordinator keeps a definition once per partition and writes
-    only its id and version into checkpoints; it is put back here."""
+    """Latest checkpoint of every execution (the executions table's changelog), whole:
+    a large execution's parts merged in, and its definition, which the coordinator keeps
+    once per partition and names by id and version in checkpoints, put back."""
     latest = await read_changelog(settings, "executions", partitions)
     definitions = {k: v for k, v in latest.items() if k.startswith(DEFINITION_KEY_PREFIX)}
-    checkpoints = {k: v for k, v in latest.items() if k not in definitions}
-    for checkpoint in checkpoints.values():
+    parts: dict[str, dict[int, Any]] = {}
+    checkpoints = {}
+    for key, value in latest.items():
+        if key in definitions:
+            continue
+        part = split_part_key(key)
+        if part is None:
+            checkpoints[key] = value
+        else:
+            parts.setdefault(part[0], {})[part[1]] = value
+    for execution_id, checkpoint in checkpoints.items():
+        checkpoint["state"] = merge_parts(checkpoint["state"], parts.get(execution_id, {}))
         ref = definition_ref(checkpoint["state"])
         if ref is not None and definition_key(*ref) in definitions:
             checkpoint["state"]["def"] = definitions[definition_key(*ref)]

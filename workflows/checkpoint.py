@@ -5,11 +5,18 @@ lists. The pinned definition travels with it ("def"), or, written with
 `inline_definition=False`, only its id and version ("dref"): the coordinator then keeps
 each definition version once per partition beside the checkpoints (`definition_key`),
 so an event's write does not carry a 1,000-step definition along.
+
+Large executions (more than STEPS_PER_PART steps) are split, so that what an event
+writes depends on what it changed, not on the workflow's size: the steps live in parts
+of STEPS_PER_PART steps under their own keys (`part_key`), and the checkpoint itself
+(the header) carries only the steps changed since they were last folded into the parts
+(its "delta", at most DELTA_LIMIT). See `checkpoint_writes` for why every prefix of a
+write reads back as the state before it or the state after it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Iterable, Mapping, MutableMapping
 from typing import Any
 
 from workflows.definition import WorkflowDefinition
@@ -54,15 +61,31 @@ def definition_ref(data: Mapping[str, Any]) -> tuple[str, int] | None:
     return (ref[0], ref[1]) if ref else None
 
 
-def state_to_dict(state: ExecutionState, inline_definition: bool = True) -> dict[str, Any]:
-    steps = {}
-    for step_id, step in state.steps.items():
-        values = [getattr(step, name) for name in _STEP_FIELDS]
-        values[0] = str(step.status)
-        values[-1] = step.base or None  # 0 for steps never retried or rerun by an operator
-        while values and values[-1] is None:  # trailing unset fields cost nothing
-            values.pop()
-        steps[step_id] = values
+def step_to_list(step: StepState) -> list[Any]:
+    values = [getattr(step, name) for name in _STEP_FIELDS]
+    values[0] = str(step.status)
+    values[-1] = step.base or None  # 0 for steps never retried or rerun by an operator
+    while values and values[-1] is None:  # trailing unset fields cost nothing
+        values.pop()
+    return values
+
+
+def state_to_dict(
+    state: ExecutionState, inline_definition: bool = True, step_ids: Iterable[str] | None = None
+) -> dict[str, Any]:
+    """The state as a dict; with `step_ids`, only those steps (a split checkpoint's
+    header, which then also says how many parts hold the others)."""
+    queue: list[str] | None = list(state.queue)
+    if step_ids is None:
+        steps = {step_id: step_to_list(step) for step_id, step in state.steps.items()}
+        parts = {}
+    else:
+        steps = {step_id: step_to_list(state.steps[step_id]) for step_id in step_ids}
+        parts = {"parts": len(parts_of(state.definition))}
+        # Left out: read back from the steps' statuses (`implied_queue`; a fan-out's queue
+        # is most of its steps). The reducer keeps the queue so; the property tests of
+        # split checkpoints check it for every kind of transition.
+        queue = None
     return {
         "v": FORMAT_VERSION,
         "id": state.execution_id,
@@ -75,14 +98,25 @@ def state_to_dict(state: ExecutionState, inline_definition: bool = True) -> dict
         "max": state.max_outstanding,
         "st": str(state.status),
         "steps": steps,
-        "q": list(state.queue),
+        "q": queue,
         "out": state.outstanding,
         "done": state.completed_steps,
         "fail": [state.failure.step_id, state.failure.error] if state.failure else None,
         "t0": state.started_at_ms,
         "t1": state.finished_at_ms,
         **({"ops": list(state.replays)} if state.replays else {}),
+        **parts,
     }
+
+
+def implied_queue(
+    definition: WorkflowDefinition, steps: Mapping[str, StepState], status: ExecutionStatus
+) -> tuple[str, ...]:
+    """The queue as the reducer keeps it: a running execution's queued steps in plan
+    order (a failed one keeps its queued steps but no queue)."""
+    if status is not ExecutionStatus.RUNNING:
+        return ()
+    return tuple(i for i in definition.graph.order if steps[i].status is StepStatus.QUEUED)
 
 
 def state_from_dict(data: dict[str, Any], memo: DefinitionMemo | None = None) -> ExecutionState:
@@ -113,14 +147,18 @@ def state_from_dict(data: dict[str, Any], memo: DefinitionMemo | None = None) ->
             fields["base"] = fields.get("base") or 0
             steps[step_id] = StepState(**fields)
         failure = data["fail"]
+        status = ExecutionStatus(data["st"])
+        queue = (
+            tuple(data["q"]) if data["q"] is not None else implied_queue(definition, steps, status)
+        )
         return ExecutionState(
             execution_id=data["id"],
             definition=definition,
             input=data["in"],
             max_outstanding=data["max"],
             steps=steps,
-            status=ExecutionStatus(data["st"]),
-            queue=tuple(data["q"]),
+            status=status,
+            queue=queue,
             outstanding=data["out"],
             completed_steps=data["done"],
             failure=Failure(failure[0], failure[1]) if failure else None,
@@ -130,3 +168,94 @@ def state_from_dict(data: dict[str, Any], memo: DefinitionMemo | None = None) ->
         )
     except (KeyError, TypeError, ValueError) as error:
         raise CheckpointError(f"malformed checkpoint: {error!r}") from error
+
+
+STEPS_PER_PART = 64
+DELTA_LIMIT = 64  # changed steps a header carries before they are folded into the parts
+PART_SEPARATOR = "#"  # "<execution id>#<part>": execution ids never contain "#"
+
+_parts_cache: dict[tuple[str, int], tuple[tuple[str, ...], ...]] = {}
+
+
+def parts_of(definition: WorkflowDefinition) -> tuple[tuple[str, ...], ...]:
+    """The step ids of each part, in definition order (fixed for a definition version)."""
+    key = (definition.id, definition.version)
+    parts = _parts_cache.get(key)
+    if parts is None:
+        ids = [step.id for step in definition.steps]
+        parts = tuple(
+            tuple(ids[start : start + STEPS_PER_PART])
+            for start in range(0, len(ids), STEPS_PER_PART)
+        )
+        _parts_cache[key] = parts
+    return parts
+
+
+def is_split(definition: WorkflowDefinition) -> bool:
+    return len(definition.steps) > STEPS_PER_PART
+
+
+def part_key(execution_id: str, part: int) -> str:
+    return f"{execution_id}{PART_SEPARATOR}{part}"
+
+
+def split_part_key(key: str) -> tuple[str, int] | None:
+    """(execution id, part number) for a part's key; None for any other key."""
+    execution_id, separator, part = key.rpartition(PART_SEPARATOR)
+    if not separator or not execution_id or key.startswith(DEFINITION_KEY_PREFIX):
+        return None
+    return (execution_id, int(part)) if part.isdigit() else None
+
+
+# What to write for one checkpoint, in order: (None, the header's state dict) or
+# (part number, the part's value).
+Writes = list[tuple[int | None, dict[str, Any]]]
+
+
+def checkpoint_writes(
+    state: ExecutionState, delta: frozenset[str], changed: Iterable[str]
+) -> tuple[Writes, frozenset[str]]:
+    """The records that store `state`, in the order they must be written, and the delta
+    the header now carries. `delta` is what the last header carried; `changed`, the
+    steps changed since it was written.
+
+    A small execution is one record, as always. A split one is its header with the delta
+    grown by `changed`; once the delta is over DELTA_LIMIT it is folded into the parts:
+    the header with the whole delta first, then the parts it touches, then a header with
+    an empty delta. The table's changelog keeps the order of one partition's records and
+    a crash keeps a prefix of them, so every prefix reads back as the state before or
+    after: parts only ever receive values that a header written before them already
+    carries (and that override them when read)."""
+    if not is_split(state.definition):
+        return [(None, state_to_dict(state, inline_definition=False))], frozenset()
+    delta = delta | frozenset(changed)
+    header = state_to_dict(state, inline_definition=False, step_ids=sorted(delta))
+    if len(delta) <= DELTA_LIMIT:
+        return [(None, header)], delta
+    parts = parts_of(state.definition)
+    touched = sorted({n for n, ids in enumerate(parts) if not delta.isdisjoint(ids)})
+    writes: Writes = [(None, header)]
+    for n in touched:
+        writes.append((n, {"steps": {i: step_to_list(state.steps[i]) for i in parts[n]}}))
+    writes.append((None, state_to_dict(state, inline_definition=False, step_ids=())))
+    return writes, frozenset()
+
+
+def merge_parts(
+    header: dict[str, Any], parts: Mapping[int, Mapping[str, Any] | None]
+) -> dict[str, Any]:
+    """A header's state dict with all its steps: the parts', and the header's own (newer)
+    over them. A small execution's header has them all already."""
+    count = header.get("parts")
+    if count is None:
+        return header
+    steps: dict[str, Any] = {}
+    for n in range(count):
+        part = parts.get(n)
+        if part is None:
+            raise CheckpointError(f"part {n} of checkpoint {header.get('id')!r} is missing")
+        steps.update(part["steps"])
+    steps.update(header["steps"])
+    merged = {**header, "steps": steps}
+    del merged["parts"]
+    return merged

@@ -1,0 +1,113 @@
+"""A 150-step execution on the real engine: its checkpoint is split into a header and
+parts (an event writes what it changed, not all 150 steps), it survives a SIGKILL of
+its worker mid-way, and `status` (read_checkpoints) shows every step."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from streams.client import WorkflowClient
+from streams.settings import Settings
+from streams.topics import TopicNames
+from streams.watch import changelog_topic, reader, rewind
+from tests.integration.workers import (
+    WorkerProcess,
+    definition,
+    engine_env,
+    prepare,
+    read_topic,
+    wait_for_checkpoints,
+    wait_until_ready,
+)
+from workflows.checkpoint import split_part_key
+
+MIDDLE = 148
+FAN_OUT = definition(
+    {
+        "id": "wide-fan-out",
+        "version": 1,
+        "steps": [
+            {"id": "root", "type": "noop"},
+            *[
+                {"id": f"m{n}", "type": "sleep", "dependsOn": ["root"], "config": {"seconds": 0.1}}
+                for n in range(MIDDLE)
+            ],
+            {"id": "join", "type": "noop", "dependsOn": [f"m{n}" for n in range(MIDDLE)]},
+        ],
+    }
+)
+
+
+async def changelog_keys(settings: Settings) -> list[str]:
+    from aiokafka import TopicPartition
+
+    consumer = reader(settings)
+    await consumer.start()
+    try:
+        topic = changelog_topic(settings)
+        partitions = [TopicPartition(topic, p) for p in range(settings.topic_partitions)]
+        ends = await rewind(consumer, partitions)
+        keys: list[str] = []
+        while any([await consumer.position(p) < ends[p] for p in partitions]):
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                keys += [r.key.decode() for r in records if r.key]
+        return keys
+    finally:
+        await consumer.stop()
+
+
+def test_a_large_execution_is_stored_in_parts_and_survives_a_kill(
+    settings: Settings,
+    kafka_bootstrap: str,
+    schema_database_url: str,
+    run_token: str,
+    tmp_path: Path,
+) -> None:
+    env = engine_env(settings, f"test-{run_token}-large", DATABASE_URL=schema_database_url)
+    engine = Settings.from_env(env)
+    names = TopicNames.for_prefix(engine.topic_prefix)
+    asyncio.run(prepare(engine, FAN_OUT))
+
+    async def start(count: int) -> list[str]:
+        async with WorkflowClient(engine, follow_outcomes=False) as client:
+            ids = [
+                await client.start_workflow("wide-fan-out", {}, "t", f"u{n}") for n in range(count)
+            ]
+            await client.flush()
+            return ids
+
+    worker = WorkerProcess("large-w1", env, tmp_path)
+    try:
+        asyncio.run(wait_until_ready(engine, [worker], 120))
+        ids = asyncio.run(start(3))
+        # Kill once a third of their steps have completed.
+        asyncio.run(
+            read_topic(
+                engine,
+                names.step_completed,
+                until=lambda events: sum(e.record["execution_id"] in ids for e in events) >= 150,
+                timeout=60,
+            )
+        )
+        worker.kill()
+    finally:
+        worker.stop()
+
+    worker = WorkerProcess("large-w1", env, tmp_path)  # restarted on its data directory
+    try:
+        asyncio.run(wait_until_ready(engine, [worker], 120))
+        checkpoints = asyncio.run(wait_for_checkpoints(engine, ids, timeout=120))
+        for checkpoint in checkpoints.values():
+            state = checkpoint["state"]
+            assert state["st"] == "completed"
+            assert len(state["steps"]) == MIDDLE + 2
+            assert {values[0] for values in state["steps"].values()} == {"completed"}
+        keys = asyncio.run(changelog_keys(engine))
+        parts = {split_part_key(k) for k in keys} - {None}
+        assert {(i, n) for i in ids for n in range(3)} <= parts  # 150 steps: 3 parts of 64
+        # A header per batch of an execution's events; its parts only now and then.
+        headers = sum(k in ids for k in keys)
+        assert len([k for k in keys if split_part_key(k)]) < headers / 2
+    finally:
+        worker.stop()
