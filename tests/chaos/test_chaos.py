@@ -26,28 +26,17 @@ from streams.topics import TopicNames
 from tests.chaos.faults import FULL, SHORT, Faults, Scenario
 from tests.chaos.verifier import evidence, verify
 from tests.integration.workers import (
-    definition,
     engine_env,
     prepare,
     read_topic,
+    sleep_diamond,
     wait_until_ready,
 )
 from workflows import parse_definition
 
 REFERENCE = Path(__file__).resolve().parents[2] / "examples" / "maintenance-request.yaml"
 
-SLEEPY = definition(
-    {
-        "id": "chaos-diamond",
-        "version": 1,
-        "steps": [
-            {"id": "a", "type": "sleep", "config": {"seconds": 0.05}},
-            {"id": "b", "type": "sleep", "dependsOn": ["a"], "config": {"seconds": 0.05}},
-            {"id": "c", "type": "sleep", "dependsOn": ["a"], "config": {"seconds": 0.05}},
-            {"id": "d", "type": "sleep", "dependsOn": ["b", "c"], "config": {"seconds": 0.05}},
-        ],
-    }
-)
+SLEEPY = sleep_diamond("chaos-diamond", 0.05)
 
 
 @pytest.fixture(scope="module")

@@ -132,24 +132,52 @@ async def doubled_side_effects(database_url: str, execution_ids: set[str]) -> li
         await connection.close()
 
 
+async def records_of(
+    settings: Settings, topic: str, keys: set[bytes]
+) -> list[tuple[int, int, bytes | None]]:
+    """(partition, offset, value) of every record of `topic` under one of `keys`."""
+    from aiokafka import TopicPartition
+
+    from streams.watch import reader, rewind
+
+    consumer = reader(settings)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in range(settings.topic_partitions)]
+        ends = await rewind(consumer, partitions)
+        found = []
+        while any([await consumer.position(p) < ends[p] for p in partitions]):
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                found += [(r.partition, r.offset, r.value) for r in records if r.key in keys]
+        return found
+    finally:
+        await consumer.stop()
+
+
 async def evidence(settings: Settings, execution_ids: list[str]) -> str:
     """For a failed verdict: every record of these executions on the coordinator's and
-    executor's topics, with partition and offset, and the groups' committed offsets, so a
-    lost event can be told from one never produced."""
+    executor's topics and on the checkpoints' changelog, with partition and offset, the
+    topics' ends and the groups' committed offsets, so a lost event can be told from
+    one never produced, or never applied."""
     from aiokafka.admin import AIOKafkaAdminClient
 
+    from schemas.codec import CODEC
+    from streams.watch import changelog_topic
+
     names = TopicNames.for_prefix(settings.topic_prefix)
-    wanted = set(execution_ids)
+    keys = {execution_id.encode() for execution_id in execution_ids}
     lines = []
     for topic in (names.executions, names.step_ready, names.step_completed):
-        for event in await read_topic(settings, topic):
+        for partition, offset, value in await records_of(settings, topic, keys):
+            event = CODEC.decode(value)
             record = event.record
-            if record.get("execution_id") in wanted:
-                lines.append(
-                    f"{topic.rsplit('.', 1)[-1]} {record['execution_id']} {event.name}"
-                    f" step={record.get('step_id')} attempt={record.get('attempt')}"
-                    f" worker={record.get('worker')} at={record['timestamp']}"
-                )
+            lines.append(
+                f"{topic.rsplit('.', 1)[-1]}/{partition}@{offset} {record['execution_id']}"
+                f" {event.name} step={record.get('step_id')} attempt={record.get('attempt')}"
+                f" worker={record.get('worker')} at={record['timestamp']}"
+            )
+    for partition, offset, value in await records_of(settings, changelog_topic(settings), keys):
+        lines.append(f"checkpoint changelog/{partition}@{offset}: {(value or b'')[:160]!r}")
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
     await admin.start()
     try:

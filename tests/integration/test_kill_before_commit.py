@@ -24,28 +24,17 @@ from streams.settings import Settings
 from streams.topics import TopicNames
 from tests.integration.workers import (
     WorkerProcess,
-    definition,
     engine_env,
     prepare,
     read_topic,
+    sleep_diamond,
     wait_for_checkpoints,
     wait_until_ready,
 )
 
 EXECUTIONS = 40
 # A diamond of 0.2 s steps: a kill finds some executions done and others mid-way.
-SLOW_DIAMOND = definition(
-    {
-        "id": "slow-diamond",
-        "version": 1,
-        "steps": [
-            {"id": "a", "type": "sleep", "config": {"seconds": 0.2}},
-            {"id": "b", "type": "sleep", "dependsOn": ["a"], "config": {"seconds": 0.2}},
-            {"id": "c", "type": "sleep", "dependsOn": ["a"], "config": {"seconds": 0.2}},
-            {"id": "d", "type": "sleep", "dependsOn": ["b", "c"], "config": {"seconds": 0.2}},
-        ],
-    }
-)
+SLOW_DIAMOND = sleep_diamond("slow-diamond", 0.2)
 
 
 async def committed_offsets(settings: Settings, group: str, topics: list[str]) -> dict[str, int]:

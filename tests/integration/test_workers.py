@@ -15,26 +15,15 @@ from streams.settings import Settings
 from streams.topics import TopicNames
 from tests.integration.workers import (
     WorkerProcess,
-    definition,
     engine_env,
     prepare,
     read_topic,
+    sleep_diamond,
     wait_for_checkpoints,
     wait_until_ready,
 )
 
-SLEEPY = definition(
-    {
-        "id": "sleepy-diamond",
-        "version": 1,
-        "steps": [
-            {"id": "a", "type": "sleep", "config": {"seconds": 0.3}},
-            {"id": "b", "type": "sleep", "dependsOn": ["a"], "config": {"seconds": 0.3}},
-            {"id": "c", "type": "sleep", "dependsOn": ["a"], "config": {"seconds": 0.3}},
-            {"id": "d", "type": "sleep", "dependsOn": ["b", "c"], "config": {"seconds": 0.3}},
-        ],
-    }
-)
+SLEEPY = sleep_diamond("sleepy-diamond", 0.3)
 
 
 Group = tuple[Settings, dict[str, WorkerProcess]]

@@ -120,6 +120,23 @@ NOOP_DIAMOND = definition(
 )
 
 
+def sleep_diamond(workflow_id: str, seconds: float) -> WorkflowDefinition:
+    """a; b and c after a; d after both: every step sleeps `seconds`."""
+    config = {"seconds": seconds}
+    return definition(
+        {
+            "id": workflow_id,
+            "version": 1,
+            "steps": [
+                {"id": "a", "type": "sleep", "config": config},
+                {"id": "b", "type": "sleep", "dependsOn": ["a"], "config": config},
+                {"id": "c", "type": "sleep", "dependsOn": ["a"], "config": config},
+                {"id": "d", "type": "sleep", "dependsOn": ["b", "c"], "config": config},
+            ],
+        }
+    )
+
+
 # a, then b: 3 s of sleep (time enough to lose b's step-ready while it runs), timeout 5 s.
 SLOW_SECOND = definition(
     {
