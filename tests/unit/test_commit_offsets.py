@@ -85,3 +85,11 @@ def test_events_skipped_during_a_rebalance_or_from_an_old_generation_are_not_ack
     assert not faust_fixes._ack(flowing, message(100, generation=5))
     assert faust_fixes._ack(flowing, message(100, generation=6))
     assert flowing._acked[PARTITION] == [100]
+
+
+def test_offsets_acknowledged_twice_or_already_committed_do_not_slow_the_commit() -> None:
+    # 100 and 101 were acknowledged in two generations (read again after a rebalance),
+    # 98 and 99 are already committed: the whole run 100-104 is committed at once.
+    consumer = bookkeeping(100, [98, 99, 100, 100, 101, 101, 102, 103, 104])
+    assert faust_fixes._new_offset(consumer, PARTITION) == 105
+    assert consumer._acked[PARTITION] == []
