@@ -77,7 +77,7 @@ class Faults:
     async def kill_and_restart(self, name: str) -> None:
         self.workers[name].kill()
         self.kills += 1
-        await asyncio.sleep(self.scenario.down_for)
+        await asyncio.sleep(self.scenario.down_for)  # the fault: down this long
         self.workers[name].stop()  # closes its log file
         self.start(name)
 
@@ -85,12 +85,12 @@ class Faults:
         victims = itertools.cycle(["chaos-w1", "chaos-w2"])
         joiner = "chaos-w3"
         while not until.is_set():
-            await asyncio.sleep(self.scenario.kill_every)
+            await asyncio.sleep(self.scenario.kill_every)  # the fault schedule
             await self.kill_and_restart(next(victims))
             if self.kills == self.scenario.join_at_kill:
                 # A third worker joins; while the group rebalances, another worker dies.
                 self.start(joiner)
-                await asyncio.sleep(1.5)
+                await asyncio.sleep(1.5)  # the fault: a kill 1.5 s into the rebalance
                 await self.kill_and_restart(next(victims))
                 self.rebalance_kills += 1
             elif self.kills == self.scenario.join_at_kill + 3 and joiner in self.workers:

@@ -104,7 +104,7 @@ async def start_at_pace(
             )
         ahead = began + (n + 1) / scenario.start_rate - time.monotonic()
         if ahead > 0:
-            await asyncio.sleep(ahead)
+            await asyncio.sleep(ahead)  # the load: starts paced at start_rate
     await client.flush()
     return diamonds, requests
 
