@@ -1,12 +1,12 @@
 """The coordinator's checkpoints in the `executions` table.
 
-A checkpoint is JSON: the execution's state (`workflows.checkpoint`), its identity
+A checkpoint is JSON: the execution's state (`stepstream.workflows.checkpoint`), its identity
 (`origin`) and, per input topic, the offset of the last event applied to it (`applied`,
 for delivery rule 2). It names its definition instead of carrying it; each definition
 version is kept once per partition, under `definition_key`, beside the checkpoints that
 name it.
 
-A large execution's checkpoint is split (`workflows.checkpoint.checkpoint_writes`): a
+A large execution's checkpoint is split (`stepstream.workflows.checkpoint.checkpoint_writes`): a
 header under the execution id and parts under `part_key`, in the same partition.
 
 Running executions' checkpoints are also kept in memory as last written, so an event
@@ -25,9 +25,9 @@ from typing import Any
 
 from faust.types import TableT
 
-from streams.events import from_json, to_json_bytes
-from streams.settings import Settings
-from workflows import (
+from stepstream.streams.events import from_json, to_json_bytes
+from stepstream.streams.settings import Settings
+from stepstream.workflows import (
     ExecutionState,
     ExecutionStatus,
     WorkflowDefinition,
@@ -36,7 +36,7 @@ from workflows import (
     new_execution,
     state_from_dict,
 )
-from workflows.checkpoint import (
+from stepstream.workflows.checkpoint import (
     DEFINITION_KEY_PREFIX,
     CheckpointError,
     DefinitionMemo,

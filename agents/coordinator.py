@@ -22,12 +22,12 @@ from typing import Any, cast
 import faust
 from faust.types import EventT, StreamT
 
-from agents.checkpoints import Checkpoints, Loaded, UnknownExecution
-from agents.watchdog import install as install_watchdog
-from schemas.codec import CODEC, EventCodecError
-from streams.engine import ConsumedMessage, Engine
-from streams.events import envelope, from_json, now_ms, to_json
-from workflows import (
+from stepstream.agents.checkpoints import Checkpoints, Loaded, UnknownExecution
+from stepstream.agents.watchdog import install as install_watchdog
+from stepstream.schemas.codec import CODEC, EventCodecError
+from stepstream.streams.engine import ConsumedMessage, Engine
+from stepstream.streams.events import envelope, from_json, now_ms, to_json
+from stepstream.workflows import (
     Command,
     CompleteWorkflow,
     EmitStepReady,

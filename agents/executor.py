@@ -14,12 +14,12 @@ from typing import Any
 
 from aiokafka import ConsumerRecord, TopicPartition
 
-from schemas.codec import CODEC
-from steps.registry import PermanentStepError, StepContext
-from streams.engine import Engine
-from streams.events import envelope, now_ms, to_json
-from streams.groups import OnRevoke, commit, group_consumer
-from streams.offsets import OffsetTracker
+from stepstream.schemas.codec import CODEC
+from stepstream.steps.registry import PermanentStepError, StepContext
+from stepstream.streams.engine import Engine
+from stepstream.streams.events import envelope, now_ms, to_json
+from stepstream.streams.groups import OnRevoke, commit, group_consumer
+from stepstream.streams.offsets import OffsetTracker
 
 log = logging.getLogger(__name__)
 

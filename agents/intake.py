@@ -16,13 +16,13 @@ from typing import Any
 
 from faust.types import EventT, StreamT
 
-from agents.rate_limiter import RateLimiter
-from schemas.codec import CODEC, EventCodecError
-from streams.engine import ConsumedMessage, Engine
-from streams.events import envelope, event_id, now_ms
-from workflows import WorkflowDefinition, definition_to_dict
-from workflows.rate_limit import OverLimitPolicy
-from workflows.requests import check_start
+from stepstream.agents.rate_limiter import RateLimiter
+from stepstream.schemas.codec import CODEC, EventCodecError
+from stepstream.streams.engine import ConsumedMessage, Engine
+from stepstream.streams.events import envelope, event_id, now_ms
+from stepstream.workflows import WorkflowDefinition, definition_to_dict
+from stepstream.workflows.rate_limit import OverLimitPolicy
+from stepstream.workflows.requests import check_start
 
 log = logging.getLogger(__name__)
 

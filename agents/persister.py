@@ -18,10 +18,10 @@ from typing import Any
 import asyncpg
 from aiokafka import ConsumerRecord
 
-from schemas.codec import CODEC, DecodedEvent, EventCodecError
-from streams.engine import Engine
-from streams.groups import commit, group_consumer
-from workflows import InvalidDefinition, build_definition
+from stepstream.schemas.codec import CODEC, DecodedEvent, EventCodecError
+from stepstream.streams.engine import Engine
+from stepstream.streams.groups import commit, group_consumer
+from stepstream.workflows import InvalidDefinition, build_definition
 
 log = logging.getLogger(__name__)
 

@@ -16,9 +16,9 @@ from typing import Any
 
 from faust.types import TableT
 
-from streams.settings import Settings
-from workflows import WorkflowDefinition
-from workflows.rate_limit import OverLimitPolicy, RateLimit, decide, window_start
+from stepstream.streams.settings import Settings
+from stepstream.workflows import WorkflowDefinition
+from stepstream.workflows.rate_limit import OverLimitPolicy, RateLimit, decide, window_start
 
 
 @dataclass(frozen=True)

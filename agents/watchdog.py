@@ -1,7 +1,7 @@
 """Watchdog: a lost event costs time, never the execution.
 
 The coordinator tells it after each checkpoint write when the execution would count as
-stalled (`workflows.stalls`). Every few seconds it looks at the executions past that
+stalled (`stepstream.workflows.stalls`). Every few seconds it looks at the executions past that
 point: it logs what each waits for and emits the execution's outstanding commands again
 (`announce`, the same deterministic event ids as a redelivery), then waits another
 timeout plus margin before it looks at that execution again.
@@ -18,11 +18,11 @@ from typing import Any
 
 from faust.types import TableT
 
-from agents.checkpoints import Checkpoints
-from streams.engine import Engine
-from streams.events import now_ms
-from workflows import Command, ExecutionState, announce
-from workflows.stalls import stall_deadline, waiting_on
+from stepstream.agents.checkpoints import Checkpoints
+from stepstream.streams.engine import Engine
+from stepstream.streams.events import now_ms
+from stepstream.workflows import Command, ExecutionState, announce
+from stepstream.workflows.stalls import stall_deadline, waiting_on
 
 log = logging.getLogger(__name__)
 

@@ -30,14 +30,14 @@ from pipeline import (  # a sibling script: bench/ is on the path
     saturation,
 )
 
-from agents.coordinator import core_event, step_ready
-from schemas.codec import CODEC
-from streams.client import WorkflowClient
-from streams.events import envelope, now_ms, to_json
-from streams.settings import Settings
-from streams.topics import TopicNames, delete_topics_with_prefix
-from streams.worker_process import WorkerProcess, wait_until_ready
-from workflows import (
+from stepstream.agents.coordinator import core_event, step_ready
+from stepstream.client.workflow_client import WorkflowClient
+from stepstream.demo.worker_process import WorkerProcess, wait_until_ready
+from stepstream.schemas.codec import CODEC
+from stepstream.streams.events import envelope, now_ms, to_json
+from stepstream.streams.settings import Settings
+from stepstream.streams.topics import TopicNames, delete_topics_with_prefix
+from stepstream.workflows import (
     CompleteWorkflow,
     EmitStepReady,
     WorkflowDefinition,
@@ -47,7 +47,7 @@ from workflows import (
     state_from_dict,
     state_to_dict,
 )
-from workflows.checkpoint import DefinitionMemo
+from stepstream.workflows.checkpoint import DefinitionMemo
 
 NOOP_DIAMOND = DEFINITIONS[1]
 ORIGIN = ("execution_id", "workflow_id", "workflow_version", "tenant_id", "user_id")

@@ -26,10 +26,10 @@ import redis
 from celery import chain, group
 from pipeline import cpu_seconds, fresh_engine, saturation  # bench/ is on sys.path
 
-from streams.client import WorkflowClient
-from streams.settings import Settings
-from streams.topics import delete_topics_with_prefix
-from streams.worker_process import WorkerProcess, wait_until_ready
+from stepstream.client.workflow_client import WorkflowClient
+from stepstream.demo.worker_process import WorkerProcess, wait_until_ready
+from stepstream.streams.settings import Settings
+from stepstream.streams.topics import delete_topics_with_prefix
 
 HERE = Path(__file__).resolve().parent
 REDIS_DB = 15  # Celery's broker and results, apart from the engine's keys

@@ -12,7 +12,7 @@ import random
 import time
 import tracemalloc
 
-from workflows import (
+from stepstream.workflows import (
     EmitStepReady,
     Started,
     StepCompleted,

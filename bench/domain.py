@@ -20,15 +20,15 @@ import uuid
 import asyncpg
 import redis.asyncio as aioredis
 
-from infra.ai import PriorityDecision
-from infra.cache import TieredCache
-from infra.db import migrate
-from infra.priority import PriorityService
-from steps.maintenance import ASSIGN_TECHNICIAN, CREATE_REQUEST
-from streams.definitions import DefinitionCatalog, register_definition
-from streams.settings import Settings
-from streams.topics import TopicNames, declare_topics
-from workflows import build_definition
+from stepstream.infra.ai import PriorityDecision
+from stepstream.infra.cache import TieredCache
+from stepstream.infra.db import migrate
+from stepstream.infra.priority import PriorityService
+from stepstream.steps.maintenance import ASSIGN_TECHNICIAN, CREATE_REQUEST
+from stepstream.streams.definitions import DefinitionCatalog, register_definition
+from stepstream.streams.settings import Settings
+from stepstream.streams.topics import TopicNames, declare_topics
+from stepstream.workflows import build_definition
 
 
 def pct(values: list[float], q: float) -> float:

@@ -19,8 +19,8 @@ import argparse
 import time
 from typing import Any
 
-from streams.events import from_json, to_json_bytes
-from workflows import (
+from stepstream.streams.events import from_json, to_json_bytes
+from stepstream.workflows import (
     EmitStepReady,
     Started,
     StepCompleted,
@@ -30,7 +30,7 @@ from workflows import (
     reduce,
     state_from_dict,
 )
-from workflows.checkpoint import DefinitionMemo, checkpoint_writes, merge_parts
+from stepstream.workflows.checkpoint import DefinitionMemo, checkpoint_writes, merge_parts
 
 ORIGIN = {
     "execution_id": "0b7c7f3e-1f6a-4f8e-9c7d-2a1b3c4d5e6f",

@@ -40,9 +40,9 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from streams.settings import Settings
-from streams.topics import delete_topics_with_prefix
-from streams.watch import reader
+from stepstream.client.watch import reader
+from stepstream.streams.settings import Settings
+from stepstream.streams.topics import delete_topics_with_prefix
 
 PAYLOAD = os.urandom(200)
 MODES = {
@@ -62,8 +62,8 @@ def faust_relay(
     import faust
     import uvloop
 
-    from streams import faust_fixes
-    from streams.engine import Worker
+    from stepstream.streams import faust_fixes
+    from stepstream.streams.engine import Worker
 
     faust_fixes.apply()
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())

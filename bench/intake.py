@@ -19,12 +19,12 @@ from pathlib import Path
 
 from aiokafka import TopicPartition
 
-from streams.client import WorkflowClient
-from streams.settings import Settings
-from streams.topics import TopicNames
-from streams.watch import reader
-from streams.worker_process import WorkerProcess, prepare, wait_until_ready
-from workflows import build_definition
+from stepstream.client.watch import reader
+from stepstream.client.workflow_client import WorkflowClient
+from stepstream.demo.worker_process import WorkerProcess, prepare, wait_until_ready
+from stepstream.streams.settings import Settings
+from stepstream.streams.topics import TopicNames
+from stepstream.workflows import build_definition
 
 HOLD = build_definition(
     {

@@ -27,13 +27,13 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from schemas.codec import CODEC, DecodedEvent
-from streams.client import WorkflowClient
-from streams.settings import Settings
-from streams.topics import TopicNames, delete_topics_with_prefix
-from streams.watch import reader, rewind, wait_for_commits
-from streams.worker_process import WorkerProcess, prepare, wait_until_ready
-from workflows import build_definition
+from stepstream.client.watch import reader, rewind, wait_for_commits
+from stepstream.client.workflow_client import WorkflowClient
+from stepstream.demo.worker_process import WorkerProcess, prepare, wait_until_ready
+from stepstream.schemas.codec import CODEC, DecodedEvent
+from stepstream.streams.settings import Settings
+from stepstream.streams.topics import TopicNames, delete_topics_with_prefix
+from stepstream.workflows import build_definition
 
 
 def diamond(workflow_id: str, step_type: str, seconds: float = 0.0) -> dict:

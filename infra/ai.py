@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 import httpx
 
-from steps.registry import PermanentStepError
+from stepstream.steps.registry import PermanentStepError
 
 PRIORITIES = ("LOW", "MEDIUM", "HIGH", "URGENT")
 

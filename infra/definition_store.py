@@ -7,7 +7,7 @@ import json
 
 import asyncpg
 
-from workflows import WorkflowDefinition, definition_to_dict
+from stepstream.workflows import WorkflowDefinition, definition_to_dict
 
 SAVE = """
 INSERT INTO workflow_definitions (id, version, body) VALUES ($1, $2, $3::jsonb)

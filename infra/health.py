@@ -1,6 +1,6 @@
 """Readiness probes: does each service really answer (Kafka metadata, a SQL query, PING)?
 
-Used by scripts/services.sh while starting services, and by the smoke job.
+Used by infra/local/services.sh while starting services, and by the smoke job.
 """
 
 from __future__ import annotations

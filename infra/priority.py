@@ -10,8 +10,8 @@ import hashlib
 import json
 from typing import Any
 
-from infra.ai import PriorityClassifier, PriorityDecision
-from infra.cache import TieredCache
+from stepstream.infra.ai import PriorityClassifier, PriorityDecision
+from stepstream.infra.cache import TieredCache
 
 
 def normalise(value: Any) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from steps.registry import PermanentStepError, StepContext, StepRegistry
+from stepstream.steps.registry import PermanentStepError, StepContext, StepRegistry
 
 
 async def noop(context: StepContext) -> dict[str, Any]:

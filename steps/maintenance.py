@@ -12,8 +12,8 @@ from typing import Any
 
 import asyncpg
 
-from infra.priority import PriorityService
-from steps.registry import PermanentStepError, StepContext, StepRegistry
+from stepstream.infra.priority import PriorityService
+from stepstream.steps.registry import PermanentStepError, StepContext, StepRegistry
 
 Publish = Callable[[StepContext, dict[str, Any]], Awaitable[None]]
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from faust.serializers import codecs
 
-from schemas.codec import CODEC, DecodedEvent
+from stepstream.schemas.codec import CODEC, DecodedEvent
 
 CODEC_NAME = "stepstream-avro"
 

@@ -16,9 +16,14 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from schemas.codec import CODEC, EventCodecError
-from streams.events import now_ms
-from workflows import InvalidDefinition, WorkflowDefinition, build_definition, definition_to_dict
+from stepstream.schemas.codec import CODEC, EventCodecError
+from stepstream.streams.events import now_ms
+from stepstream.workflows import (
+    InvalidDefinition,
+    WorkflowDefinition,
+    build_definition,
+    definition_to_dict,
+)
 
 log = logging.getLogger(__name__)
 

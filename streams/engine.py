@@ -1,4 +1,7 @@
-"""The Faust app and what the agents share: topics, tables, the catalog, sending."""
+"""The Faust app and what the agents share: topics, tables, the catalog, sending.
+
+It knows nothing of the agents: `stepstream.worker` composes a worker from this engine,
+the step handlers and the agents."""
 
 from __future__ import annotations
 
@@ -12,24 +15,18 @@ from typing import Any, Protocol, cast
 
 import asyncpg
 import faust
-import redis.asyncio as aioredis
 from faust.types import TP, EventT, ProducerT, StreamT, TableT
 
-from infra.ai import OpenAICompatibleClassifier, PriorityClassifier, RulesClassifier
-from infra.cache import TieredCache
-from infra.priority import PriorityService
-from schemas.codec import CODEC, EventCodecError
-from steps.builtin import default_registry
-from steps.maintenance import MaintenanceSteps
-from steps.registry import StepContext, StepRegistry
-from streams import faust_fixes, log_throttle
-from streams.codec import register_codec
-from streams.definitions import DefinitionCatalog
-from streams.events import envelope, now_ms
-from streams.local_store import mark_clean
-from streams.partitioner import cached_partitioner
-from streams.settings import Settings
-from streams.topics import TopicNames
+from stepstream.schemas.codec import CODEC, EventCodecError
+from stepstream.steps.registry import StepContext, StepRegistry
+from stepstream.streams import faust_fixes, log_throttle
+from stepstream.streams.codec import register_codec
+from stepstream.streams.definitions import DefinitionCatalog
+from stepstream.streams.events import envelope, now_ms
+from stepstream.streams.local_store import mark_clean
+from stepstream.streams.partitioner import cached_partitioner
+from stepstream.streams.settings import Settings
+from stepstream.streams.topics import TopicNames
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +64,7 @@ class Worker(faust.Worker):
 
 
 def default_data_dir(worker_name: str) -> Path:
-    """Beside the local services' data (scripts/services.sh uses the same variable)."""
+    """Beside the local services' data (infra/local/services.sh uses the same variable)."""
     state_dir = os.environ.get("STEPSTREAM_STATE_DIR", "/var/tmp/stepstream")  # noqa: S108
     return Path(state_dir) / "workers" / worker_name
 
@@ -282,32 +279,9 @@ class Engine:
         return cast(asyncio.Future[Any], delivery)
 
 
-def priority_service(settings: Settings) -> PriorityService:
-    """The configured AI provider (or the rules) behind the AI response cache."""
-    classifier: PriorityClassifier
-    if settings.ai_base_url:
-        classifier = OpenAICompatibleClassifier(
-            settings.ai_base_url,
-            settings.ai_api_key,
-            settings.ai_model,
-            timeout=settings.ai_timeout_seconds,
-        )
-        model = settings.ai_model
-    else:
-        classifier, model = RulesClassifier(), "rules"
-    # Short socket timeouts: a Redis that is down must cost a step milliseconds, not seconds.
-    redis = aioredis.from_url(settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5)
-    cache = TieredCache(
-        "ai",
-        redis,
-        settings.ai_response_cache_ttl_ms,
-        prefix=settings.topic_prefix,
-        enabled=settings.cache_enabled,
-    )
-    return PriorityService(classifier, model, cache)
-
-
-def create_engine(settings: Settings, options: WorkerOptions) -> Engine:
+def create_engine(settings: Settings, options: WorkerOptions, registry: StepRegistry) -> Engine:
+    """The app, its topics and tables. The catalog accepts definitions whose step types
+    are in `registry`, including those registered after this call."""
     names = TopicNames.for_prefix(settings.topic_prefix)
     faust_fixes.apply()
     register_codec()
@@ -317,7 +291,7 @@ def create_engine(settings: Settings, options: WorkerOptions) -> Engine:
         store=options.store,
         datadir=str(options.data_dir),
         topic_partitions=settings.topic_partitions,
-        topic_replication_factor=1,
+        topic_replication_factor=settings.replication_factor,
         topic_allow_declare=True,
         web_enabled=False,
         consumer_auto_offset_reset="earliest",
@@ -351,7 +325,6 @@ def create_engine(settings: Settings, options: WorkerOptions) -> Engine:
     rate_counts = app.Table("rate-counts", partitions=settings.topic_partitions, key_type=bytes)
     rate_stats = app.Table("rate-stats", partitions=settings.topic_partitions, key_type=bytes)
     rate_deferred = app.Table("rate-deferred", partitions=settings.topic_partitions, key_type=bytes)
-    registry = default_registry()  # the catalog accepts definitions of these step types
     engine = Engine(
         settings=settings,
         options=options,
@@ -379,13 +352,4 @@ def create_engine(settings: Settings, options: WorkerOptions) -> Engine:
     async def stop_catalog(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
         await engine.close()
 
-    MaintenanceSteps(
-        engine.database, priority_service(settings), engine.publish_notification
-    ).register(engine.registry)
-    from agents import coordinator, executor, intake, persister
-
-    intake.install(engine)
-    coordinator.install(engine)
-    executor.install(engine)
-    persister.install(engine)
     return engine

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
-from streams.settings import Settings
+from stepstream.streams.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -6,6 +6,7 @@ deployment fails loudly instead of running with a silent default.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
@@ -61,7 +62,7 @@ def _parse_optional_url(*schemes: str) -> Callable[[str], str]:
 
 def _parse_positive_float(raw: str) -> float:
     value = float(raw.strip())
-    if value <= 0:
+    if not math.isfinite(value) or value <= 0:  # float() reads "nan" and "inf" too
         raise ValueError("expected a positive number")
     return value
 
@@ -107,6 +108,7 @@ class Settings:
     ai_timeout_seconds: float = 10.0
     topic_prefix: str = "stepstream"
     topic_partitions: int = 8
+    replication_factor: int = 1  # of the topics the worker creates (3 on a real cluster)
     max_input_bytes: int = 262_144  # a start's input JSON; larger starts are rejected
     watchdog_margin_ms: int = 30_000  # silence past a step's timeout before a resume
     # How often the coordinator commits what it consumed. Longer: less commit work, more
@@ -159,6 +161,7 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "ai_timeout_seconds": ("AI_TIMEOUT_SECONDS", _parse_positive_float),
     "topic_prefix": ("STEPSTREAM_TOPIC_PREFIX", _parse_topic_prefix),
     "topic_partitions": ("STEPSTREAM_TOPIC_PARTITIONS", _parse_positive_int),
+    "replication_factor": ("STEPSTREAM_REPLICATION_FACTOR", _parse_positive_int),
     "max_input_bytes": ("WORKFLOW_MAX_INPUT_BYTES", _parse_positive_int),
     "watchdog_margin_ms": ("WORKFLOW_WATCHDOG_MARGIN_MS", _parse_positive_int),
     "commit_interval_ms": ("STEPSTREAM_COMMIT_INTERVAL_MS", _parse_positive_int),

@@ -42,7 +42,9 @@ class TopicNames:
         return [getattr(self, f.name) for f in fields(self)]
 
 
-async def declare_topics(bootstrap_servers: str, names: TopicNames, partitions: int) -> None:
+async def declare_topics(
+    bootstrap_servers: str, names: TopicNames, partitions: int, replication_factor: int = 1
+) -> None:
     """Create every topic that does not exist yet. Definitions are compacted, one
     partition (a small, totally ordered catalog every worker reads whole)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
@@ -50,7 +52,7 @@ async def declare_topics(bootstrap_servers: str, names: TopicNames, partitions: 
     try:
         existing = set(await admin.list_topics())
         wanted = [
-            NewTopic(name, num_partitions=partitions, replication_factor=1)
+            NewTopic(name, num_partitions=partitions, replication_factor=replication_factor)
             for name in names.all()
             if name != names.definitions and name not in existing
         ]
@@ -59,7 +61,7 @@ async def declare_topics(bootstrap_servers: str, names: TopicNames, partitions: 
                 NewTopic(
                     names.definitions,
                     num_partitions=1,
-                    replication_factor=1,
+                    replication_factor=replication_factor,
                     topic_configs={"cleanup.policy": "compact"},
                 )
             )

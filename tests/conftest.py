@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from streams.settings import Settings
+from stepstream.streams.settings import Settings
 
 pytest_plugins = ["tests.services"]
 

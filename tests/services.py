@@ -11,9 +11,9 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
-from infra.health import wait_until_answers
-from streams.settings import Settings
-from streams.topics import delete_topics_with_prefix
+from stepstream.infra.health import wait_until_answers
+from stepstream.streams.settings import Settings
+from stepstream.streams.topics import delete_topics_with_prefix
 
 SERVICE_WAIT_SECONDS = 15.0
 
@@ -86,7 +86,7 @@ def pg_schema(database_url: str, run_token: str) -> str:
 @pytest.fixture(scope="session")
 def schema_database_url(database_url: str, pg_schema: str) -> str:
     """DATABASE_URL for this run's schema, migrated; what the workers under test get."""
-    from infra.db import migrate
+    from stepstream.infra.db import migrate
 
     url = f"{database_url}?search_path={pg_schema}"
 

@@ -1,14 +1,14 @@
 """The pure workflow core: definitions, validation, planning and the execution state
 machine. No I/O, no Kafka, no database: a test keeps it that way."""
 
-from workflows.checkpoint import CheckpointError, state_from_dict, state_to_dict
-from workflows.definition import (
+from stepstream.workflows.checkpoint import CheckpointError, state_from_dict, state_to_dict
+from stepstream.workflows.definition import (
     DefaultPolicies,
     RetryPolicy,
     StepDefinition,
     WorkflowDefinition,
 )
-from workflows.execution import (
+from stepstream.workflows.execution import (
     Command,
     CompleteWorkflow,
     EmitStepReady,
@@ -29,10 +29,10 @@ from workflows.execution import (
     reduce,
     replay_applies,
 )
-from workflows.loading import definition_to_dict, format_for, parse_definition
-from workflows.planning import Plan, describe, plan
-from workflows.rendering import to_dot, to_mermaid
-from workflows.validation import InvalidDefinition, Problem, build_definition, validated
+from stepstream.workflows.loading import definition_to_dict, format_for, parse_definition
+from stepstream.workflows.planning import Plan, describe, plan
+from stepstream.workflows.rendering import to_dot, to_mermaid
+from stepstream.workflows.validation import InvalidDefinition, Problem, build_definition, validated
 
 __all__ = [
     "CheckpointError",

@@ -19,10 +19,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, MutableMapping
 from typing import Any
 
-from workflows.definition import WorkflowDefinition
-from workflows.execution import ExecutionState, ExecutionStatus, Failure, StepState, StepStatus
-from workflows.loading import definition_to_dict
-from workflows.validation import build_definition
+from stepstream.workflows.definition import WorkflowDefinition
+from stepstream.workflows.execution import (
+    ExecutionState,
+    ExecutionStatus,
+    Failure,
+    StepState,
+    StepStatus,
+)
+from stepstream.workflows.loading import definition_to_dict
+from stepstream.workflows.validation import build_definition
 
 FORMAT_VERSION = 1
 

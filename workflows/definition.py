@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from workflows.rate_limit import RateLimit
+from stepstream.workflows.rate_limit import RateLimit
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +67,7 @@ class DependencyGraph:
 
 @dataclass(frozen=True)
 class WorkflowDefinition:
-    """A validated workflow. Build one with `workflows.validation.build_definition`."""
+    """A validated workflow. Build one with `stepstream.workflows.validation.build_definition`."""
 
     id: str
     version: int

@@ -13,8 +13,8 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any, NamedTuple
 
-from workflows.definition import WorkflowDefinition
-from workflows.messages import (
+from stepstream.workflows.definition import WorkflowDefinition
+from stepstream.workflows.messages import (
     Command,
     CompleteWorkflow,
     EmitStepReady,
@@ -28,7 +28,7 @@ from workflows.messages import (
     StepFailed,
     Tick,
 )
-from workflows.policies import backoff_ms
+from stepstream.workflows.policies import backoff_ms
 
 __all__ = [  # the messages are re-exported: they are part of the reducer's contract
     "TERMINAL",

@@ -8,8 +8,8 @@ from typing import Any, Literal
 
 import yaml
 
-from workflows.definition import WorkflowDefinition
-from workflows.validation import InvalidDefinition, Problem, build_definition
+from stepstream.workflows.definition import WorkflowDefinition
+from stepstream.workflows.validation import InvalidDefinition, Problem, build_definition
 
 Format = Literal["yaml", "json"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from workflows.definition import WorkflowDefinition
+from stepstream.workflows.definition import WorkflowDefinition
 
 
 @dataclass(frozen=True, slots=True)

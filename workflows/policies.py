@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 
-from workflows.definition import RetryPolicy
+from stepstream.workflows.definition import RetryPolicy
 
 
 def unit_jitter(execution_id: str, step_id: str, attempt: int) -> float:

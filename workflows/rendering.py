@@ -5,8 +5,8 @@ from __future__ import annotations
 import itertools
 from collections.abc import Mapping
 
-from workflows.definition import WorkflowDefinition
-from workflows.planning import plan
+from stepstream.workflows.definition import WorkflowDefinition
+from stepstream.workflows.planning import plan
 
 
 def _critical_edges(

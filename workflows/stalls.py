@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from workflows.execution import ExecutionState, ExecutionStatus, StepStatus
+from stepstream.workflows.execution import ExecutionState, ExecutionStatus, StepStatus
 
 
 @dataclass(frozen=True, slots=True)

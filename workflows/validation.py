@@ -11,8 +11,13 @@ from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from workflows.definition import DefaultPolicies, RetryPolicy, StepDefinition, WorkflowDefinition
-from workflows.rate_limit import OverLimitPolicy, RateLimit
+from stepstream.workflows.definition import (
+    DefaultPolicies,
+    RetryPolicy,
+    StepDefinition,
+    WorkflowDefinition,
+)
+from stepstream.workflows.rate_limit import OverLimitPolicy, RateLimit
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 TYPE_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")

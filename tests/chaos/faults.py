@@ -12,7 +12,7 @@ import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from streams.worker_process import WorkerProcess
+from stepstream.demo.worker_process import WorkerProcess
 
 
 @dataclass(frozen=True)

@@ -18,11 +18,12 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from infra.db import migrate
-from infra.demo_data import seed
-from streams.client import WorkflowClient
-from streams.settings import Settings
-from streams.topics import TopicNames
+from stepstream.client.workflow_client import WorkflowClient
+from stepstream.demo.data import seed
+from stepstream.infra.db import migrate
+from stepstream.streams.settings import Settings
+from stepstream.streams.topics import TopicNames
+from stepstream.workflows import parse_definition
 from tests.chaos.faults import FULL, SHORT, Faults, Scenario
 from tests.chaos.verifier import evidence, verify
 from tests.integration.workers import (
@@ -32,9 +33,8 @@ from tests.integration.workers import (
     sleep_diamond,
     wait_until_ready,
 )
-from workflows import parse_definition
 
-REFERENCE = Path(__file__).resolve().parents[2] / "examples" / "maintenance-request.yaml"
+REFERENCE = Path(__file__).resolve().parents[2] / "demo" / "examples" / "maintenance-request.yaml"
 
 SLEEPY = sleep_diamond("chaos-diamond", 0.05)
 

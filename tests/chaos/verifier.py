@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
-from streams.settings import Settings
-from streams.topics import TopicNames
+from stepstream.streams.settings import Settings
+from stepstream.streams.topics import TopicNames
 from tests.integration.workers import read_topic
 
 
@@ -138,7 +138,7 @@ async def records_of(
     """(partition, offset, value) of every record of `topic` under one of `keys`."""
     from aiokafka import TopicPartition
 
-    from streams.watch import reader, rewind
+    from stepstream.client.watch import reader, rewind
 
     consumer = reader(settings)
     await consumer.start()
@@ -161,8 +161,8 @@ async def evidence(settings: Settings, execution_ids: list[str]) -> str:
     one never produced, or never applied."""
     from aiokafka.admin import AIOKafkaAdminClient
 
-    from schemas.codec import CODEC
-    from streams.watch import changelog_topic
+    from stepstream.client.watch import changelog_topic
+    from stepstream.schemas.codec import CODEC
 
     names = TopicNames.for_prefix(settings.topic_prefix)
     keys = {execution_id.encode() for execution_id in execution_ids}

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from infra.ai import AIProviderUnavailable, InvalidAIReply, OpenAICompatibleClassifier
+from stepstream.infra.ai import AIProviderUnavailable, InvalidAIReply, OpenAICompatibleClassifier
 
 
 class FakeProvider:

@@ -9,9 +9,9 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 
-from infra.ai import PriorityDecision
-from infra.cache import TieredCache, read_shared_stats
-from infra.priority import PriorityService
+from stepstream.infra.ai import PriorityDecision
+from stepstream.infra.cache import TieredCache, read_shared_stats
+from stepstream.infra.priority import PriorityService
 
 
 @pytest.fixture

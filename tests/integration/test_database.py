@@ -11,7 +11,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from infra.db import load_migrations, migrate
+from stepstream.infra.db import load_migrations, migrate
 
 
 async def test_migrations_apply_once_and_record_their_version(
@@ -69,13 +69,13 @@ def test_migration_files_are_named_and_numbered(tmp_path: Path) -> None:
 def test_register_validates_publishes_and_stores_the_definition(
     schema_database_url: str, kafka_bootstrap: str, run_token: str
 ) -> None:
-    example = Path(__file__).resolve().parents[2] / "examples" / "maintenance-request.yaml"
+    example = Path(__file__).resolve().parents[2] / "demo" / "examples" / "maintenance-request.yaml"
     env = {
         **os.environ,
         "DATABASE_URL": schema_database_url,
         "STEPSTREAM_TOPIC_PREFIX": f"test-{run_token}-register",
     }
-    command = [sys.executable, "-m", "streams.cli", "register", str(example)]
+    command = [sys.executable, "-m", "stepstream", "register", str(example)]
     first = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
     again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
     assert first.returncode == 0, first.stderr

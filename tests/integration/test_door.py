@@ -10,12 +10,12 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from schemas.codec import CODEC
-from streams.client import StartRefused, WorkflowClient
-from streams.engine import DEAD_LETTER_PAYLOAD_LIMIT
-from streams.events import event_id, now_ms
-from streams.settings import Settings
-from streams.topics import TopicNames
+from stepstream.client.workflow_client import StartRefused, WorkflowClient
+from stepstream.schemas.codec import CODEC
+from stepstream.streams.engine import DEAD_LETTER_PAYLOAD_LIMIT
+from stepstream.streams.events import event_id, now_ms
+from stepstream.streams.settings import Settings
+from stepstream.streams.topics import TopicNames
 from tests.integration.workers import (
     NOOP_DIAMOND,
     engine_env,
@@ -221,7 +221,7 @@ def test_the_command_line_refuses_an_oversized_input_before_publishing(
     big = json.dumps({"blob": "x" * 2_000})  # one argument may hold at most 128 KiB
     result = subprocess.run(
         [
-            *(sys.executable, "-m", "streams.cli", "start", "noop-diamond", "--tenant", "t"),
+            *(sys.executable, "-m", "stepstream", "start", "noop-diamond", "--tenant", "t"),
             *("--user", "u", "--execution-id", f"{run_token}-cli-big", "--input", big),
         ],
         env={**os.environ, **engine.as_environment(), "WORKFLOW_MAX_INPUT_BYTES": "1000"},

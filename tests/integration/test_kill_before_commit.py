@@ -19,9 +19,9 @@ from typing import Any
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from streams.client import WorkflowClient
-from streams.settings import Settings
-from streams.topics import TopicNames
+from stepstream.client.workflow_client import WorkflowClient
+from stepstream.streams.settings import Settings
+from stepstream.streams.topics import TopicNames
 from tests.integration.workers import (
     WorkerProcess,
     engine_env,

@@ -7,10 +7,11 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from streams.client import WorkflowClient
-from streams.settings import Settings
-from streams.topics import TopicNames
-from streams.watch import changelog_topic, reader, rewind
+from stepstream.client.watch import changelog_topic, reader, rewind
+from stepstream.client.workflow_client import WorkflowClient
+from stepstream.streams.settings import Settings
+from stepstream.streams.topics import TopicNames
+from stepstream.workflows.checkpoint import split_part_key
 from tests.integration.workers import (
     WorkerProcess,
     definition,
@@ -20,7 +21,6 @@ from tests.integration.workers import (
     wait_for_checkpoints,
     wait_until_ready,
 )
-from workflows.checkpoint import split_part_key
 
 MIDDLE = 148
 FAN_OUT = definition(

@@ -10,11 +10,11 @@ from typing import Any
 import asyncpg
 import pytest
 
-from infra.ai import RulesClassifier
-from infra.demo_data import seed
-from infra.priority import PriorityService
-from steps.maintenance import MaintenanceSteps, NoTechnicianAvailable
-from steps.registry import StepContext
+from stepstream.demo.data import seed
+from stepstream.infra.ai import RulesClassifier
+from stepstream.infra.priority import PriorityService
+from stepstream.steps.maintenance import MaintenanceSteps, NoTechnicianAvailable
+from stepstream.steps.registry import StepContext
 
 
 class CountingPool:

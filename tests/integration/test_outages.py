@@ -1,7 +1,7 @@
 """A service goes down under a running worker, on a private set of services.
 
 The suite's own services keep running; this module starts another Kafka, PostgreSQL and
-Redis (`scripts/services.sh` on other ports, in a state directory of its own) and stops
+Redis (`infra/local/services.sh` on other ports, in a state directory of its own) and stops
 one of them for a while, as an operator's restart or a crash would:
 
 - the broker down for 12 s: the worker says so in a bounded number of lines (without the
@@ -29,10 +29,11 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from schemas.codec import DecodedEvent
-from streams.client import WorkflowClient
-from streams.settings import Settings
-from streams.topics import TopicNames
+from stepstream.client.workflow_client import WorkflowClient
+from stepstream.schemas.codec import DecodedEvent
+from stepstream.streams.settings import Settings
+from stepstream.streams.topics import TopicNames
+from stepstream.workflows import parse_definition
 from tests.integration.workers import (
     NOOP_DIAMOND,
     WorkerProcess,
@@ -42,11 +43,10 @@ from tests.integration.workers import (
     read_topic,
     wait_until_ready,
 )
-from workflows import parse_definition
 
 ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "scripts" / "services.sh"
-REFERENCE = ROOT / "examples" / "maintenance-request.yaml"
+SCRIPT = ROOT / "infra" / "local" / "services.sh"
+REFERENCE = ROOT / "demo" / "examples" / "maintenance-request.yaml"
 BROKER_DOWN_SECONDS = 12.0
 DATABASE_DOWN_SECONDS = 30.0
 # A warning or error line: faust's format is "[time] [pid] [LEVEL] message".
@@ -100,7 +100,7 @@ def private_services() -> Iterator[PrivateServices]:
     try:
         services.up()
         migrate = subprocess.run(
-            [sys.executable, "-m", "streams.cli", "db", "migrate"],
+            [sys.executable, "-m", "stepstream", "db", "migrate"],
             env={**os.environ, **services.urls},
             capture_output=True,
             text=True,

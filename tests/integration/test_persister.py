@@ -13,15 +13,16 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaProducer, TopicPartition
 
-from agents.persister import Persister
-from schemas.codec import CODEC
-from streams.engine import WorkerOptions, create_engine
-from streams.events import envelope
-from streams.settings import Settings
-from streams.topics import TopicNames, declare_topics
-from streams.watch import reader
+from stepstream.agents.persister import Persister
+from stepstream.client.watch import reader
+from stepstream.schemas.codec import CODEC
+from stepstream.streams.engine import WorkerOptions
+from stepstream.streams.events import envelope
+from stepstream.streams.settings import Settings
+from stepstream.streams.topics import TopicNames, declare_topics
+from stepstream.worker import build_worker
+from stepstream.workflows import definition_to_dict
 from tests.integration.workers import NOOP_DIAMOND, engine_env, read_topic
-from workflows import definition_to_dict
 
 
 def workflow_started(execution_id: str, input_json: str) -> bytes:
@@ -58,7 +59,7 @@ async def test_a_refused_row_is_dead_lettered_and_the_rest_of_the_batch_is_writt
         )
     await producer.stop()
     batch = await consume_from(engine_settings, names.executions, 0)
-    engine = create_engine(engine_settings, WorkerOptions("persister", tmp_path, "memory://"))
+    engine = build_worker(engine_settings, WorkerOptions("persister", tmp_path, "memory://"))
     try:
         await Persister(engine).persist(batch)
     finally:
@@ -120,7 +121,7 @@ async def test_a_letter_is_re_driven_once_the_cause_is_fixed(
         CREATE TRIGGER {guard} BEFORE INSERT ON workflow_executions
             FOR EACH ROW EXECUTE FUNCTION {guard}();"""
     )
-    engine = create_engine(engine_settings, WorkerOptions("redrive", tmp_path, "memory://"))
+    engine = build_worker(engine_settings, WorkerOptions("redrive", tmp_path, "memory://"))
     try:
         producer = await engine.producer()
         await (
@@ -139,7 +140,7 @@ async def test_a_letter_is_re_driven_once_the_cause_is_fixed(
         )
 
         listed = subprocess.run(  # the operator's command line, as documented
-            [sys.executable, "-m", "streams.cli", "dead-letters", "--redrive"],
+            [sys.executable, "-m", "stepstream", "dead-letters", "--redrive"],
             env=env,
             capture_output=True,
             text=True,

@@ -12,12 +12,13 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from infra.demo_data import seed
-from schemas.codec import CODEC
-from streams.client import WorkflowClient
-from streams.settings import Settings
-from streams.topics import TopicNames
-from streams.watch import ExecutionView, ExecutionWatcher, wait_for_commits
+from stepstream.client.watch import ExecutionView, ExecutionWatcher, wait_for_commits
+from stepstream.client.workflow_client import WorkflowClient
+from stepstream.demo.data import seed
+from stepstream.schemas.codec import CODEC
+from stepstream.streams.settings import Settings
+from stepstream.streams.topics import TopicNames
+from stepstream.workflows import parse_definition
 from tests.integration.workers import (
     NOOP_DIAMOND,
     definition,
@@ -27,7 +28,6 @@ from tests.integration.workers import (
     running_worker,
     wait_for_checkpoints,
 )
-from workflows import parse_definition
 
 MAINTENANCE = definition(
     {
@@ -86,7 +86,7 @@ FAILING = definition(
 )
 
 
-REFERENCE = Path(__file__).resolve().parents[2] / "examples" / "maintenance-request.yaml"
+REFERENCE = Path(__file__).resolve().parents[2] / "demo" / "examples" / "maintenance-request.yaml"
 
 
 async def seed_demo_data(database_url: str) -> None:
@@ -290,7 +290,7 @@ def test_status_prints_the_checkpoint(engine: Settings, run_token: str, tmp_path
     import sys
 
     result = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "status", f"{run_token}-maint"],
+        [sys.executable, "-m", "stepstream", "status", f"{run_token}-maint"],
         env=engine_env(engine, engine.topic_prefix),
         capture_output=True,
         text=True,

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import faust
 
-from streams import faust_fixes
-from streams.settings import Settings
+from stepstream.streams import faust_fixes
+from stepstream.streams.settings import Settings
 
 
 async def test_flush_returns_once_every_buffered_and_direct_record_is_acknowledged(

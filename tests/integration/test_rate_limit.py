@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from streams.client import Outcome, WorkflowClient
-from streams.events import now_ms
-from streams.settings import Settings
-from streams.topics import TopicNames
+from stepstream.client.workflow_client import Outcome, WorkflowClient
+from stepstream.streams.events import now_ms
+from stepstream.streams.settings import Settings
+from stepstream.streams.topics import TopicNames
 from tests.integration.workers import (
     WorkerProcess,
     definition,
@@ -135,7 +135,7 @@ def test_counts_survive_a_worker_restart(engine: Engine) -> None:
 
 def test_stats_show_allowed_and_rejected_per_tenant(engine: Engine) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "stats"],
+        [sys.executable, "-m", "stepstream", "stats"],
         env=engine.env,
         capture_output=True,
         text=True,

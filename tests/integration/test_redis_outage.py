@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from streams.client import WorkflowClient
-from streams.settings import Settings
+from stepstream.client.workflow_client import WorkflowClient
+from stepstream.streams.settings import Settings
+from stepstream.workflows import parse_definition
 from tests.integration.workers import (
     WorkerProcess,
     engine_env,
@@ -20,9 +21,8 @@ from tests.integration.workers import (
     prepare,
     wait_until_ready,
 )
-from workflows import parse_definition
 
-REFERENCE = Path(__file__).resolve().parents[2] / "examples" / "maintenance-request.yaml"
+REFERENCE = Path(__file__).resolve().parents[2] / "demo" / "examples" / "maintenance-request.yaml"
 
 
 def free_port() -> int:

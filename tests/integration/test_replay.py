@@ -14,11 +14,12 @@ from typing import Any
 import asyncpg
 import pytest
 
-from schemas.codec import CODEC
-from streams.client import ReplayRefused, WorkflowClient
-from streams.settings import Settings
-from streams.topics import TopicNames
-from streams.watch import read_checkpoint
+from stepstream.client.watch import read_checkpoint
+from stepstream.client.workflow_client import ReplayRefused, WorkflowClient
+from stepstream.schemas.codec import CODEC
+from stepstream.streams.settings import Settings
+from stepstream.streams.topics import TopicNames
+from stepstream.workflows import ReplayAction, state_from_dict
 from tests.integration.workers import (
     NOOP_DIAMOND,
     SLOW_SECOND,
@@ -31,7 +32,6 @@ from tests.integration.workers import (
     wait_for_checkpoints,
     wait_until_ready,
 )
-from workflows import ReplayAction, state_from_dict
 
 # b fails permanently on its first attempt only: a fault an operator fixes, then retries.
 FAILS_ONCE = definition(
@@ -209,7 +209,7 @@ def test_resume_recovers_an_execution_whose_step_ready_event_was_lost(
         pending = asyncio.run(read_topic(settings, names.step_ready))
         assert not [e for e in pending if e.record["execution_id"] == execution_id]
         listed = subprocess.run(
-            [sys.executable, "-m", "streams.cli", "stalled", "--all"],
+            [sys.executable, "-m", "stepstream", "stalled", "--all"],
             env=env,
             capture_output=True,
             text=True,
@@ -222,7 +222,7 @@ def test_resume_recovers_an_execution_whose_step_ready_event_was_lost(
             [
                 sys.executable,
                 "-m",
-                "streams.cli",
+                "stepstream",
                 "replay",
                 execution_id,
                 "resume",
@@ -244,7 +244,7 @@ def test_resume_recovers_an_execution_whose_step_ready_event_was_lost(
         assert f"{execution_id}: run 1 completed" in result.stdout
         assert state_of(settings, execution_id).steps["b"].attempt == 1  # same attempt
         shown = subprocess.run(
-            [sys.executable, "-m", "streams.cli", "status", execution_id],
+            [sys.executable, "-m", "stepstream", "status", execution_id],
             env=env,
             capture_output=True,
             text=True,

@@ -11,8 +11,8 @@ import asyncio
 from collections import Counter
 from pathlib import Path
 
-from streams.client import WorkflowClient
-from streams.settings import Settings
+from stepstream.client.workflow_client import WorkflowClient
+from stepstream.streams.settings import Settings
 from tests.integration.workers import (
     NOOP_DIAMOND,
     WorkerProcess,

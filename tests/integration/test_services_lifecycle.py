@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "services.sh"
+SCRIPT = Path(__file__).resolve().parents[2] / "infra" / "local" / "services.sh"
 
 
 def services(action: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

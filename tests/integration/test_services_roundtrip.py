@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncpg
 import redis.asyncio as aioredis
 
-from streams.settings import Settings
-from streams.smoke import kafka_round_trip, postgres_round_trip, run_smoke
+from stepstream.cli.smoke import kafka_round_trip, postgres_round_trip, run_smoke
+from stepstream.streams.settings import Settings
 
 
 async def test_kafka_produces_and_consumes_a_record(

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from streams.client import WorkflowClient
-from streams.settings import Settings
+from stepstream.client.workflow_client import WorkflowClient
+from stepstream.streams.settings import Settings
 from tests.integration.workers import (
     SLOW_SECOND,
     WorkerProcess,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from streams.settings import Settings
+from stepstream.streams.settings import Settings
 from tests.integration.workers import WorkerProcess, engine_env, prepare, wait_until_ready
 
 

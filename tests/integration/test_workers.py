@@ -10,9 +10,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from streams.client import WorkflowClient
-from streams.settings import Settings
-from streams.topics import TopicNames
+from stepstream.client.workflow_client import WorkflowClient
+from stepstream.streams.settings import Settings
+from stepstream.streams.topics import TopicNames
 from tests.integration.workers import (
     WorkerProcess,
     engine_env,

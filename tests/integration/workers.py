@@ -14,14 +14,14 @@ import asyncpg
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 
-from infra.demo_data import seed
-from schemas.codec import CODEC, DecodedEvent, EventCodecError
-from streams.client import WorkflowClient
-from streams.settings import Settings
-from streams.topics import TopicNames
-from streams.watch import reader, rewind, wait_for_commits
-from streams.worker_process import WorkerProcess, prepare, wait_until_ready
-from workflows import WorkflowDefinition, build_definition
+from stepstream.client.watch import reader, rewind, wait_for_commits
+from stepstream.client.workflow_client import WorkflowClient
+from stepstream.demo.data import seed
+from stepstream.demo.worker_process import WorkerProcess, prepare, wait_until_ready
+from stepstream.schemas.codec import CODEC, DecodedEvent, EventCodecError
+from stepstream.streams.settings import Settings
+from stepstream.streams.topics import TopicNames
+from stepstream.workflows import WorkflowDefinition, build_definition
 
 __all__ = ["WorkerProcess", "prepare", "wait_until_ready"]
 
@@ -93,7 +93,7 @@ async def wait_for_checkpoints(
 ) -> dict[str, dict[str, Any]]:
     """Checkpoints of these executions once every one is terminal. The changelog write
     and the outcome event are separate produces, so the outcome may be seen first."""
-    from streams.watch import read_checkpoints
+    from stepstream.client.watch import read_checkpoints
 
     deadline = time.monotonic() + timeout
     while True:

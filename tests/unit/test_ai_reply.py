@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from infra.ai import InvalidAIReply, RulesClassifier, parse_reply
-from infra.priority import ai_cache_key
+from stepstream.infra.ai import InvalidAIReply, RulesClassifier, parse_reply
+from stepstream.infra.priority import ai_cache_key
 
 
 def reply(content: object) -> dict:

@@ -6,9 +6,9 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from streams.cli import main
+from stepstream.cli.main import main
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "maintenance-request.yaml"
+EXAMPLE = Path(__file__).resolve().parents[2] / "demo" / "examples" / "maintenance-request.yaml"
 
 
 def test_prints_the_text_plan() -> None:

@@ -11,7 +11,7 @@ import pytest
 from avro.compatibility import ReaderWriterCompatibilityChecker, SchemaCompatibilityType
 from fastavro.schema import to_parsing_canonical_form
 
-from schemas.codec import (
+from stepstream.schemas.codec import (
     CODEC,
     SCHEMA_DIR,
     CorruptEvent,

@@ -10,7 +10,7 @@ from faust.transport.consumer import Consumer
 from faust.types import TP
 from intervaltree import IntervalTree
 
-from streams import faust_fixes
+from stepstream.streams import faust_fixes
 
 PARTITION = TP("stepstream.step-completed", 0)
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from streams.settings import VARIABLE_NAMES, Settings
+from stepstream.streams.settings import VARIABLE_NAMES, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -45,3 +45,25 @@ def test_ports_bind_to_loopback_only() -> None:
     for name, service in compose()["services"].items():
         for port in service.get("ports", []):
             assert port.startswith("127.0.0.1:"), f"{name} publishes {port} beyond loopback"
+
+
+def test_kafka_answers_containers_and_the_host_on_separate_listeners() -> None:
+    kafka = compose()["services"]["kafka"]
+    advertised = dict(
+        listener.split("://", 1)
+        for listener in kafka["environment"]["KAFKA_ADVERTISED_LISTENERS"].split(",")
+    )
+    worker_env = compose()["services"]["worker"]["environment"]
+    assert worker_env["KAFKA_BOOTSTRAP_SERVERS"] in advertised.values()
+    host = [address for address in advertised.values() if address.startswith("127.0.0.1:")]
+    assert host == [Settings().kafka_bootstrap_servers]  # what host commands default to
+    port = host[0].rsplit(":", 1)[1]
+    assert f"127.0.0.1:{port}:{port}" in kafka["ports"]
+
+
+def test_migrations_run_once_before_the_worker_starts() -> None:
+    services = compose()["services"]
+    assert services["migrate"]["command"] == ["stepstream", "db", "migrate"]
+    assert services["migrate"]["environment"] == services["worker"]["environment"]
+    condition = services["worker"]["depends_on"]["migrate"]["condition"]
+    assert condition == "service_completed_successfully"

@@ -7,7 +7,7 @@ import asyncio
 from types import SimpleNamespace
 from typing import Any
 
-from streams.faust_fixes import _finish, _wait_first
+from stepstream.streams.faust_fixes import _finish, _wait_first
 
 
 class Consumer(SimpleNamespace):

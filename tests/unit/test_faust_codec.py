@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from faust.serializers import codecs
 
-from schemas.codec import CorruptEvent, DecodedEvent
-from streams.codec import CODEC_NAME, register_codec
+from stepstream.schemas.codec import CorruptEvent, DecodedEvent
+from stepstream.streams.codec import CODEC_NAME, register_codec
 from tests.unit.test_codec import STEP_COMPLETED
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from streams.local_store import mark_clean, trust_or_forget
+from stepstream.streams.local_store import mark_clean, trust_or_forget
 
 
 def stores(tmp_path: Path) -> tuple[Path, Path]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from streams.log_throttle import RepeatThrottle
+from stepstream.streams.log_throttle import RepeatThrottle
 
 
 def record(msg: str, level: int = logging.ERROR) -> logging.LogRecord:

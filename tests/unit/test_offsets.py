@@ -3,7 +3,7 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams.offsets import OffsetTracker
+from stepstream.streams.offsets import OffsetTracker
 
 
 @given(st.lists(st.integers(0, 5), min_size=1, max_size=40), st.randoms())

@@ -8,7 +8,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams.partitioner import cached_partitioner
+from stepstream.streams.partitioner import cached_partitioner
 
 
 @given(key=st.binary(min_size=0, max_size=64), count=st.integers(min_value=1, max_value=64))

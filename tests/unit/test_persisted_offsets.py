@@ -10,7 +10,7 @@ from faust.tables.base import Collection
 from faust.tables.manager import TableManager
 from faust.types import TP
 
-from streams import faust_fixes
+from stepstream.streams import faust_fixes
 
 CHANGELOG = TP("stepstream-engine-executions-changelog", 3)
 SOURCE = TP("stepstream.step-completed", 3)

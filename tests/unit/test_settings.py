@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from streams.settings import VARIABLE_NAMES, Settings, SettingsError
+from stepstream.streams.settings import VARIABLE_NAMES, Settings, SettingsError
 
 
 def test_defaults_are_the_documented_ones() -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from agents.watchdog import Watchdog
-from workflows import (
+from stepstream.agents.watchdog import Watchdog
+from stepstream.workflows import (
     Command,
     EmitStepReady,
     ExecutionState,
@@ -17,7 +17,7 @@ from workflows import (
     new_execution,
     reduce,
 )
-from workflows.stalls import waiting_on
+from stepstream.workflows.stalls import waiting_on
 
 CHAIN = WorkflowDefinition(
     "chain",
@@ -76,8 +76,8 @@ def test_the_stall_deadline_is_the_earliest_of_the_waiting_steps() -> None:
     from hypothesis import given
     from hypothesis import strategies as st
 
+    from stepstream.workflows.stalls import stall_deadline
     from tests.unit.workflows.strategies import dags, run_all_succeed
-    from workflows.stalls import stall_deadline
 
     @given(dags(), st.data())
     def check(definition: WorkflowDefinition, data: st.DataObject) -> None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from hypothesis import strategies as st
 
-from workflows import (
+from stepstream.workflows import (
     EmitStepReady,
     Event,
     ExecutionState,
@@ -18,7 +18,7 @@ from workflows import (
     new_execution,
     reduce,
 )
-from workflows.execution import Started
+from stepstream.workflows.execution import Started
 
 
 @st.composite

@@ -6,8 +6,7 @@ import json
 
 import pytest
 
-from tests.unit.workflows.test_execution import MAINTENANCE
-from workflows import (
+from stepstream.workflows import (
     CheckpointError,
     Started,
     StepCompleted,
@@ -16,6 +15,7 @@ from workflows import (
     state_from_dict,
     state_to_dict,
 )
+from tests.unit.workflows.test_execution import MAINTENANCE
 
 
 def running_state():  # type: ignore[no-untyped-def]
@@ -62,7 +62,7 @@ def test_unreadable_checkpoints_raise_a_typed_error(mutate) -> None:  # type: ig
 
 
 def test_a_checkpoint_that_names_its_definition_reads_back_with_the_definition_given() -> None:
-    from workflows.checkpoint import definition_key, definition_ref
+    from stepstream.workflows.checkpoint import definition_key, definition_ref
 
     state = running_state()
     data = json.loads(json.dumps(state_to_dict(state, inline_definition=False)))

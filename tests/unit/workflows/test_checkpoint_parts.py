@@ -12,7 +12,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from workflows import (
+from stepstream.workflows import (
     ExecutionState,
     ExecutionStatus,
     Replay,
@@ -27,7 +27,7 @@ from workflows import (
     reduce,
     state_from_dict,
 )
-from workflows.checkpoint import (
+from stepstream.workflows.checkpoint import (
     DELTA_LIMIT,
     STEPS_PER_PART,
     checkpoint_writes,

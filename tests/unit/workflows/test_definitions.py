@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from workflows import (
+from stepstream.workflows import (
     InvalidDefinition,
     RetryPolicy,
     StepDefinition,
@@ -19,7 +19,7 @@ from workflows import (
     validated,
 )
 
-EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
+EXAMPLES = Path(__file__).resolve().parents[3] / "demo" / "examples"
 TYPES = {
     "CREATE_MAINTENANCE_REQUEST",
     "ASSIGN_PRIORITY_AI",
@@ -180,7 +180,7 @@ def test_syntax_errors_are_problems_too() -> None:
 
 
 def test_a_workflow_may_set_its_own_rate_limit() -> None:
-    from workflows.rate_limit import RateLimit
+    from stepstream.workflows.rate_limit import RateLimit
 
     definition = build_definition(
         {
@@ -208,7 +208,7 @@ def test_an_unknown_over_limit_policy_is_refused() -> None:
 def test_the_reference_workflow_retries_through_a_minute_long_database_restart(
     execution_id: str,
 ) -> None:
-    from workflows.policies import backoff_ms
+    from stepstream.workflows.policies import backoff_ms
 
     definition = parse_definition((EXAMPLES / "maintenance-request.yaml").read_text())
     for step in ("step-1", "step-2", "step-3", "step-4"):

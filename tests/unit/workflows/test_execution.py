@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from workflows import (
+from stepstream.workflows import (
     CompleteWorkflow,
     EmitStepReady,
     ExecutionState,
@@ -22,7 +22,7 @@ from workflows import (
     new_execution,
     reduce,
 )
-from workflows.policies import backoff_ms
+from stepstream.workflows.policies import backoff_ms
 
 MAINTENANCE = WorkflowDefinition(
     "maintenance-request",

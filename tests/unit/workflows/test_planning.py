@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+from stepstream.workflows import (
+    StepDefinition,
+    WorkflowDefinition,
+    describe,
+    plan,
+    to_dot,
+    to_mermaid,
+)
 from tests.unit.workflows.test_execution import MAINTENANCE
-from workflows import StepDefinition, WorkflowDefinition, describe, plan, to_dot, to_mermaid
 
 
 def test_critical_path_follows_the_slowest_branch() -> None:

@@ -7,8 +7,7 @@ import itertools
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.unit.workflows.strategies import dags, run_all_succeed
-from workflows import (
+from stepstream.workflows import (
     ExecutionStatus,
     FailWorkflow,
     StepCompleted,
@@ -21,8 +20,9 @@ from workflows import (
     state_from_dict,
     state_to_dict,
 )
-from workflows.execution import EmitStepReady, Started
-from workflows.validation import find_cycles
+from stepstream.workflows.execution import EmitStepReady, Started
+from stepstream.workflows.validation import find_cycles
+from tests.unit.workflows.strategies import dags, run_all_succeed
 
 EXAMPLES = settings(max_examples=200, deadline=None)
 
@@ -108,7 +108,7 @@ def test_duplicated_late_and_stale_events_change_nothing(
 
 
 def _replay(definition: WorkflowDefinition, events: list[object], limit: int):  # type: ignore[no-untyped-def]
-    from workflows import new_execution
+    from stepstream.workflows import new_execution
 
     state = new_execution("exec-1", definition, {"k": 1}, max_parallel_steps=limit)
     commands: list[object] = []
@@ -123,7 +123,7 @@ def _replay(definition: WorkflowDefinition, events: list[object], limit: int):  
 def test_a_permanent_failure_ends_the_workflow_and_names_the_step(
     definition: WorkflowDefinition, limit: int, data: st.DataObject
 ) -> None:
-    from workflows import new_execution
+    from stepstream.workflows import new_execution
 
     state, commands = reduce(
         new_execution("e", definition, {}, max_parallel_steps=limit), Started(0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from workflows.rate_limit import RateLimit, decide, window_start
+from stepstream.workflows.rate_limit import RateLimit, decide, window_start
 
 LIMIT = RateLimit(points=10, window_ms=60_000)
 

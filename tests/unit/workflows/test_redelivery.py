@@ -6,8 +6,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.unit.workflows.strategies import dags, output_of, run_all_succeed
-from workflows import (
+from stepstream.workflows import (
     CompleteWorkflow,
     EmitStepReady,
     ExecutionStatus,
@@ -22,7 +21,8 @@ from workflows import (
     new_execution,
     reduce,
 )
-from workflows.definition import RetryPolicy, StepDefinition
+from stepstream.workflows.definition import RetryPolicy, StepDefinition
+from tests.unit.workflows.strategies import dags, output_of, run_all_succeed
 
 EXAMPLES = settings(max_examples=500, deadline=None)
 

@@ -7,9 +7,7 @@ from collections import Counter
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.unit.workflows.strategies import Run, dags, drive, output_of, run_all_succeed
-from tests.unit.workflows.test_execution import ready_steps, started
-from workflows import (
+from stepstream.workflows import (
     CompleteWorkflow,
     ExecutionStatus,
     Replay,
@@ -27,6 +25,8 @@ from workflows import (
     state_from_dict,
     state_to_dict,
 )
+from tests.unit.workflows.strategies import Run, dags, drive, output_of, run_all_succeed
+from tests.unit.workflows.test_execution import ready_steps, started
 
 RESUME, RETRY, RERUN = ReplayAction.RESUME, ReplayAction.RETRY, ReplayAction.RERUN_FROM
 

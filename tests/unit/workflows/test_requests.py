@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from workflows.requests import MAX_ID_LENGTH, Refusal, check_start
+from stepstream.workflows.requests import MAX_ID_LENGTH, Refusal, check_start
 
 
 def check(execution_id: str = "e-1", input_json: str = "{}", **ids: str) -> Refusal | None:

@@ -17,10 +17,10 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.partitioner import murmur2
 
-from schemas.codec import CODEC, DecodedEvent, EventCodecError
-from streams.settings import Settings
-from streams.topics import TopicNames
-from workflows.checkpoint import (
+from stepstream.schemas.codec import CODEC, DecodedEvent, EventCodecError
+from stepstream.streams.settings import Settings
+from stepstream.streams.topics import TopicNames
+from stepstream.workflows.checkpoint import (
     DEFINITION_KEY_PREFIX,
     definition_key,
     definition_ref,

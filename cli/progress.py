@@ -8,8 +8,8 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from streams.settings import Settings
-from streams.watch import ExecutionView, ExecutionWatcher
+from stepstream.client.watch import ExecutionView, ExecutionWatcher
+from stepstream.streams.settings import Settings
 
 STATUS_STYLE = {"waiting": "dim", "running": "yellow", "completed": "green", "failed": "red"}
 

@@ -12,11 +12,11 @@ import sys
 import time
 from pathlib import Path
 
-from streams.client import WorkflowClient
-from streams.definitions import register_definition
-from streams.settings import Settings
-from streams.topics import TopicNames, declare_topics
-from workflows import StepDefinition, WorkflowDefinition
+from stepstream.client.workflow_client import WorkflowClient
+from stepstream.streams.definitions import register_definition
+from stepstream.streams.settings import Settings
+from stepstream.streams.topics import TopicNames, declare_topics
+from stepstream.workflows import StepDefinition, WorkflowDefinition
 
 PROBE = WorkflowDefinition("probe", 1, "readiness probe", (StepDefinition("only", "noop"),))
 
@@ -33,7 +33,7 @@ class WorkerProcess:
             [
                 sys.executable,
                 "-m",
-                "streams.cli",
+                "stepstream",
                 "worker",
                 "--name",
                 name,

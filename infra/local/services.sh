@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Local Kafka (KRaft), PostgreSQL and Redis for stepstream, without Docker.
 #
-#   scripts/services.sh up|down [kafka|postgres|redis ...]
-#   scripts/services.sh status|env
+#   infra/local/services.sh up|down [kafka|postgres|redis ...]
+#   infra/local/services.sh status|env
 #
 # `up` is idempotent: a service that already answers is reused. `down` stops only
 # the processes whose pid files `up` wrote. Both act on every service unless given
@@ -40,7 +40,7 @@ die() { printf '[services] error: %s\n' "$*" >&2; exit 1; }
 
 pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
-probe() { "$PYTHON" -m infra.health "$@"; }
+probe() { "$PYTHON" -m stepstream.infra.health "$@"; }
 
 # PostgreSQL refuses to run as root; when we are root it runs as the `postgres` user.
 as_pg_user() {

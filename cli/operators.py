@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from streams.cli_support import load_settings
+from stepstream.cli.support import load_settings
 
 
 @click.command()
@@ -30,8 +30,8 @@ def replay(
     timeout: float,
 ) -> None:
     """Resume a stuck EXECUTION_ID, retry a failed one, or rerun one from a step."""
-    from streams.client import ReplayRefused, WorkflowClient
-    from workflows import ReplayAction
+    from stepstream.client.workflow_client import ReplayRefused, WorkflowClient
+    from stepstream.workflows import ReplayAction
 
     if (action == "rerun-from") != (step_id is not None):
         raise click.UsageError("--step is required with rerun-from, and only with it")
@@ -62,7 +62,7 @@ def replay(
 def dead_letters(source_topic: str | None, execution_id: str | None, redrive: bool) -> None:
     """List dead letters; with --redrive, publish their original bytes again to their
     topics, once the cause is fixed (every consumer is idempotent)."""
-    from streams import dead_letters as letters_module
+    from stepstream.client import dead_letters as letters_module
 
     settings = load_settings()
     letters = asyncio.run(letters_module.read_letters(settings, source_topic, execution_id))
@@ -84,10 +84,10 @@ def stalled(show_all: bool) -> None:
     """Executions with outstanding steps and no progress beyond those steps' timeouts
     plus WORKFLOW_WATCHDOG_MARGIN_MS, with what each waits for. Workers' watchdogs
     announce their steps again on their own; this shows what they are looking at."""
-    from streams.events import now_ms
-    from streams.watch import read_checkpoints
-    from workflows import state_from_dict
-    from workflows.stalls import waiting_on
+    from stepstream.client.watch import read_checkpoints
+    from stepstream.streams.events import now_ms
+    from stepstream.workflows import state_from_dict
+    from stepstream.workflows.stalls import waiting_on
 
     settings = load_settings()
     now = now_ms()

@@ -10,7 +10,7 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from streams.settings import Settings
+from stepstream.streams.settings import Settings
 
 
 async def kafka_round_trip(bootstrap_servers: str, topic: str, payload: bytes) -> bytes:

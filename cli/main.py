@@ -10,13 +10,14 @@ from pathlib import Path
 
 import click
 
-from streams.cli_support import load_settings
-from streams.operator_cli import dead_letters, replay, stalled
+from stepstream.cli.operators import dead_letters, replay, stalled
+from stepstream.cli.support import load_settings
 
-SERVICES_SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "services.sh"
+SERVICES_SCRIPT = Path(__file__).resolve().parent.parent / "infra" / "local" / "services.sh"
 
 
 @click.group()
+@click.version_option(package_name="stepstream", message="%(prog)s %(version)s")
 def main() -> None:
     """stepstream: DAG workflows as event streams on Apache Kafka."""
 
@@ -43,7 +44,7 @@ def services(action: str, names: tuple[str, ...]) -> None:
 @main.command()
 def smoke() -> None:
     """Round-trip data through Kafka, PostgreSQL and Redis and say what happened."""
-    from streams.smoke import run_smoke
+    from stepstream.cli.smoke import run_smoke
 
     for line in asyncio.run(run_smoke(load_settings())):
         click.echo(line)
@@ -52,7 +53,7 @@ def smoke() -> None:
 @main.command()
 def run() -> None:
     """The main job: a worker runs the reference workflow, followed live."""
-    from streams.demo import run_demo
+    from stepstream.demo.run import run_demo
 
     sys.exit(asyncio.run(run_demo(load_settings())))
 
@@ -72,28 +73,13 @@ def worker(
     name: str | None, data_dir: Path | None, concurrency: int, store: str, loglevel: str
 ) -> None:
     """Run a worker: intake and coordinator (faust agents), executor and persister."""
-    import uvloop
-
-    from streams.engine import Worker, WorkerOptions, create_engine, default_data_dir
-    from streams.local_store import trust_or_forget
-    from streams.topics import TopicNames, declare_topics
+    from stepstream.streams.engine import WorkerOptions, default_data_dir
+    from stepstream.worker import run_worker
 
     settings = load_settings()
     name = name or f"{os.uname().nodename}-{os.getpid()}"
-    data_dir = data_dir or default_data_dir(name)
-    asyncio.run(
-        declare_topics(
-            settings.kafka_bootstrap_servers,
-            TopicNames.for_prefix(settings.topic_prefix),
-            settings.topic_partitions,
-        )
-    )
-    # uvloop: the worker spends a large share of its time in the event loop itself.
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    asyncio.set_event_loop(asyncio.new_event_loop())  # asyncio.run closed the last one
-    engine = create_engine(settings, WorkerOptions(name, data_dir, store, concurrency))
-    trust_or_forget(data_dir, Path(engine.app.conf.tabledir))
-    Worker(engine.app, data_dir, loglevel=loglevel, quiet=True).execute_from_commandline()
+    options = WorkerOptions(name, data_dir or default_data_dir(name), store, concurrency)
+    run_worker(settings, options, loglevel)
 
 
 @main.command()
@@ -102,12 +88,12 @@ def register(file: Path) -> None:
     """Validate a definition FILE and publish it to every worker."""
     import asyncpg
 
-    from infra.definition_store import save_definition
-    from steps.builtin import default_registry
-    from steps.maintenance import STEP_TYPES as MAINTENANCE_STEP_TYPES
-    from streams.definitions import DefinitionConflict, register_definition
-    from streams.topics import TopicNames, declare_topics
-    from workflows import InvalidDefinition, format_for, parse_definition
+    from stepstream.infra.definition_store import save_definition
+    from stepstream.steps.builtin import default_registry
+    from stepstream.steps.maintenance import STEP_TYPES as MAINTENANCE_STEP_TYPES
+    from stepstream.streams.definitions import DefinitionConflict, register_definition
+    from stepstream.streams.topics import TopicNames, declare_topics
+    from stepstream.workflows import InvalidDefinition, format_for, parse_definition
 
     settings = load_settings()
     try:
@@ -121,7 +107,12 @@ def register(file: Path) -> None:
     names = TopicNames.for_prefix(settings.topic_prefix)
 
     async def publish() -> bool:
-        await declare_topics(settings.kafka_bootstrap_servers, names, settings.topic_partitions)
+        await declare_topics(
+            settings.kafka_bootstrap_servers,
+            names,
+            settings.topic_partitions,
+            settings.replication_factor,
+        )
         fresh = await register_definition(
             settings.kafka_bootstrap_servers, names.definitions, definition
         )
@@ -165,9 +156,9 @@ def start(
 
     from rich.console import Console
 
-    from streams.client import WorkflowClient
-    from streams.progress import follow
-    from workflows.requests import check_start
+    from stepstream.cli.progress import follow
+    from stepstream.client.workflow_client import WorkflowClient
+    from stepstream.workflows.requests import check_start
 
     settings = load_settings()
     try:
@@ -212,8 +203,8 @@ def status(execution_id: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from streams.watch import read_checkpoint
-    from workflows import state_from_dict
+    from stepstream.client.watch import read_checkpoint
+    from stepstream.workflows import state_from_dict
 
     stored = asyncio.run(read_checkpoint(load_settings(), execution_id))
     if stored is None:
@@ -247,7 +238,7 @@ def db_migrate() -> None:
     """Apply the migrations that are missing (idempotent)."""
     import asyncpg
 
-    from infra.db import migrate
+    from stepstream.infra.db import migrate
 
     async def run() -> list[str]:
         connection = await asyncpg.connect(load_settings().database_url)
@@ -265,7 +256,7 @@ def db_seed() -> None:
     """Load the demo properties, assets and technicians (once)."""
     import asyncpg
 
-    from infra.demo_data import seed
+    from stepstream.demo.data import seed
 
     async def run() -> bool:
         connection = await asyncpg.connect(load_settings().database_url)
@@ -284,7 +275,7 @@ def stats() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from infra.cache import read_shared_stats
+    from stepstream.infra.cache import read_shared_stats
 
     settings = load_settings()
 
@@ -304,7 +295,7 @@ def stats() -> None:
         table.add_row(name, str(hits), str(misses), rate, str(counts.get("entries", 0)))
     Console().print(table)
 
-    from streams.watch import read_changelog
+    from stepstream.client.watch import read_changelog
 
     starts = Table(title="workflow starts per tenant (rate limiting)")
     outcomes = ("allowed", "rejected", "deferred")
@@ -322,7 +313,7 @@ def stats() -> None:
 )
 def plan_command(file: Path, output_format: str) -> None:
     """Validate a definition FILE and print its execution plan (exit 2 if invalid)."""
-    from workflows import (
+    from stepstream.workflows import (
         InvalidDefinition,
         describe,
         format_for,

@@ -11,15 +11,15 @@ from pathlib import Path
 import asyncpg
 from rich.console import Console
 
-from infra.demo_data import seed
-from streams.client import WorkflowClient
-from streams.engine import default_data_dir
-from streams.progress import follow
-from streams.settings import Settings
-from streams.worker_process import WorkerProcess, prepare, wait_until_ready
-from workflows import describe, parse_definition, plan
+from stepstream.cli.progress import follow
+from stepstream.client.workflow_client import WorkflowClient
+from stepstream.demo.data import seed
+from stepstream.demo.worker_process import WorkerProcess, prepare, wait_until_ready
+from stepstream.streams.engine import default_data_dir
+from stepstream.streams.settings import Settings
+from stepstream.workflows import describe, parse_definition, plan
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "maintenance-request.yaml"
+EXAMPLE = Path(__file__).resolve().parent / "examples" / "maintenance-request.yaml"
 TITLE = "Water leaking under the kitchen sink"
 
 

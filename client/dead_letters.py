@@ -14,10 +14,10 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer, TopicPartition
 
-from schemas.codec import CODEC, EventCodecError
-from streams.settings import Settings
-from streams.topics import TopicNames
-from streams.watch import reader, rewind
+from stepstream.client.watch import reader, rewind
+from stepstream.schemas.codec import CODEC, EventCodecError
+from stepstream.streams.settings import Settings
+from stepstream.streams.topics import TopicNames
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from streams.settings import Settings, SettingsError
+from stepstream.streams.settings import Settings, SettingsError
 
 
 def load_settings() -> Settings:

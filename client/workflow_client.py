@@ -21,13 +21,13 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from schemas.codec import CODEC, EventCodecError
-from streams.events import event_id, now_ms
-from streams.settings import Settings
-from streams.topics import TopicNames
-from streams.watch import read_checkpoint
-from workflows import ReplayAction, replay_applies, state_from_dict
-from workflows.requests import Refusal, check_start
+from stepstream.client.watch import read_checkpoint
+from stepstream.schemas.codec import CODEC, EventCodecError
+from stepstream.streams.events import event_id, now_ms
+from stepstream.streams.settings import Settings
+from stepstream.streams.topics import TopicNames
+from stepstream.workflows import ReplayAction, replay_applies, state_from_dict
+from stepstream.workflows.requests import Refusal, check_start
 
 
 class ReplayRefused(ValueError):
@@ -227,7 +227,7 @@ class WorkflowClient:
     async def wait_for(self, execution_id: str, timeout: float, run: int = 0) -> Outcome:
         """The execution's outcome, or TimeoutError after `timeout` seconds. With `run`
         (from `replay`), the outcome of that run: its event ids are the coordinator's
-        (`agents.coordinator.run_of`)."""
+        (`stepstream.agents.coordinator.run_of`)."""
         await self._producer.flush()
         ids = None
         if run:

@@ -1,0 +1,13 @@
+"""The client library producers use: start, replay and follow executions.
+
+It speaks Kafka and the Avro contracts only; it never imports worker code (a test checks
+that importing it loads no faust)."""
+
+from stepstream.client.workflow_client import (
+    Outcome,
+    ReplayRefused,
+    StartRefused,
+    WorkflowClient,
+)
+
+__all__ = ["Outcome", "ReplayRefused", "StartRefused", "WorkflowClient"]

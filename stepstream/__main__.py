@@ -1,0 +1,5 @@
+"""`python -m stepstream` is the `stepstream` command."""
+
+from stepstream.cli.main import main
+
+main()

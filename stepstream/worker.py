@@ -1,0 +1,81 @@
+"""The composition root: the one place that builds a worker from its parts.
+
+`streams` gives the faust app, its tables and the Engine the agents share; `steps` and
+`infra` the step handlers and the domain services behind them; `agents` the four agents.
+Only this module imports all of them, so the engine knows nothing of the agents.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import redis.asyncio as aioredis
+
+from stepstream.agents import coordinator, executor, intake, persister
+from stepstream.infra.ai import OpenAICompatibleClassifier, PriorityClassifier, RulesClassifier
+from stepstream.infra.cache import TieredCache
+from stepstream.infra.priority import PriorityService
+from stepstream.steps.builtin import default_registry
+from stepstream.steps.maintenance import MaintenanceSteps
+from stepstream.streams.engine import Engine, Worker, WorkerOptions, create_engine
+from stepstream.streams.local_store import trust_or_forget
+from stepstream.streams.settings import Settings
+from stepstream.streams.topics import TopicNames, declare_topics
+
+
+def priority_service(settings: Settings) -> PriorityService:
+    """The configured AI provider (or the rules) behind the AI response cache."""
+    classifier: PriorityClassifier
+    if settings.ai_base_url:
+        classifier = OpenAICompatibleClassifier(
+            settings.ai_base_url,
+            settings.ai_api_key,
+            settings.ai_model,
+            timeout=settings.ai_timeout_seconds,
+        )
+        model = settings.ai_model
+    else:
+        classifier, model = RulesClassifier(), "rules"
+    # Short socket timeouts: a Redis that is down must cost a step milliseconds, not seconds.
+    redis = aioredis.from_url(settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5)
+    cache = TieredCache(
+        "ai",
+        redis,
+        settings.ai_response_cache_ttl_ms,
+        prefix=settings.topic_prefix,
+        enabled=settings.cache_enabled,
+    )
+    return PriorityService(classifier, model, cache)
+
+
+def build_worker(settings: Settings, options: WorkerOptions) -> Engine:
+    """The engine with every step type registered and the four agents installed."""
+    registry = default_registry()
+    engine = create_engine(settings, options, registry)
+    MaintenanceSteps(
+        engine.database, priority_service(settings), engine.publish_notification
+    ).register(registry)
+    for agent in (intake, coordinator, executor, persister):
+        agent.install(engine)
+    return engine
+
+
+def run_worker(settings: Settings, options: WorkerOptions, loglevel: str) -> None:
+    """Declare the topics (with the configured partitions), then run until stopped."""
+    asyncio.run(
+        declare_topics(
+            settings.kafka_bootstrap_servers,
+            TopicNames.for_prefix(settings.topic_prefix),
+            settings.topic_partitions,
+            settings.replication_factor,
+        )
+    )
+    import uvloop
+
+    # uvloop: the worker spends a large share of its time in the event loop itself.
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    asyncio.set_event_loop(asyncio.new_event_loop())  # asyncio.run closed the last one
+    engine = build_worker(settings, options)
+    trust_or_forget(options.data_dir, Path(engine.app.conf.tabledir))
+    Worker(engine.app, options.data_dir, loglevel=loglevel, quiet=True).execute_from_commandline()
