@@ -15,8 +15,10 @@ import logging
 from typing import Any
 
 from faust.types import EventT, StreamT
+from redis.exceptions import RedisError
 
 from stepstream.agents.rate_limiter import RateLimiter
+from stepstream.infra.cache import write_rate_stats
 from stepstream.schemas.codec import CODEC, EventCodecError
 from stepstream.streams.engine import ConsumedMessage, Engine
 from stepstream.streams.events import envelope, event_id, now_ms
@@ -25,6 +27,8 @@ from stepstream.workflows.rate_limit import OverLimitPolicy
 from stepstream.workflows.requests import check_start
 
 log = logging.getLogger(__name__)
+
+RATE_STATS_MIRROR_SECONDS = 2.0
 
 
 def install(engine: Engine) -> None:
@@ -195,6 +199,17 @@ def install(engine: Engine) -> None:
                 "timestamp": due,
             }
             await engine.send(names.workflow_start, tenant, "RateLimitWake", record)
+
+    @engine.app.timer(interval=RATE_STATS_MIRROR_SECONDS)  # type: ignore[untyped-decorator]
+    async def mirror_rate_stats() -> None:
+        changed = limiter.take_changed()
+        if not changed:
+            return
+        try:
+            await write_rate_stats(engine.redis(), engine.settings.topic_prefix, changed)
+        except RedisError as error:  # stats only: try again with the next change
+            limiter.changed |= set(changed)
+            log.warning("rate stats not mirrored to Redis: %r", error)
 
     @deferred.on_recover
     async def rearm_deferred() -> None:

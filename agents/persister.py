@@ -1,7 +1,8 @@
 """Persister: executions, step results and operators' replay requests into PostgreSQL, in
 batches, off the hot path.
 
-It reads the same topics as the coordinator (plus the outcomes) in its own consumer group,
+It reads the same topics as the coordinator (plus the outcomes, rejected starts among
+them, and the definitions) in its own consumer group,
 so a slow or absent database delays only the audit trail, never a workflow. Writes are
 idempotent upserts: a redelivered batch changes nothing, and events of one execution
 may arrive in any order across topics.
@@ -18,12 +19,22 @@ from typing import Any
 import asyncpg
 from aiokafka import ConsumerRecord
 
+from stepstream.infra.definition_store import save_definition
 from stepstream.schemas.codec import CODEC, DecodedEvent, EventCodecError
 from stepstream.streams.engine import Engine
 from stepstream.streams.groups import commit, group_consumer
 from stepstream.workflows import InvalidDefinition, build_definition
 
 log = logging.getLogger(__name__)
+
+# A rejected start gets a row with its reason, unless the id is taken: a start refused as
+# a duplicate names another tenant's (or the same) execution, whose row it must not touch.
+INSERT_REJECTED = """
+INSERT INTO workflow_executions (execution_id, workflow_id, workflow_version, tenant_id,
+    user_id, status, error, started_at, finished_at)
+VALUES ($1, $2, $3, $4, NULLIF($5, ''), 'rejected', $6, $7, $7)
+ON CONFLICT (execution_id) DO NOTHING
+"""
 
 UPSERT_EXECUTION = """
 INSERT INTO workflow_executions AS e (execution_id, workflow_id, workflow_version, tenant_id,
@@ -32,11 +43,12 @@ VALUES ($1, $2, $3, $4, NULLIF($5, ''), $6, $7::jsonb, $8::jsonb, $9, $10, $11, 
 ON CONFLICT (execution_id) DO UPDATE SET
     input = COALESCE(e.input, EXCLUDED.input),
     status = CASE WHEN EXCLUDED.status IN ('completed', 'failed') THEN EXCLUDED.status
+                  WHEN e.status = 'rejected' THEN EXCLUDED.status  -- a later start went in
                   ELSE e.status END,
     outputs = COALESCE(EXCLUDED.outputs, e.outputs),
     failed_step_id = CASE WHEN EXCLUDED.status = 'completed' THEN NULL  -- a retry succeeded
                           ELSE COALESCE(EXCLUDED.failed_step_id, e.failed_step_id) END,
-    error = CASE WHEN EXCLUDED.status = 'completed' THEN NULL
+    error = CASE WHEN EXCLUDED.status = 'completed' OR e.status = 'rejected' THEN EXCLUDED.error
                  ELSE COALESCE(EXCLUDED.error, e.error) END,
     finished_at = COALESCE(EXCLUDED.finished_at, e.finished_at),
     updated_at = now()
@@ -96,11 +108,13 @@ def when(ms: int | None) -> datetime | None:
 Rows = list[tuple[Any, ...]]
 
 
-def rows_for(events: list[DecodedEvent]) -> tuple[Rows, Rows, Rows]:
-    """(execution, step, replay request) rows for the events the audit trail records."""
+def rows_for(events: list[DecodedEvent]) -> tuple[Rows, Rows, Rows, Rows]:
+    """(execution, step, replay request, rejected start) rows for the events the audit
+    trail records."""
     executions: Rows = []
     steps: Rows = []
     replays: Rows = []
+    rejected: Rows = []
     for event in events:
         r = event.record
         head = (
@@ -157,6 +171,8 @@ def rows_for(events: list[DecodedEvent]) -> tuple[Rows, Rows, Rows]:
                     when(r["finished_at"]),
                 )
             )
+        elif event.name == "WorkflowRejected" and r["code"] != "duplicate_execution_id":
+            rejected.append((*head, f"{r['code']}: {r['reason']}", when(r["timestamp"])))
         elif event.name == "ReplayRequested":
             replays.append(
                 (
@@ -169,14 +185,14 @@ def rows_for(events: list[DecodedEvent]) -> tuple[Rows, Rows, Rows]:
                     when(r["timestamp"]),
                 )
             )
-    return executions, steps, replays
+    return executions, steps, replays, rejected
 
 
 class Persister:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    async def write(self, executions: Rows, steps: Rows, replays: Rows) -> None:
+    async def write(self, executions: Rows, steps: Rows, replays: Rows, rejected: Rows) -> None:
         pool = await self.engine.database()
         async with pool.acquire() as connection, connection.transaction():
             if executions:
@@ -189,21 +205,29 @@ class Persister:
                 await connection.execute(INSERT_STAGED_STEPS)
             if replays:
                 await connection.executemany(INSERT_REPLAY, replays)
+            if rejected:
+                await connection.executemany(INSERT_REJECTED, rejected)
 
     async def check_definitions(self, messages: list[ConsumerRecord[bytes, bytes]]) -> None:
         """Definitions published straight onto the topic, past `register`, are checked
         here, once (this consumer group reads each record once), as `register` checks
         them; the invalid go to the dead-letter topic with every problem. The workers'
         catalogs skip them."""
-        letters = []
+        letters, valid = [], []
         for message in messages:
             try:
                 record = CODEC.decode(message.value or b"").record
-                build_definition(json.loads(record["definition_json"]), self.engine.registry)
+                body = json.loads(record["definition_json"])
+                valid.append(build_definition(body, self.engine.registry))
             except (EventCodecError, InvalidDefinition, ValueError, KeyError) as error:
                 reason = f"invalid definition: {type(error).__name__}: {error}"
                 letters.append(await self.engine.dead_letter(message, reason))
         await asyncio.gather(*letters)  # delivered before the batch is committed
+        if valid:  # for `describe` and queries; `register` saves its own the same way
+            pool = await self.engine.database()
+            async with pool.acquire() as connection:
+                for definition in valid:
+                    await save_definition(connection, definition)
 
     async def persist(self, messages: list[ConsumerRecord[bytes, bytes]]) -> None:
         definitions = self.engine.names.definitions
@@ -230,7 +254,7 @@ class Persister:
                     letters.append(await self.engine.dead_letter(message, reason))
             await asyncio.gather(*letters)  # delivered before the batch is committed
 
-    async def write_while_down(self, rows: tuple[Rows, Rows, Rows]) -> None:
+    async def write_while_down(self, rows: tuple[Rows, Rows, Rows, Rows]) -> None:
         """Write, retrying for as long as the database is unavailable (it may be
         restarting: hold the batch, do not drop it)."""
         if not any(rows):
@@ -255,6 +279,7 @@ class Persister:
                 names.executions,
                 names.step_completed,
                 names.workflow_completed,
+                names.workflow_rejected,
                 names.replay,
                 names.definitions,
             ]

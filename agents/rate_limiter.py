@@ -39,6 +39,7 @@ class RateLimiter:
         self.tenant_limit = RateLimit(settings.rate_limit_tenant_points, window_ms)
         self.counts = counts
         self.stats = stats
+        self.changed: set[str] = set()  # tenants whose totals are not yet mirrored
 
     def policy(self, definition: WorkflowDefinition) -> OverLimitPolicy:
         return definition.rate_limit.policy if definition.rate_limit else self.default_policy
@@ -107,3 +108,11 @@ class RateLimiter:
         totals = dict(self.stats.get(key) or {})
         totals[outcome] = totals.get(outcome, 0) + 1
         self.stats[key] = totals
+        self.changed.add(tenant)
+
+    def take_changed(self) -> dict[str, dict[str, int]]:
+        """The current totals of the tenants recorded since the last call. The table is
+        the truth; `stepstream stats` reads these totals from Redis (a few keys) instead
+        of the table's changelog (one record per start, ever)."""
+        changed, self.changed = self.changed, set()
+        return {tenant: dict(self.stats.get(tenant.encode()) or {}) for tenant in changed}

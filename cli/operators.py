@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 
 import click
 
-from stepstream.cli.support import load_settings
+from stepstream.cli.errors import ExitCode, invalid
+from stepstream.cli.support import load_settings, output_option, print_json, run
 
 
 @click.command()
@@ -18,7 +18,8 @@ from stepstream.cli.support import load_settings
 @click.option("--reason", default="", help="Why (for the audit trail).")
 @click.option("--request-id", default=None, help="Idempotency key (default: a new UUID).")
 @click.option("--wait", is_flag=True, help="Wait until the execution ends again.")
-@click.option("--timeout", default=300.0, show_default=True, help="Seconds to wait.")
+@click.option("--timeout", default=300.0, show_default=True, help="Seconds for the whole command.")
+@output_option
 def replay(
     execution_id: str,
     action: str,
@@ -28,50 +29,81 @@ def replay(
     request_id: str | None,
     wait: bool,
     timeout: float,
+    output: str,
 ) -> None:
     """Resume a stuck EXECUTION_ID, retry a failed one, or rerun one from a step."""
-    from stepstream.client.workflow_client import ReplayRefused, WorkflowClient
+    from stepstream.client import ReplayRefused, WorkflowClient
     from stepstream.workflows import ReplayAction
 
     if (action == "rerun-from") != (step_id is not None):
-        raise click.UsageError("--step is required with rerun-from, and only with it")
+        raise invalid("--step is required with rerun-from, and only with it")
 
     async def go() -> int:
         async with WorkflowClient(load_settings(), follow_outcomes=wait) as client:
             try:
-                run = await client.replay(
+                run_number = await client.replay(
                     execution_id, ReplayAction(action), step_id, requested_by, reason, request_id
                 )
             except ReplayRefused as refused:
-                raise click.ClickException(str(refused)) from None
+                raise invalid(str(refused)) from None
+            answer: dict[str, object] = {"execution_id": execution_id, "run": run_number}
             if not wait:
                 await client.flush()
-                click.echo(f"{execution_id}: {action} requested (run {run})")
-                return 0
-            outcome = await client.wait_for(execution_id, timeout, run=run)
-            click.echo(f"{execution_id}: run {run} {outcome.status}")
-            return 0 if outcome.status == "completed" else 1
+                line = f"{execution_id}: {action} requested (run {run_number})"
+                code = ExitCode.OK
+            else:
+                outcome = await client.wait_for(execution_id, timeout, run=run_number)
+                answer["status"] = outcome.status
+                line = f"{execution_id}: run {run_number} {outcome.status}"
+                code = ExitCode.OK if outcome.status == "completed" else ExitCode.FAILED
+            if output == "json":
+                print_json({"action": action, **answer})
+            else:
+                click.echo(line)
+            return code
 
-    sys.exit(asyncio.run(go()))
+    sys.exit(run(go(), timeout))
 
 
 @click.command("dead-letters")
 @click.option("--source-topic", default=None, help="Only letters from this topic.")
 @click.option("--execution-id", default=None, help="Only letters of this execution.")
-@click.option("--redrive", is_flag=True, help="Publish them again to their topics.")
-def dead_letters(source_topic: str | None, execution_id: str | None, redrive: bool) -> None:
+@click.option("--redrive", is_flag=True, help="Publish them again to their topics, once.")
+@click.option("--again", is_flag=True, help="With --redrive: also letters re-driven before.")
+@output_option
+def dead_letters(
+    source_topic: str | None, execution_id: str | None, redrive: bool, again: bool, output: str
+) -> None:
     """List dead letters; with --redrive, publish their original bytes again to their
-    topics, once the cause is fixed (every consumer is idempotent)."""
+    topics, once the cause is fixed (every consumer is idempotent). A letter is re-driven
+    once: later runs skip it and say so (PostgreSQL remembers), unless --again."""
     from stepstream.client import dead_letters as letters_module
 
     settings = load_settings()
-    letters = asyncio.run(letters_module.read_letters(settings, source_topic, execution_id))
+    letters = run(letters_module.read_letters(settings, source_topic, execution_id))
+    result = run(letters_module.redrive(settings, letters, again)) if redrive else None
+    if output == "json":
+        sent = {letter.letter_id for letter in result.sent} if result else set()
+        print_json(
+            [
+                {
+                    "letter": letter.letter_id,
+                    "execution_id": letter.execution_id,
+                    "error": letter.error,
+                    "redriven_now": letter.letter_id in sent,
+                }
+                for letter in letters
+            ]
+        )
+        return
     for letter in letters:
-        where = f"{letter.source_topic}/{letter.partition}/{letter.offset}"
-        click.echo(f"{where} {letter.execution_id or '-'}: {letter.error}")
-    if redrive:
-        count = asyncio.run(letters_module.redrive(settings, letters))
-        click.echo(f"re-driven {count} dead letter(s)")
+        click.echo(f"{letter.letter_id} {letter.execution_id or '-'}: {letter.error}")
+    if result is not None:
+        click.echo(f"re-driven {len(result.sent)} dead letter(s)")
+        if result.skipped:
+            click.echo(
+                f"skipped {len(result.skipped)} re-driven before (--again sends them once more)"
+            )
     elif not letters:
         click.echo("no dead letters")
 
@@ -80,7 +112,8 @@ def dead_letters(source_topic: str | None, execution_id: str | None, redrive: bo
 @click.option(
     "--all", "show_all", is_flag=True, help="Every running execution, not only stalled ones."
 )
-def stalled(show_all: bool) -> None:
+@output_option
+def stalled(show_all: bool, output: str) -> None:
     """Executions with outstanding steps and no progress beyond those steps' timeouts
     plus WORKFLOW_WATCHDOG_MARGIN_MS, with what each waits for. Workers' watchdogs
     announce their steps again on their own; this shows what they are looking at."""
@@ -91,11 +124,15 @@ def stalled(show_all: bool) -> None:
 
     settings = load_settings()
     now = now_ms()
-    shown = 0
-    for execution_id, checkpoint in sorted(asyncio.run(read_checkpoints(settings)).items()):
+    shown = {}
+    for execution_id, checkpoint in sorted(run(read_checkpoints(settings)).items()):
         waiting = waiting_on(state_from_dict(checkpoint["state"]), settings.watchdog_margin_ms)
         if waiting and (show_all or waiting[0].deadline_ms <= now):
-            shown += 1
-            click.echo(f"{execution_id}: " + "; ".join(w.describe(now) for w in waiting))
-    if not shown:
+            shown[execution_id] = [w.describe(now) for w in waiting]
+    if output == "json":
+        print_json(shown)
+    elif shown:
+        for execution_id, waits in shown.items():
+            click.echo(f"{execution_id}: " + "; ".join(waits))
+    else:
         click.echo("no stalled executions" if not show_all else "no running executions")

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
+from dataclasses import dataclass
 
 import asyncpg
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from stepstream.cli.errors import redact
 from stepstream.streams.settings import Settings
+
+ROUND_TRIP_TIMEOUT = 15.0
 
 
 async def kafka_round_trip(bootstrap_servers: str, topic: str, payload: bytes) -> bytes:
@@ -64,9 +69,24 @@ async def redis_round_trip(redis_url: str, key: str, payload: str) -> str:
         await client.aclose()
 
 
-async def run_smoke(settings: Settings) -> list[str]:
+@dataclass(frozen=True)
+class Check:
+    service: str
+    ok: bool
+    where: str  # passwords redacted
+    detail: str
+    elapsed_ms: float
+
+    def line(self) -> str:
+        state = "ok" if self.ok else "FAILED"
+        return (
+            f"{self.service:<9} {state:<8} {self.detail} ({self.elapsed_ms:.1f} ms, {self.where})"
+        )
+
+
+async def run_smoke(settings: Settings) -> list[Check]:
+    """Each service in turn; one that fails is reported, and the others still checked."""
     token = uuid.uuid4().hex[:12]
-    lines = []
     checks = [
         (
             "kafka",
@@ -84,18 +104,17 @@ async def run_smoke(settings: Settings) -> list[str]:
             redis_round_trip(settings.redis_url, f"{settings.topic_prefix}:smoke:{token}", token),
         ),
     ]
-    failures = 0
+    results = []
     for name, where, round_trip in checks:
         started = time.perf_counter()
-        echoed = await round_trip
+        try:
+            echoed = await asyncio.wait_for(round_trip, ROUND_TRIP_TIMEOUT)
+        except Exception as error:  # noqa: BLE001 - reported, and the next service checked
+            ok, detail = False, redact(f"{type(error).__name__}: {error}").splitlines()[0]
+        else:
+            text = echoed.decode() if isinstance(echoed, bytes) else echoed
+            ok = text == token
+            detail = f"wrote {token!r}, read {text!r} back"
         elapsed_ms = (time.perf_counter() - started) * 1000
-        echoed_text = echoed.decode() if isinstance(echoed, bytes) else echoed
-        ok = echoed_text == token
-        failures += not ok
-        lines.append(
-            f"{name:<9} {'ok' if ok else 'MISMATCH':<8} wrote {token!r}, read {echoed_text!r} "
-            f"back in {elapsed_ms:.1f} ms ({where})"
-        )
-    if failures:
-        raise RuntimeError("\n".join(lines))
-    return lines
+        results.append(Check(name, ok, redact(where), detail, round(elapsed_ms, 1)))
+    return results

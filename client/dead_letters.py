@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
 from aiokafka import AIOKafkaProducer, TopicPartition
 
 from stepstream.client.watch import reader, rewind
@@ -29,6 +30,15 @@ class Letter:
     payload: bytes
     error: str
     execution_id: str | None
+    payload_size: int | None = None  # of the original, when the letter holds a cut copy
+
+    @property
+    def letter_id(self) -> str:
+        return f"{self.source_topic}/{self.partition}/{self.offset}"
+
+    @property
+    def truncated(self) -> bool:
+        return self.payload_size is not None and self.payload_size > len(self.payload)
 
 
 async def read_letters(
@@ -71,17 +81,60 @@ def letter_of(record: dict[str, Any]) -> Letter:
         payload=record["payload"],
         error=record["error"],
         execution_id=record["execution_id"],
+        payload_size=record.get("payload_size"),
     )
 
 
-async def redrive(settings: Settings, letters: list[Letter]) -> int:
-    """Publish each letter's original bytes to its topic, under its key; returns how many."""
+@dataclass(frozen=True)
+class Redrive:
+    sent: list[Letter]
+    skipped: list[Letter]  # re-driven before
+
+
+async def redrive(settings: Settings, letters: list[Letter], again: bool = False) -> Redrive:
+    """Publish each letter's original bytes to its topic, under its key, once: letters
+    re-driven before (recorded in PostgreSQL) are skipped unless `again`. A letter that
+    holds a cut copy of a large record is re-driven from the original on its topic."""
+    connection = await asyncpg.connect(settings.database_url)
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all")
-    await producer.start()
     try:
-        for letter in letters:
-            await producer.send(letter.source_topic, letter.payload, key=letter.key)
+        done = {
+            row["letter_id"]
+            for row in await connection.fetch(
+                "SELECT letter_id FROM dead_letter_redrives WHERE letter_id = ANY($1)",
+                [letter.letter_id for letter in letters],
+            )
+        }
+        skipped = [letter for letter in letters if letter.letter_id in done and not again]
+        todo = [letter for letter in letters if letter not in skipped]
+        await producer.start()
+        for letter in todo:
+            payload = await original(settings, letter) if letter.truncated else letter.payload
+            await producer.send(letter.source_topic, payload, key=letter.key)
         await producer.flush()
-        return len(letters)
+        await connection.executemany(
+            "INSERT INTO dead_letter_redrives (letter_id) VALUES ($1)"
+            " ON CONFLICT (letter_id) DO UPDATE SET redriven_at = now()",
+            [(letter.letter_id,) for letter in todo],
+        )
+        return Redrive(todo, skipped)
     finally:
         await producer.stop()
+        await connection.close()
+
+
+async def original(settings: Settings, letter: Letter) -> bytes:
+    """The whole record a letter points at (LookupError if the topic no longer has it)."""
+    consumer = reader(settings)
+    await consumer.start()
+    try:
+        partition = TopicPartition(letter.source_topic, letter.partition)
+        consumer.assign([partition])
+        consumer.seek(partition, letter.offset)
+        batch = await consumer.getmany(partition, timeout_ms=5000, max_records=1)
+        records = batch.get(partition, [])
+        if not records or records[0].offset != letter.offset or records[0].value is None:
+            raise LookupError(f"{letter.letter_id} is no longer on its topic")
+        return bytes(records[0].value)
+    finally:
+        await consumer.stop()

@@ -19,14 +19,17 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
+import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from stepstream.client.watch import read_checkpoint
+from stepstream.infra.executions import ExecutionRecord, describe_execution
 from stepstream.schemas.codec import CODEC, EventCodecError
+from stepstream.streams.definitions import DefinitionCatalog
 from stepstream.streams.events import event_id, now_ms
 from stepstream.streams.settings import Settings
-from stepstream.streams.topics import TopicNames
-from stepstream.workflows import ReplayAction, replay_applies, state_from_dict
+from stepstream.streams.topics import TopicNames, require_topics
+from stepstream.workflows import ReplayAction, WorkflowDefinition, replay_applies, state_from_dict
 from stepstream.workflows.requests import Refusal, check_start
 
 
@@ -81,16 +84,31 @@ class WorkflowClient:
         self._task: asyncio.Task[None] | None = None
         self._outcomes: dict[str, list[Outcome]] = {}  # every outcome seen, in order
         self._waiters: dict[str, list[tuple[set[str] | None, asyncio.Future[Outcome]]]] = {}
+        self._catalog: DefinitionCatalog | None = None
+        self._database: asyncpg.Connection | None = None
 
     async def __aenter__(self) -> WorkflowClient:
-        await self._producer.start()
-        if self._follow:
-            await self._start_following()
+        names = self.names
+        try:
+            await require_topics(
+                self.settings.kafka_bootstrap_servers,
+                [names.workflow_start, names.replay, names.workflow_completed],
+            )
+            await self._producer.start()
+            if self._follow:
+                await self._start_following()
+        except BaseException:
+            await self.__aexit__()
+            raise
         return self
 
     async def __aexit__(
         self, *exc: tuple[type[BaseException], BaseException, TracebackType]
     ) -> None:
+        if self._catalog:
+            await self._catalog.stop()
+        if self._database:
+            await self._database.close()
         if self._task:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -223,6 +241,48 @@ class WorkflowClient:
             key=execution_id.encode(),
         )
         return state.generation + 1
+
+    async def definition(self, workflow_id: str, version: int = 0) -> WorkflowDefinition | None:
+        """The registered definition a start would run (version 0: the latest), from the
+        definitions topic; None when there is none."""
+        if self._catalog is None:
+            self._catalog = DefinitionCatalog(
+                self.settings.kafka_bootstrap_servers, self.names.definitions
+            )
+            await self._catalog.start()
+        return await self._catalog.lookup(workflow_id, version)
+
+    async def describe(self, execution_id: str) -> ExecutionRecord | None:
+        """The execution as recorded in PostgreSQL (status, input, outputs, every step
+        attempt with its timings, output and error); None when nothing is recorded."""
+        if self._database is None:
+            self._database = await asyncpg.connect(self.settings.database_url)
+        return await describe_execution(self._database, execution_id)
+
+    async def result(self, execution_id: str, timeout: float) -> ExecutionRecord:
+        """How the execution ended, whether before this call or within `timeout` seconds
+        (TimeoutError otherwise). The record comes from PostgreSQL; an outcome event seen
+        meanwhile only wakes the wait early, since the persister writes a moment later."""
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    record = await self.describe(execution_id)
+                    if record is not None and record.ended:
+                        return record
+                    if self._follow and execution_id not in self._outcomes:
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(self._outcome(execution_id), 0.5)
+                    else:
+                        await asyncio.sleep(0.25)  # between polls of PostgreSQL
+        except TimeoutError:
+            raise TimeoutError(
+                f"execution {execution_id} did not end within {timeout:g}s"
+            ) from None
+
+    async def _outcome(self, execution_id: str) -> Outcome:
+        waiter: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(execution_id, []).append((None, waiter))
+        return await waiter
 
     async def wait_for(self, execution_id: str, timeout: float, run: int = 0) -> Outcome:
         """The execution's outcome, or TimeoutError after `timeout` seconds. With `run`

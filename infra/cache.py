@@ -161,3 +161,25 @@ async def read_shared_stats(
         counts["entries"] = len([k async for k in redis.scan_iter(match=pattern)])
         result[name] = counts
     return result
+
+
+async def write_rate_stats(
+    redis: aioredis.Redis, prefix: str, totals: dict[str, dict[str, int]]
+) -> None:
+    """Each tenant's start totals (allowed, rejected, deferred), as its owner counted them."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for tenant, counts in totals.items():
+            if counts:
+                pipe.hset(f"{prefix}:rate-stats:{tenant}", mapping=dict(counts.items()))
+        await pipe.execute()
+
+
+async def read_rate_stats(redis: aioredis.Redis, prefix: str) -> dict[str, dict[str, int]]:
+    result: dict[str, dict[str, int]] = {}
+    async for key in redis.scan_iter(match=f"{prefix}:rate-stats:*"):
+        name = key.decode() if isinstance(key, bytes) else key
+        raw = await redis.hgetall(key)
+        result[name.split(":rate-stats:", 1)[1]] = {
+            (k.decode() if isinstance(k, bytes) else k): int(v) for k, v in raw.items()
+        }
+    return result

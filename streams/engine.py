@@ -15,6 +15,7 @@ from typing import Any, Protocol, cast
 
 import asyncpg
 import faust
+import redis.asyncio as aioredis
 from faust.types import TP, EventT, ProducerT, StreamT, TableT
 
 from stepstream.schemas.codec import CODEC, EventCodecError
@@ -100,6 +101,7 @@ class Engine:
     _catalog_running: bool = False
     _pool: asyncpg.Pool | None = None
     _pool_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _redis: aioredis.Redis | None = None
     stale_events: int = 0  # dropped by the generation fence
     assigned: set[TP] = field(default_factory=set)  # kept by faust's rebalance signals
 
@@ -112,6 +114,15 @@ class Engine:
                     self.settings.database_url, min_size=1, max_size=10
                 )
             return self._pool
+
+    def redis(self) -> aioredis.Redis:
+        """The worker's Redis client (connections are made on first command). Short
+        socket timeouts: a Redis that is down must cost milliseconds, not seconds."""
+        if self._redis is None:
+            self._redis = aioredis.from_url(
+                self.settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5
+            )
+        return self._redis
 
     async def publish_notification(
         self, context: StepContext, notification: dict[str, Any]
@@ -142,6 +153,9 @@ class Engine:
             if self._pool is not None:
                 await self._pool.close()
                 self._pool = None
+        if self._redis is not None:
+            await self._redis.aclose()
+            self._redis = None
 
     async def producer(self) -> ProducerT:
         return cast(ProducerT, await self.app.maybe_start_producer())

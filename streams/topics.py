@@ -42,6 +42,33 @@ class TopicNames:
         return [getattr(self, f.name) for f in fields(self)]
 
 
+class TopicsMissing(LookupError):
+    """The engine's topics do not exist yet. Clients never create them: a broker that
+    creates topics on first use would give them one partition. A worker does, or
+    `stepstream topics create`, with the configured partitions."""
+
+    def __init__(self, missing: list[str]) -> None:
+        prefix = missing[0].split(".", 1)[0]
+        super().__init__(
+            f"topics {', '.join(sorted(missing))} do not exist: start a worker with "
+            f"STEPSTREAM_TOPIC_PREFIX={prefix}, or run `stepstream topics create`"
+        )
+        self.missing = missing
+
+
+async def require_topics(bootstrap_servers: str, topics: list[str]) -> None:
+    """Raise TopicsMissing unless every topic exists; asks without creating any."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+    finally:
+        await admin.close()
+    missing = [topic for topic in topics if topic not in existing]
+    if missing:
+        raise TopicsMissing(missing)
+
+
 async def declare_topics(
     bootstrap_servers: str, names: TopicNames, partitions: int, replication_factor: int = 1
 ) -> None:

@@ -21,6 +21,7 @@ from stepstream.streams.topics import TopicNames
 from stepstream.workflows import parse_definition
 from tests.integration.workers import (
     NOOP_DIAMOND,
+    cli,
     definition,
     engine_env,
     prepare,
@@ -285,18 +286,9 @@ async def test_unknown_workflows_and_bad_input_are_rejected_with_the_reason(
     assert "'no-such-workflow'" in outcome.record["reason"]
 
 
-def test_status_prints_the_checkpoint(engine: Settings, run_token: str, tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
-    result = subprocess.run(
-        [sys.executable, "-m", "stepstream", "status", f"{run_token}-maint"],
-        env=engine_env(engine, engine.topic_prefix),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+def test_status_shows_each_step(engine: Settings, run_token: str) -> None:
+    env = engine_env(engine, engine.topic_prefix)
+    result = cli(env, "status", f"{run_token}-maint", until=lambda r: "completed" in r.stdout)
     assert result.returncode == 0, result.stderr
     assert "completed" in result.stdout and "step-4" in result.stdout
 

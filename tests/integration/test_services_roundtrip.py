@@ -47,6 +47,7 @@ async def test_redis_stores_reads_and_expires_keys(
 async def test_smoke_job_reports_every_service(
     settings: Settings, kafka_bootstrap: str, database_url: str, redis_url: str
 ) -> None:
-    lines = await run_smoke(settings)
-    assert [line.split()[0] for line in lines] == ["kafka", "postgres", "redis"]
-    assert all(line.split()[1] == "ok" for line in lines)
+    checks = await run_smoke(settings)
+    assert [check.service for check in checks] == ["kafka", "postgres", "redis"]
+    assert all(check.ok for check in checks), [check.line() for check in checks]
+    assert all(check.line().split()[1] == "ok" for check in checks)

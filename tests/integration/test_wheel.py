@@ -9,6 +9,7 @@ services script and its Kafka pom, the demo's example) travel inside the wheel.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -36,8 +37,17 @@ steps:
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The bin directory of a fresh virtualenv holding only the wheel and its deps."""
     root = tmp_path_factory.mktemp("wheel")
+    # From a copy: setuptools builds in the tree, and a stale build/ there would put
+    # modules deleted since into the wheel.
+    source = root / "source"
+    shutil.copytree(
+        REPOSITORY,
+        source,
+        symlinks=True,
+        ignore=shutil.ignore_patterns(".venv", ".git", "build", "*.egg-info", ".*_cache"),
+    )
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", root, REPOSITORY],
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", root, source],
         check=True,
         cwd=root,
     )

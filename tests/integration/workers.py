@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -50,6 +52,30 @@ def engine_env(settings: Settings, prefix: str, **overrides: str) -> dict[str, s
         "WORKFLOW_RATE_LIMIT_ENABLED": "false",
         **overrides,
     }
+
+
+def cli(
+    env: dict[str, str],
+    *args: str,
+    until: Callable[[subprocess.CompletedProcess[str]], bool] | None = None,
+    timeout: float = 60.0,
+) -> subprocess.CompletedProcess[str]:
+    """Run `stepstream ARGS` as a user would. With `until`, run it again until its answer
+    satisfies it or `timeout` passes (PostgreSQL's view trails the topics by the
+    persister's batch); the last answer is returned either way."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = subprocess.run(
+            [sys.executable, "-m", "stepstream", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if until is None or until(result) or time.monotonic() > deadline:
+            return result
+        time.sleep(0.2)  # between two runs of the command
 
 
 def definition(raw: dict[str, Any]) -> WorkflowDefinition:

@@ -71,3 +71,9 @@ def test_a_bad_value_names_its_variable(variable: str, value: str) -> None:
 def test_round_trips_through_the_environment() -> None:
     settings = Settings.from_env({"WORKFLOW_RATE_LIMIT_POINTS": "25", "REDIS_URL": "redis://r:1/2"})
     assert Settings.from_env(settings.as_environment()) == settings
+
+
+def test_not_a_number_and_infinity_are_not_positive_numbers() -> None:
+    for raw in ("nan", "NaN", "inf", "-inf"):
+        with pytest.raises(SettingsError, match="AI_TIMEOUT_SECONDS"):
+            Settings.from_env({"AI_TIMEOUT_SECONDS": raw})

@@ -1,0 +1,97 @@
+"""Commands on workflow definitions: check and plan one, register one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from stepstream.cli.errors import invalid
+from stepstream.cli.support import load_settings, output_option, print_json, run
+from stepstream.workflows import WorkflowDefinition
+
+
+def read_definition(file: Path, step_types: set[str] | None = None) -> WorkflowDefinition:
+    """The validated definition in FILE, or exit 2 listing every problem."""
+    from stepstream.workflows import InvalidDefinition, format_for, parse_definition
+
+    try:
+        return parse_definition(file.read_text(), format_for(file.name), step_types)
+    except InvalidDefinition as problems:
+        listed = "\n".join(f"  {problem}" for problem in problems.problems)
+        raise invalid(f"{file}: invalid workflow definition\n{listed}") from None
+
+
+@click.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@output_option
+def register(file: Path, output: str) -> None:
+    """Validate a definition FILE and publish it to every worker."""
+    import asyncpg
+
+    from stepstream.infra.definition_store import save_definition
+    from stepstream.steps.builtin import default_registry
+    from stepstream.steps.maintenance import STEP_TYPES as MAINTENANCE_STEP_TYPES
+    from stepstream.streams.definitions import DefinitionConflict, register_definition
+    from stepstream.streams.topics import TopicNames, declare_topics
+
+    settings = load_settings()
+    definition = read_definition(file, {*default_registry(), *MAINTENANCE_STEP_TYPES})
+    names = TopicNames.for_prefix(settings.topic_prefix)
+
+    async def publish() -> bool:
+        await declare_topics(
+            settings.kafka_bootstrap_servers,
+            names,
+            settings.topic_partitions,
+            settings.replication_factor,
+        )
+        fresh = await register_definition(
+            settings.kafka_bootstrap_servers, names.definitions, definition
+        )
+        connection = await asyncpg.connect(settings.database_url)
+        try:
+            await save_definition(connection, definition)
+        finally:
+            await connection.close()
+        return fresh
+
+    try:
+        fresh = run(publish())
+    except DefinitionConflict as conflict:
+        raise invalid(str(conflict)) from None
+    state = "registered" if fresh else "already registered"
+    if output == "json":
+        print_json({"status": state, "id": definition.id, "version": definition.version})
+    else:
+        click.echo(f"{state}: {definition.id} version {definition.version}")
+
+
+@click.command("plan")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--format",
+    "-o",
+    "output_format",
+    type=click.Choice(["text", "mermaid", "dot", "json"]),
+    default="text",
+    help="text, a Mermaid or Graphviz graph, or the plan as JSON.",
+)
+def plan_command(file: Path, output_format: str) -> None:
+    """Validate a definition FILE and print its execution plan (exit 2 if invalid)."""
+    from stepstream.workflows import describe, plan, to_dot, to_mermaid
+
+    definition = read_definition(file)
+    if output_format == "json":
+        expected = plan(definition)
+        print_json(
+            {
+                "id": definition.id,
+                "version": definition.version,
+                "levels": [list(level) for level in expected.levels],
+                "critical_path": list(expected.critical_path),
+            }
+        )
+        return
+    render = {"text": describe, "mermaid": to_mermaid, "dot": to_dot}[output_format]
+    click.echo(render(definition))

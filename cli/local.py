@@ -1,0 +1,187 @@
+"""Commands for running stepstream itself: services, worker, database, topics, demo."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+
+from stepstream.cli.errors import ExitCode
+from stepstream.cli.support import load_settings, output_option, print_json, run
+
+SERVICES_SCRIPT = Path(__file__).resolve().parent.parent / "infra" / "local" / "services.sh"
+
+
+@click.command(context_settings={"ignore_unknown_options": True})
+@click.argument("action", type=click.Choice(["up", "down", "status", "env"]))
+@click.argument("names", nargs=-1, type=click.Choice(["kafka", "postgres", "redis"]))
+def services(action: str, names: tuple[str, ...]) -> None:
+    """Start, stop or inspect the local Kafka, PostgreSQL and Redis (`up` and `down` act
+    on the services named, or on all three)."""
+    env = {**os.environ, "PYTHON": sys.executable}
+    command = ["bash", str(SERVICES_SCRIPT), action, *names]
+    completed = subprocess.run(command, env=env, check=False)  # noqa: S603
+    sys.exit(completed.returncode)
+
+
+@click.command()
+@output_option
+def smoke(output: str) -> None:
+    """Round-trip data through Kafka, PostgreSQL and Redis and say what happened (exit 3
+    if any of them fails)."""
+    from stepstream.cli.smoke import run_smoke
+
+    results = asyncio.run(run_smoke(load_settings()))
+    if output == "json":
+        print_json([vars(result) for result in results])
+    else:
+        for result in results:
+            click.echo(result.line())
+    if not all(result.ok for result in results):
+        sys.exit(ExitCode.UNAVAILABLE)
+
+
+@click.command("run")
+def run_demo() -> None:
+    """The main job: a worker runs the reference workflow, followed live."""
+    from stepstream.demo.run import run_demo as demo
+
+    sys.exit(asyncio.run(demo(load_settings())))
+
+
+@click.command()
+@click.option("--name", default=None, help="Worker name (default: host-pid).")
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Table store directory (default: /var/tmp/stepstream/workers/NAME).",
+)
+@click.option("--concurrency", default=32, show_default=True, help="Steps run at once.")
+@click.option("--store", default="rocksdb://", show_default=True, help="Faust table store.")
+@click.option("--loglevel", default="warn", show_default=True)
+def worker(
+    name: str | None, data_dir: Path | None, concurrency: int, store: str, loglevel: str
+) -> None:
+    """Run a worker: intake and coordinator (faust agents), executor and persister."""
+    from stepstream.streams.engine import WorkerOptions, default_data_dir
+    from stepstream.worker import run_worker
+
+    settings = load_settings()
+    name = name or f"{os.uname().nodename}-{os.getpid()}"
+    options = WorkerOptions(name, data_dir or default_data_dir(name), store, concurrency)
+    run_worker(settings, options, loglevel)
+
+
+@click.group()
+def topics() -> None:
+    """Kafka topics of STEPSTREAM_TOPIC_PREFIX."""
+
+
+@topics.command("create")
+def topics_create() -> None:
+    """Create the engine's topics that are missing, with STEPSTREAM_TOPIC_PARTITIONS
+    partitions and STEPSTREAM_REPLICATION_FACTOR replicas (a worker does it too)."""
+    from stepstream.streams.topics import TopicNames, declare_topics
+
+    settings = load_settings()
+    names = TopicNames.for_prefix(settings.topic_prefix)
+    run(
+        declare_topics(
+            settings.kafka_bootstrap_servers,
+            names,
+            settings.topic_partitions,
+            settings.replication_factor,
+        )
+    )
+    click.echo(f"topics of {settings.topic_prefix} exist ({len(names.all())})")
+
+
+@click.group()
+def db() -> None:
+    """PostgreSQL: migrations and demo data."""
+
+
+@db.command("migrate")
+@output_option
+def db_migrate(output: str) -> None:
+    """Apply the migrations that are missing (idempotent)."""
+    import asyncpg
+
+    from stepstream.infra.db import migrate
+
+    async def go() -> list[str]:
+        connection = await asyncpg.connect(load_settings().database_url)
+        try:
+            return await migrate(connection)
+        finally:
+            await connection.close()
+
+    applied = run(go())
+    if output == "json":
+        print_json({"applied": applied})
+    else:
+        click.echo(f"applied {', '.join(applied)}" if applied else "database is up to date")
+
+
+@db.command("seed")
+def db_seed() -> None:
+    """Load the demo properties, assets and technicians (once)."""
+    import asyncpg
+
+    from stepstream.demo.data import seed
+
+    async def go() -> bool:
+        connection = await asyncpg.connect(load_settings().database_url)
+        try:
+            return await seed(connection)
+        finally:
+            await connection.close()
+
+    click.echo("demo data loaded" if run(go()) else "demo data already present")
+
+
+@click.command()
+@output_option
+def stats(output: str) -> None:
+    """Cache statistics of every worker (hits, misses, hit rate) and workflow starts per
+    tenant (allowed, rejected, deferred by rate limiting), from Redis."""
+    import redis.asyncio as aioredis
+    from rich.console import Console
+    from rich.table import Table
+
+    from stepstream.infra.cache import read_rate_stats, read_shared_stats
+
+    settings = load_settings()
+
+    async def read() -> tuple[dict[str, dict[str, int]], dict[str, dict[str, int]]]:
+        client = aioredis.from_url(settings.redis_url, socket_connect_timeout=2)
+        try:
+            prefix = settings.topic_prefix
+            return await read_shared_stats(client, prefix), await read_rate_stats(client, prefix)
+        finally:
+            await client.aclose()
+
+    cache_counts, start_counts = run(read())
+    if output == "json":
+        print_json({"caches": cache_counts, "starts": start_counts})
+        return
+    table = Table(title="caches (all workers, since Redis started)")
+    for column in ("cache", "hits", "misses", "hit rate", "entries in Redis"):
+        table.add_column(column)
+    for name, counts in sorted(cache_counts.items()):
+        hits, misses = counts.get("hits", 0), counts.get("misses", 0)
+        rate = f"{hits / (hits + misses):.1%}" if hits + misses else "-"
+        table.add_row(name, str(hits), str(misses), rate, str(counts.get("entries", 0)))
+    Console().print(table)
+    starts_table = Table(title="workflow starts per tenant (rate limiting)")
+    outcomes = ("allowed", "rejected", "deferred")
+    for column in ("tenant", *outcomes):
+        starts_table.add_column(column)
+    for tenant, totals in sorted(start_counts.items()):
+        starts_table.add_row(tenant, *(str(totals.get(outcome, 0)) for outcome in outcomes))
+    Console().print(starts_table)

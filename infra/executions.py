@@ -1,0 +1,174 @@
+"""Executions as the persister recorded them in PostgreSQL: one query per question.
+
+This is the current state (an indexed table), so `list`, `describe` and `status` cost
+the same however long the history; the topics and changelogs are never scanned.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+DESCRIBE = """
+SELECT e.execution_id, e.workflow_id, e.workflow_version, e.tenant_id, e.user_id, e.status,
+    e.input, e.outputs, e.failed_step_id, e.error, e.started_at, e.finished_at,
+    d.body AS definition,
+    (SELECT count(*) FROM workflow_replays r WHERE r.execution_id = e.execution_id) AS replays,
+    COALESCE((SELECT json_agg(s ORDER BY s.step_id, s.attempt)
+              FROM workflow_execution_steps s WHERE s.execution_id = e.execution_id),
+             '[]') AS steps
+FROM workflow_executions e
+LEFT JOIN workflow_definitions d ON d.id = e.workflow_id AND d.version = e.workflow_version
+WHERE e.execution_id = $1
+"""
+
+LIST = """
+SELECT execution_id, workflow_id, workflow_version, tenant_id, user_id, status,
+    failed_step_id, error, started_at, finished_at
+FROM workflow_executions
+WHERE ($1::text IS NULL OR workflow_id = $1)
+  AND ($2::text IS NULL OR status = $2)
+  AND ($3::text IS NULL OR tenant_id = $3)
+  AND ($4::timestamptz IS NULL OR started_at >= $4)
+  AND ($5::timestamptz IS NULL OR started_at < $5)
+  AND ($6::timestamptz IS NULL OR (started_at, execution_id) < ($6, $7))
+ORDER BY started_at DESC, execution_id DESC
+LIMIT $8
+"""
+
+TERMINAL = frozenset({"completed", "failed", "rejected"})
+
+
+@dataclass(frozen=True)
+class StepAttempt:
+    step_id: str
+    attempt: int
+    step_type: str
+    status: str
+    output: Any
+    error: str | None
+    worker: str | None
+    started_at: str | None
+    finished_at: str | None
+
+
+@dataclass(frozen=True)
+class ExecutionRecord:
+    execution_id: str
+    workflow_id: str
+    workflow_version: int
+    tenant_id: str
+    user_id: str | None
+    status: str
+    failed_step_id: str | None
+    error: str | None
+    started_at: datetime
+    finished_at: datetime | None
+    input: Any = None
+    outputs: Any = None
+    replays: int = 0  # operators' replay requests (resume, retry, rerun-from)
+    steps: list[StepAttempt] = field(default_factory=list)
+    step_order: list[str] = field(default_factory=list)  # from its definition, if known
+
+    @property
+    def ended(self) -> bool:
+        return self.status in TERMINAL
+
+    def as_dict(self) -> dict[str, Any]:
+        result = {
+            name: value.isoformat() if isinstance(value, datetime) else value
+            for name, value in vars(self).items()
+            if name not in ("steps", "step_order")
+        }
+        if self.step_order or self.steps:
+            result["steps"] = [vars(step) for step in self.steps]
+        return result
+
+
+_STEP_FIELDS = tuple(StepAttempt.__dataclass_fields__)
+
+
+def _json(value: str | None) -> Any:
+    return None if value is None else json.loads(value)
+
+
+async def describe_execution(
+    connection: asyncpg.Connection, execution_id: str
+) -> ExecutionRecord | None:
+    row = await connection.fetchrow(DESCRIBE, execution_id)
+    if row is None:
+        return None
+    definition = _json(row["definition"]) or {}
+    steps = [StepAttempt(**{k: step[k] for k in _STEP_FIELDS}) for step in json.loads(row["steps"])]
+    return ExecutionRecord(
+        **{name: row[name] for name in _COLUMNS},
+        input=_json(row["input"]),
+        outputs=_json(row["outputs"]),
+        replays=row["replays"],
+        steps=steps,
+        step_order=[step["id"] for step in definition.get("steps", [])],
+    )
+
+
+@dataclass(frozen=True)
+class Page:
+    executions: list[ExecutionRecord]
+    next_token: str | None  # pass as `after` for the next page; None on the last
+
+
+async def list_executions(
+    connection: asyncpg.Connection,
+    *,
+    workflow_id: str | None = None,
+    status: str | None = None,
+    tenant_id: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = 50,
+    after: str | None = None,
+) -> Page:
+    """Newest first. Pages are keyset-paginated: a token names the last row shown, so a
+    page costs the same at any depth and rows arriving meanwhile do not shift pages."""
+    cursor_at, cursor_id = decode_token(after) if after else (None, None)
+    rows = await connection.fetch(
+        LIST, workflow_id, status, tenant_id, since, until, cursor_at, cursor_id, limit + 1
+    )
+    records = [ExecutionRecord(**{name: row[name] for name in _COLUMNS}) for row in rows]
+    more = len(records) > limit
+    records = records[:limit]
+    token = encode_token(records[-1]) if more else None
+    return Page(records, token)
+
+
+_COLUMNS = (
+    "execution_id",
+    "workflow_id",
+    "workflow_version",
+    "tenant_id",
+    "user_id",
+    "status",
+    "failed_step_id",
+    "error",
+    "started_at",
+    "finished_at",
+)
+
+
+def encode_token(record: ExecutionRecord) -> str:
+    raw = f"{record.started_at.isoformat()}|{record.execution_id}"
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_token(token: str) -> tuple[datetime, str]:
+    """Raises ValueError for a token this module did not write."""
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+        started_at, execution_id = raw.split("|", 1)
+        return datetime.fromisoformat(started_at), execution_id
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ValueError(f"not a page token: {token!r}") from error
