@@ -211,6 +211,12 @@ def install(engine: Engine) -> None:
             limiter.changed |= set(changed)
             log.warning("rate stats not mirrored to Redis: %r", error)
 
+    @engine.rate_stats.on_recover
+    async def mirror_taken_over_totals() -> None:
+        """A worker taking over partitions mirrors their totals in full: what the last
+        owner counted in its final seconds may not have reached Redis."""
+        limiter.changed |= {key.decode() for key in engine.rate_stats.keys()}
+
     @deferred.on_recover
     async def rearm_deferred() -> None:
         """A worker taking over partitions wakes their waiting queues at once."""

@@ -30,6 +30,9 @@ from stepstream.streams.settings import Settings
 from stepstream.streams.topics import TopicNames
 
 log = logging.getLogger(__name__)
+# One line each time the worker is ready after a rebalance, whatever --loglevel says.
+ready_log = logging.getLogger("stepstream.ready")
+ready_log.setLevel(logging.INFO)
 
 
 class ConsumedMessage(Protocol):
@@ -55,6 +58,8 @@ class Worker(faust.Worker):
         percent of the worker's CPU. Setting the root level drops them at the call."""
         super().on_setup_root_logger(logger, level)
         logger.setLevel(level or logging.WARNING)
+        for handler in logger.handlers:  # the loggers' levels filter, so `ready_log` shows
+            handler.setLevel(logging.NOTSET)
         log_throttle.install(logger)
 
     async def on_shutdown(self) -> None:
@@ -361,6 +366,17 @@ def create_engine(settings: Settings, options: WorkerOptions, registry: StepRegi
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def revoked(sender: Any, revoked: set[TP], **kwargs: Any) -> None:
         engine.assigned -= set(revoked)
+
+    @app.on_rebalance_complete.connect  # type: ignore[arg-type]
+    async def say_ready(sender: Any, **kwargs: Any) -> None:
+        inputs = sorted(tp for tp in engine.assigned if tp.topic in names.all())
+        ready_log.info(
+            "worker %s ready: %d partitions of %s (consumer generation %s)",
+            options.name,
+            len(inputs),
+            ", ".join(sorted({tp.topic for tp in inputs})) or "no topic",
+            app.consumer_generation_id,
+        )
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def stop_catalog(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:

@@ -1,4 +1,4 @@
-"""Seven corrections to faust-streaming 0.15.3 (with aiokafka 0.14), applied when the
+"""Eight corrections to faust-streaming 0.15.3 (with aiokafka 0.14), applied when the
 engine is created. On a faust upgrade, re-check each against the code it names; each
 has a test that fails without it.
 
@@ -75,6 +75,14 @@ successful commit (and so at a clean shutdown and at a rebalance, which commit).
 the store itself is written before its changelog record is even sent, so the saved
 offset never runs ahead of the store; one that lags only makes recovery read more of
 the changelog. After a crash the local stores are wiped anyway (streams.local_store).
+
+8. The livelock detector leaves paused partitions alone. Every few commit intervals faust
+checks each assigned partition for a recent fetch request
+(`Consumer.verify_all_partitions_active`) and logs an ERROR for each that has none. The
+changelog partitions a worker writes but does not read are paused on purpose (and, since
+correction 1, in aiokafka too), so an idle worker logged "Aiokafka has not sent fetch
+request for TP(...changelog...)" for each of them, over and over (2,817 lines in 12
+minutes). The fix checks only the partitions that are not paused.
 """
 
 from __future__ import annotations
@@ -83,6 +91,7 @@ import asyncio
 import inspect
 import types
 from collections.abc import Awaitable, Coroutine, Generator, Mapping
+from time import monotonic
 from typing import Any, cast
 
 from faust.tables.base import Collection
@@ -302,6 +311,14 @@ def _on_commit(self: TableManager, offsets: Any) -> None:
         store.set_persisted_offset(tp, offset)
 
 
+async def _verify_all_partitions_active(self: Consumer) -> None:
+    now = monotonic()
+    for tp in self.assignment() - self._paused_partitions:
+        await self.sleep(0)
+        if not self.should_stop:
+            self.verify_event_path(now, tp)
+
+
 def apply() -> None:
     Collection._on_changelog_sent = _on_changelog_sent  # type: ignore[method-assign]  # noqa: SLF001
     TableManager.on_commit = _on_commit  # type: ignore[method-assign]
@@ -314,3 +331,4 @@ def apply() -> None:
     Consumer.pause_partitions = _pause  # type: ignore[method-assign]
     Consumer.resume_partitions = _resume  # type: ignore[method-assign]
     AIOKafkaConsumerThread.seek_to_committed = _seek_to_committed  # type: ignore[method-assign]
+    Consumer.verify_all_partitions_active = _verify_all_partitions_active  # type: ignore[method-assign]

@@ -85,7 +85,9 @@ def test_register_validates_publishes_and_stores_the_definition(
     async def stored() -> list[tuple[str, int]]:
         connection = await asyncpg.connect(schema_database_url)
         try:
-            rows = await connection.fetch("SELECT id, version FROM workflow_definitions")
+            rows = await connection.fetch(
+                "SELECT id, version FROM workflow_definitions WHERE id = 'maintenance-request'"
+            )
             return [tuple(row) for row in rows]
         finally:
             await connection.close()
