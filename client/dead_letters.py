@@ -18,7 +18,7 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from stepstream.client.watch import reader, rewind
 from stepstream.schemas.codec import CODEC, EventCodecError
 from stepstream.streams.settings import Settings
-from stepstream.streams.topics import TopicNames
+from stepstream.streams.topics import TopicNames, require_topics
 
 
 @dataclass(frozen=True)
@@ -46,10 +46,11 @@ async def read_letters(
 ) -> list[Letter]:
     """The dead letters up to the topic's current end, oldest first in each partition,
     optionally only those from one topic or of one execution."""
+    topic = TopicNames.for_prefix(settings.topic_prefix).dead_letter
+    await require_topics(settings.kafka_bootstrap_servers, [topic])
     consumer = reader(settings)
     await consumer.start()
     try:
-        topic = TopicNames.for_prefix(settings.topic_prefix).dead_letter
         partitions = [TopicPartition(topic, p) for p in range(settings.topic_partitions)]
         ends = await rewind(consumer, partitions)
         letters = []
