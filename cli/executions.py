@@ -176,6 +176,8 @@ def describe(execution_id: str, output: str) -> None:
     if record.error:
         click.echo(f"{'error:':<18}{record.error}")
     click.echo(f"{'input:':<18}{json.dumps(record.input)}")
+    if record.outputs is not None:
+        click.echo(f"{'outputs:':<18}{json.dumps(record.outputs)}")
     table = Table(title="step attempts")
     for column in ("step", "attempt", "type", "status", "worker", "took", "output / error"):
         table.add_column(column)

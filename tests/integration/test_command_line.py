@@ -243,6 +243,11 @@ def test_list_describe_and_status(engine: tuple[Settings, dict[str, str]]) -> No
         "PermanentStepError: b failed on purpose"
     )
 
+    shown = cli(env, "describe", "cli-ok-0")
+    assert shown.returncode == 0, shown.stderr
+    assert "status:           completed" in shown.stdout
+    assert '"d": {"step": "d"}' in shown.stdout  # the outputs, by step
+
     status = cli(env, "status", "cli-ok-1")
     assert status.returncode == 0, status.stderr
     rows = [line for line in status.stdout.splitlines() if line.startswith("│")]
