@@ -24,19 +24,28 @@ def read_definition(file: Path, step_types: set[str] | None = None) -> WorkflowD
 
 @click.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--steps",
+    "step_modules",
+    multiple=True,
+    help="A module defining step packages whose types FILE may use (repeatable).",
+)
 @output_option
-def register(file: Path, output: str) -> None:
-    """Validate a definition FILE and publish it to every worker."""
+def register(file: Path, step_modules: tuple[str, ...], output: str) -> None:
+    """Validate a definition FILE and publish it to every worker. Its step types must be
+    built in, or come from an installed step package or one named with --steps."""
     import asyncpg
 
     from stepstream.infra.definition_store import save_definition
     from stepstream.steps.builtin import default_registry
     from stepstream.steps.maintenance import STEP_TYPES as MAINTENANCE_STEP_TYPES
+    from stepstream.steps.packages import load_packages
     from stepstream.streams.definitions import DefinitionConflict, register_definition
     from stepstream.streams.topics import TopicNames, declare_topics
 
     settings = load_settings()
-    definition = read_definition(file, {*default_registry(), *MAINTENANCE_STEP_TYPES})
+    packaged = {step_type for p in load_packages(step_modules) for step_type in p.handlers}
+    definition = read_definition(file, {*default_registry(), *MAINTENANCE_STEP_TYPES, *packaged})
     names = TopicNames.for_prefix(settings.topic_prefix)
 
     async def publish() -> bool:

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import click
 
+from stepstream.steps.packages import StepPackageError
 from stepstream.streams.settings import Settings, SettingsError
 from stepstream.streams.topics import TopicsMissing
 
@@ -89,6 +90,8 @@ def explain(error: BaseException) -> CommandFailed | None:
     """The one-line failure for an expected error; None for a bug."""
     if isinstance(error, TopicsMissing):
         return CommandFailed(str(error), ExitCode.UNAVAILABLE)
+    if isinstance(error, StepPackageError):
+        return CommandFailed(str(error), ExitCode.INVALID)
     service = failing_service(error)
     if service is not None:
         try:

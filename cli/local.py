@@ -64,17 +64,29 @@ def run_demo() -> None:
 @click.option("--concurrency", default=32, show_default=True, help="Steps run at once.")
 @click.option("--store", default="rocksdb://", show_default=True, help="Faust table store.")
 @click.option("--loglevel", default="warn", show_default=True)
+@click.option(
+    "--steps",
+    "step_modules",
+    multiple=True,
+    help="A module defining step packages (repeatable); installed ones load by themselves.",
+)
 def worker(
-    name: str | None, data_dir: Path | None, concurrency: int, store: str, loglevel: str
+    name: str | None,
+    data_dir: Path | None,
+    concurrency: int,
+    store: str,
+    loglevel: str,
+    step_modules: tuple[str, ...],
 ) -> None:
-    """Run a worker: intake and coordinator (faust agents), executor and persister."""
+    """Run a worker: intake and coordinator (faust agents), executor and persister, with
+    the built-in steps and every step package installed or named with --steps."""
     from stepstream.streams.engine import WorkerOptions, default_data_dir
     from stepstream.worker import run_worker
 
     settings = load_settings()
     name = name or f"{os.uname().nodename}-{os.getpid()}"
     options = WorkerOptions(name, data_dir or default_data_dir(name), store, concurrency)
-    run_worker(settings, options, loglevel)
+    run_worker(settings, options, loglevel, step_modules)
 
 
 @click.group()

@@ -5,13 +5,18 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from stepstream.steps.packages import StepPackage
 from stepstream.steps.registry import PermanentStepError, StepContext, StepRegistry
 
+BUILTIN = StepPackage("builtin")
 
+
+@BUILTIN.step("noop")
 async def noop(context: StepContext) -> dict[str, Any]:
     return {"step": context.step_id}
 
 
+@BUILTIN.step("sleep")
 async def sleep(context: StepContext) -> dict[str, Any]:
     """Sleeps `config.seconds`, else the workflow input's `sleep_seconds`, else 0."""
     seconds = context.config.get("seconds", context.input.get("sleep_seconds", 0))
@@ -25,6 +30,7 @@ class InjectedFailure(Exception):
     """What the `fail` step raises."""
 
 
+@BUILTIN.step("fail")
 async def fail(context: StepContext) -> dict[str, Any]:
     """Raises on every attempt, or only on the first `config.attempts` of them (a fault
     that goes away: what an operator's retry is for); retryable unless
@@ -40,7 +46,5 @@ async def fail(context: StepContext) -> dict[str, Any]:
 
 def default_registry() -> StepRegistry:
     registry = StepRegistry()
-    registry.add("noop", noop)
-    registry.add("sleep", sleep)
-    registry.add("fail", fail)
+    registry.include(BUILTIN)
     return registry

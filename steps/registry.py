@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from stepstream.steps.packages import StepPackage
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,15 @@ class UnknownStepType(PermanentStepError):
 class StepRegistry(Mapping[str, StepHandler]):
     def __init__(self) -> None:
         self._handlers: dict[str, StepHandler] = {}
+        self.packages: list[StepPackage] = []  # whose resources close at shutdown
+
+    def include(self, package: StepPackage) -> None:
+        """Every step type of the package; a type already registered is an error."""
+        taken = sorted(set(package.handlers) & set(self._handlers))
+        if taken:
+            raise ValueError(f"step package {package.name}: {', '.join(taken)} already registered")
+        self._handlers.update(package.handlers)
+        self.packages.append(package)
 
     def register(self, step_type: str) -> Callable[[StepHandler], StepHandler]:
         def decorate(handler: StepHandler) -> StepHandler:

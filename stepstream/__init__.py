@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from stepstream.client import Outcome, ReplayRefused, StartRefused, WorkflowClient
+    from stepstream.steps.packages import StepPackage
     from stepstream.steps.registry import (
         PermanentStepError,
         StepContext,
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 
 _HOMES = {
     "stepstream.client": ("Outcome", "ReplayRefused", "StartRefused", "WorkflowClient"),
+    "stepstream.steps.packages": ("StepPackage",),
     "stepstream.steps.registry": (
         "PermanentStepError",
         "StepContext",
@@ -69,6 +71,7 @@ __all__ = [
     "StepContext",
     "StepDefinition",
     "StepHandler",
+    "StepPackage",
     "StepRegistry",
     "WorkflowClient",
     "WorkflowDefinition",

@@ -8,6 +8,7 @@ Only this module imports all of them, so the engine knows nothing of the agents.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from pathlib import Path
 
 import redis.asyncio as aioredis
@@ -18,6 +19,7 @@ from stepstream.infra.cache import TieredCache
 from stepstream.infra.priority import PriorityService
 from stepstream.steps.builtin import default_registry
 from stepstream.steps.maintenance import MaintenanceSteps
+from stepstream.steps.packages import load_packages
 from stepstream.streams.engine import Engine, Worker, WorkerOptions, create_engine
 from stepstream.streams.local_store import trust_or_forget
 from stepstream.streams.settings import Settings
@@ -49,9 +51,14 @@ def priority_service(settings: Settings) -> PriorityService:
     return PriorityService(classifier, model, cache)
 
 
-def build_worker(settings: Settings, options: WorkerOptions) -> Engine:
-    """The engine with every step type registered and the four agents installed."""
+def build_worker(
+    settings: Settings, options: WorkerOptions, step_modules: Sequence[str] = ()
+) -> Engine:
+    """The engine with every step type registered (built-in, maintenance, the installed
+    step packages and those of `step_modules`) and the four agents installed."""
     registry = default_registry()
+    for package in load_packages(step_modules):
+        registry.include(package)
     engine = create_engine(settings, options, registry)
     MaintenanceSteps(
         engine.database, priority_service(settings), engine.publish_notification
@@ -61,8 +68,12 @@ def build_worker(settings: Settings, options: WorkerOptions) -> Engine:
     return engine
 
 
-def run_worker(settings: Settings, options: WorkerOptions, loglevel: str) -> None:
-    """Declare the topics (with the configured partitions), then run until stopped."""
+def run_worker(
+    settings: Settings, options: WorkerOptions, loglevel: str, step_modules: Sequence[str] = ()
+) -> None:
+    """Load the step packages, declare the topics (with the configured partitions), then
+    run until stopped. A package that cannot be loaded stops it before anything starts."""
+    load_packages(step_modules)  # StepPackageError before any connection is made
     asyncio.run(
         declare_topics(
             settings.kafka_bootstrap_servers,
@@ -76,6 +87,6 @@ def run_worker(settings: Settings, options: WorkerOptions, loglevel: str) -> Non
     # uvloop: the worker spends a large share of its time in the event loop itself.
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     asyncio.set_event_loop(asyncio.new_event_loop())  # asyncio.run closed the last one
-    engine = build_worker(settings, options)
+    engine = build_worker(settings, options, step_modules)
     trust_or_forget(options.data_dir, Path(engine.app.conf.tabledir))
     Worker(engine.app, options.data_dir, loglevel=loglevel, quiet=True).execute_from_commandline()

@@ -163,6 +163,8 @@ class Engine:
         if self._redis is not None:
             await self._redis.aclose()
             self._redis = None
+        for package in self.registry.packages:  # step packages' resources
+            await package.close()
 
     async def producer(self) -> ProducerT:
         return cast(ProducerT, await self.app.maybe_start_producer())

@@ -109,6 +109,13 @@ def test_postgres_unreachable_is_one_line_without_the_password(
     assert "DATABASE_URL" in line and "hunter2" not in line
 
 
+def test_a_step_package_that_cannot_load_stops_the_worker(settings: Settings) -> None:
+    result = cli(engine_env(settings, "unused"), "worker", "--steps", "no_such_steps_module")
+    assert result.returncode == 2
+    line = one_line(result)
+    assert "step package 'no_such_steps_module' could not be imported" in line
+
+
 def test_redis_unreachable_for_stats(settings: Settings) -> None:
     result = cli(engine_env(settings, "unused", REDIS_URL="redis://127.0.0.1:1/0"), "stats")
     assert result.returncode == 3

@@ -8,6 +8,8 @@ services script and its Kafka pom, the demo's example) travel inside the wheel.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import shutil
 import subprocess
@@ -16,6 +18,7 @@ import venv
 from collections.abc import Iterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from stepstream.streams.settings import Settings
@@ -176,3 +179,49 @@ def test_run_the_demo_from_the_packaged_example(
     result = stepstream(installed, outside, env, "run", timeout=300)
     assert result.returncode == 0, f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     assert "completed" in result.stdout.splitlines()[-1]
+
+
+def test_an_installed_step_package_runs_its_steps(
+    installed: Path, outside: Path, env: dict[str, str], schema_database_url: str
+) -> None:
+    """`pip install` of a step package is all a worker needs: its entry point is found,
+    `register` accepts its step type, and the step runs with its resource."""
+    package = REPOSITORY / "examples" / "step-package"
+    subprocess.run([installed / "pip", "install", "-q", package], check=True, cwd=outside)
+    shutil.copy(package / "greet.yaml", outside / "greet.yaml")
+    registered = stepstream(installed, outside, env, "register", "greet.yaml")
+    assert registered.returncode == 0, registered.stderr
+    log = (outside / "worker.log").open("w")
+    process = subprocess.Popen(
+        [installed / "stepstream", "worker", "--data-dir", outside / "worker"],
+        cwd=outside,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        started = stepstream(
+            installed,
+            outside,
+            env,
+            *("start", "greet", "--tenant", "t", "--user", "u", "--input", '{"name": "Ada"}'),
+            *("--execution-id", "greet-1", "--wait", "--timeout", "150", "-o", "json"),
+        )
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+        log.close()
+    worker_log = (outside / "worker.log").read_text()[-3000:]
+    assert started.returncode == 0, f"{started.stdout}\n{started.stderr}\n{worker_log}"
+    outputs = json.loads(json.loads(started.stdout)["outputs_json"])
+    assert outputs["greet"] == {"greeting": "Welcome, Ada!"}
+
+    async def recorded() -> list[str]:
+        connection = await asyncpg.connect(schema_database_url)
+        try:
+            rows = await connection.fetch("SELECT greeting FROM greetings")
+            return [row["greeting"] for row in rows]
+        finally:
+            await connection.close()
+
+    assert asyncio.run(recorded()) == ["Welcome, Ada!"]
