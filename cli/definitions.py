@@ -42,10 +42,14 @@ def register(file: Path, step_modules: tuple[str, ...], output: str) -> None:
     from stepstream.steps.packages import load_packages
     from stepstream.streams.definitions import DefinitionConflict, register_definition
     from stepstream.streams.topics import TopicNames, declare_topics
+    from stepstream.workflows.definition import with_type_defaults
 
     settings = load_settings()
-    packaged = {step_type for p in load_packages(step_modules) for step_type in p.handlers}
+    packages = load_packages(step_modules)
+    packaged = {step_type for package in packages for step_type in package.handlers}
     definition = read_definition(file, {*default_registry(), *MAINTENANCE_STEP_TYPES, *packaged})
+    defaults = {t: d for package in packages for t, d in package.defaults.items()}
+    definition = with_type_defaults(definition, defaults)
     names = TopicNames.for_prefix(settings.topic_prefix)
 
     async def publish() -> bool:

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import asyncpg
 
 from stepstream.infra.priority import PriorityService
-from stepstream.steps.registry import PermanentStepError, StepContext, StepRegistry
+from stepstream.steps.packages import StepPackage
+from stepstream.steps.registry import PermanentStepError, StepContext
 
 Publish = Callable[[StepContext, dict[str, Any]], Awaitable[None]]
 
@@ -130,17 +132,20 @@ def request_id_of(context: StepContext) -> int:
 
 
 class MaintenanceSteps:
+    """The four steps as a step package. The pool is the worker's; the priority service
+    (its AI client and Redis cache) is the package's resource, opened by the first
+    ASSIGN_PRIORITY_AI and closed with the worker."""
+
     def __init__(
         self,
         pool: Callable[[], Awaitable[asyncpg.Pool]],
-        priority: PriorityService,
+        priority: Callable[[], AbstractAsyncContextManager[PriorityService]],
         publish_notification: Publish,
     ) -> None:
         self._pool = pool
-        self._priority = priority
         self._publish = publish_notification
-
-    def register(self, registry: StepRegistry) -> None:
+        self.package = StepPackage("maintenance")
+        self.package.resource("priority")(priority)
         handlers = (
             self.create_request,
             self.assign_priority,
@@ -148,7 +153,7 @@ class MaintenanceSteps:
             self.assign_technician,
         )
         for step_type, handler in zip(STEP_TYPES, handlers, strict=True):
-            registry.add(step_type, handler)
+            self.package.step(step_type)(handler)
 
     async def create_request(self, context: StepContext) -> dict[str, Any]:
         data = context.input
@@ -177,7 +182,8 @@ class MaintenanceSteps:
         request = await pool.fetchrow(READ_REQUEST, request_id)
         if request is None:
             raise PermanentStepError(f"maintenance request {request_id} does not exist")
-        decision = await self._priority.decide(
+        priority: PriorityService = await self.package.get("priority")
+        decision = await priority.decide(
             context.tenant_id, request["title"], request["description"], request["category"]
         )
         await pool.execute(

@@ -32,6 +32,7 @@ from importlib.metadata import entry_points
 from typing import Any, TypeVar
 
 from stepstream.steps.registry import StepHandler
+from stepstream.workflows.definition import RetryPolicy, StepTypeDefaults
 
 ENTRY_POINT_GROUP = "stepstream.steps"
 ResourceFactory = Callable[[], AbstractAsyncContextManager[Any]]
@@ -46,13 +47,22 @@ class StepPackage:
     def __init__(self, name: str) -> None:
         self.name = name
         self.handlers: dict[str, StepHandler] = {}
+        self.defaults: dict[str, StepTypeDefaults] = {}  # applied by `register`
         self._factories: dict[str, ResourceFactory] = {}
         self._opened: dict[str, Any] = {}
         self._stack = AsyncExitStack()
         self._lock = asyncio.Lock()
 
-    def step(self, step_type: str) -> Callable[[StepHandler], StepHandler]:
-        """Register an async function of StepContext as the handler of `step_type`."""
+    def step(
+        self, step_type: str, *, timeout_ms: int | None = None, retry: RetryPolicy | None = None
+    ) -> Callable[[StepHandler], StepHandler]:
+        """Register an async function of StepContext as the handler of `step_type`. The
+        timeout and retry policy apply to steps of this type that set neither (a step's
+        own setting wins, then these, then the workflow's defaults)."""
+        if timeout_ms is not None and timeout_ms <= 0:
+            raise ValueError(f"{self.name}: {step_type} timeout_ms must be positive")
+        if retry is not None and retry.max_attempts < 1:
+            raise ValueError(f"{self.name}: {step_type} retry.max_attempts must be at least 1")
 
         def register(handler: StepHandler) -> StepHandler:
             if step_type in self.handlers:
@@ -60,6 +70,8 @@ class StepPackage:
             if not inspect.iscoroutinefunction(handler):
                 raise TypeError(f"{self.name}: the handler of {step_type!r} must be async")
             self.handlers[step_type] = handler
+            if timeout_ms is not None or retry is not None:
+                self.defaults[step_type] = StepTypeDefaults(timeout_ms, retry)
             return handler
 
         return register

@@ -8,7 +8,8 @@ Only this module imports all of them, so the engine knows nothing of the agents.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import contextlib
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import redis.asyncio as aioredis
@@ -26,8 +27,10 @@ from stepstream.streams.settings import Settings
 from stepstream.streams.topics import TopicNames, declare_topics
 
 
-def priority_service(settings: Settings) -> PriorityService:
-    """The configured AI provider (or the rules) behind the AI response cache."""
+@contextlib.asynccontextmanager
+async def priority_service(settings: Settings) -> AsyncIterator[PriorityService]:
+    """The configured AI provider (or the rules) behind the AI response cache; its HTTP
+    and Redis clients are closed when the worker shuts down."""
     classifier: PriorityClassifier
     if settings.ai_base_url:
         classifier = OpenAICompatibleClassifier(
@@ -48,7 +51,12 @@ def priority_service(settings: Settings) -> PriorityService:
         prefix=settings.topic_prefix,
         enabled=settings.cache_enabled,
     )
-    return PriorityService(classifier, model, cache)
+    try:
+        yield PriorityService(classifier, model, cache)
+    finally:
+        if isinstance(classifier, OpenAICompatibleClassifier):
+            await classifier.close()
+        await redis.aclose()
 
 
 def build_worker(
@@ -60,9 +68,10 @@ def build_worker(
     for package in load_packages(step_modules):
         registry.include(package)
     engine = create_engine(settings, options, registry)
-    MaintenanceSteps(
-        engine.database, priority_service(settings), engine.publish_notification
-    ).register(registry)
+    maintenance = MaintenanceSteps(
+        engine.database, lambda: priority_service(settings), engine.publish_notification
+    )
+    registry.include(maintenance.package)
     for agent in (intake, coordinator, executor, persister):
         agent.install(engine)
     return engine

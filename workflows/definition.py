@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
 
@@ -34,6 +34,14 @@ class StepDefinition:
     timeout_ms: int | None = None
     parallel: bool | None = None
     config: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class StepTypeDefaults:
+    """What a step type's package declares for the steps of that type that set nothing."""
+
+    timeout_ms: int | None = None
+    retry: RetryPolicy | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,3 +129,20 @@ def dependency_graph(steps: tuple[StepDefinition, ...]) -> DependencyGraph:
         order=order,
         position={step_id: i for i, step_id in enumerate(order)},
     )
+
+
+def with_type_defaults(
+    definition: WorkflowDefinition, defaults: Mapping[str, StepTypeDefaults]
+) -> WorkflowDefinition:
+    """The definition with each step's unset timeout and retry taken from its type's
+    defaults. A step's own setting wins, then its type's, then the workflow's `defaults`.
+    Applied when a definition is registered, so the stored definition says it all."""
+
+    def filled(step: StepDefinition) -> StepDefinition:
+        declared = defaults.get(step.type)
+        if declared is None:
+            return step
+        timeout = step.timeout_ms if step.timeout_ms is not None else declared.timeout_ms
+        return replace(step, timeout_ms=timeout, retry=step.retry or declared.retry)
+
+    return replace(definition, steps=tuple(filled(step) for step in definition.steps))

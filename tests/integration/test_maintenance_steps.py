@@ -4,6 +4,7 @@ assignment, and technician capacity under concurrent assignments."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -55,7 +56,11 @@ def steps(pool: CountingPool, published: list[dict[str, Any]]) -> MaintenanceSte
     async def publish(context: StepContext, notification: dict[str, Any]) -> None:
         published.append(notification)
 
-    return MaintenanceSteps(get_pool, PriorityService(RulesClassifier(), "rules"), publish)
+    @contextlib.asynccontextmanager
+    async def priority() -> AsyncIterator[PriorityService]:
+        yield PriorityService(RulesClassifier(), "rules")
+
+    return MaintenanceSteps(get_pool, priority, publish)
 
 
 async def ids(pool: CountingPool, sql: str) -> int:

@@ -17,6 +17,7 @@ import sys
 import venv
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -225,3 +226,17 @@ def test_an_installed_step_package_runs_its_steps(
             await connection.close()
 
     assert asyncio.run(recorded()) == ["Welcome, Ada!"]
+
+    async def registered_body() -> dict[str, Any]:
+        connection = await asyncpg.connect(schema_database_url)
+        try:
+            body = await connection.fetchval(
+                "SELECT body FROM workflow_definitions WHERE id = 'greet' AND version = 1"
+            )
+            return dict(json.loads(body))
+        finally:
+            await connection.close()
+
+    greet, done = asyncio.run(registered_body())["steps"]
+    assert (greet["timeoutMs"], greet["retry"]["maxAttempts"]) == (10_000, 3)  # GREET's own
+    assert "timeoutMs" not in done and "retry" not in done  # noop declares none

@@ -12,7 +12,7 @@ from typing import Any
 
 import asyncpg
 
-from stepstream import PermanentStepError, StepContext, StepPackage
+from stepstream import PermanentStepError, RetryPolicy, StepContext, StepPackage
 
 steps = StepPackage("greetings")
 
@@ -31,7 +31,8 @@ async def database() -> AsyncIterator[asyncpg.Pool]:
         yield pool
 
 
-@steps.step("GREET")
+# For GREET steps that set neither: 10 s per attempt, 3 attempts (a database restart).
+@steps.step("GREET", timeout_ms=10_000, retry=RetryPolicy(max_attempts=3, initial_backoff_ms=500))
 async def greet(context: StepContext) -> dict[str, Any]:
     name = context.input.get("name")
     if not isinstance(name, str) or not name:
