@@ -59,6 +59,7 @@ class Applied:
     outputs: list[Output] = field(default_factory=list)
     letters: list[tuple[ConsumedMessage, Exception | str]] = field(default_factory=list)
     rejections: list[dict[str, Any]] = field(default_factory=list)
+    superseded: list[str] = field(default_factory=list)  # reports of attempts not current
 
 
 def source_codes(names: Any) -> dict[str, str]:
@@ -71,10 +72,21 @@ def core_event(name: str, record: dict[str, Any]) -> Event:
     if name == "WorkflowStarted":
         return Started(at_ms=record["timestamp"])
     if name == "StepCompleted":
+        try:
+            output = from_json(record["output_json"])
+        except ValueError as error:  # the worker's bug: fail the attempt, for good, and say why
+            return StepFailed(
+                record["step_id"],
+                record["attempt"],
+                f"InvalidOutput: output_json is not JSON ({error})",
+                retryable=False,
+                at_ms=record["finished_at"],
+                started_at_ms=record["started_at"],
+            )
         return StepCompleted(
             record["step_id"],
             record["attempt"],
-            from_json(record["output_json"]),
+            output,
             at_ms=record["finished_at"],
             started_at_ms=record["started_at"],
         )
@@ -209,6 +221,13 @@ def install(engine: Engine) -> None:
                 continue
             new_state, commands = reduce(state, core)
             if new_state is state and applied is not None:
+                if isinstance(core, StepCompleted | StepFailed):
+                    current_attempt = state.steps[core.step_id].attempt
+                    if core.attempt != current_attempt:
+                        result.superseded.append(
+                            f"{key.decode()}/{core.step_id} attempt {core.attempt}"
+                            f" (current {current_attempt})"
+                        )
                 continue  # a duplicate or stale event: nothing to write, nothing to emit
             current = (new_state, origin, {**(applied or {}), source: message.offset})
             result.checkpoint = current
@@ -242,6 +261,9 @@ def install(engine: Engine) -> None:
             letters += result.letters
             outputs += result.outputs
             rejections += result.rejections
+            for report in result.superseded:  # a late report: the attempt was superseded
+                engine.superseded_reports += 1
+                log.warning("ignored the report of %s: not the current attempt", report)
         for message, reason in letters:
             await engine.dead_letter(message, reason)
         for record in rejections:

@@ -68,10 +68,13 @@ class ExecutionView:
             self.detail = record.get("reason") or record.get("error") or ""
             return
         step = self.steps.setdefault(record["step_id"], StepView(record["step_id"]))
-        step.attempt = record["attempt"]
         if event.name == "StepReady":
+            step.attempt = record["attempt"]
             step.status, step.ready_at = "running", record["timestamp"]
         elif event.name in {"StepCompleted", "StepFailed"}:
+            if step.attempt and record["attempt"] != step.attempt:
+                return  # a superseded attempt's late report: the coordinator ignores it too
+            step.attempt = record["attempt"]
             step.status = "completed" if event.name == "StepCompleted" else "failed"
             step.started_at, step.finished_at = record["started_at"], record["finished_at"]
             step.worker = record["worker"]

@@ -110,6 +110,7 @@ class Engine:
     _pool_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _redis: aioredis.Redis | None = None
     stale_events: int = 0  # dropped by the generation fence
+    superseded_reports: int = 0  # step reports of an attempt that was no longer current
     assigned: set[TP] = field(default_factory=set)  # kept by faust's rebalance signals
 
     async def database(self) -> asyncpg.Pool:
