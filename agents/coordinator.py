@@ -152,7 +152,9 @@ def install(engine: Engine) -> None:
         match command:
             case EmitStepReady():
                 record = step_ready(origin, command)
-                await engine.send(names.step_ready, execution_id, "StepReady", record)
+                queue = state.definition.step_by_id[command.step_id].queue
+                topic = names.step_ready if queue is None else names.task_queue(queue)
+                await engine.send(topic, execution_id, "StepReady", record)
             case CompleteWorkflow():
                 record = envelope(
                     "completed",

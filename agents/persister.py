@@ -23,6 +23,7 @@ from stepstream.infra.definition_store import save_definition
 from stepstream.schemas.codec import CODEC, DecodedEvent, EventCodecError
 from stepstream.streams.engine import Engine
 from stepstream.streams.groups import commit, group_consumer
+from stepstream.streams.topics import declare_topics
 from stepstream.workflows import InvalidDefinition, build_definition
 
 log = logging.getLogger(__name__)
@@ -223,6 +224,16 @@ class Persister:
                 reason = f"invalid definition: {type(error).__name__}: {error}"
                 letters.append(await self.engine.dead_letter(message, reason))
         await asyncio.gather(*letters)  # delivered before the batch is committed
+        queues = {step.queue for d in valid for step in d.steps if step.queue is not None}
+        if queues:  # a definition published past `register` gets its task queues too
+            settings = self.engine.settings
+            await declare_topics(
+                settings.kafka_bootstrap_servers,
+                self.engine.names,
+                settings.topic_partitions,
+                settings.replication_factor,
+                queues,
+            )
         if valid:  # for `describe` and queries; `register` saves its own the same way
             pool = await self.engine.database()
             async with pool.acquire() as connection:

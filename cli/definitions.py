@@ -58,6 +58,7 @@ def register(file: Path, step_modules: tuple[str, ...], output: str) -> None:
             names,
             settings.topic_partitions,
             settings.replication_factor,
+            queues={step.queue for step in definition.steps if step.queue is not None},
         )
         fresh = await register_definition(
             settings.kafka_bootstrap_servers, names.definitions, definition

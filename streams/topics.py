@@ -4,6 +4,7 @@ partitions, so one execution's events meet in one partition and its table rows a
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -41,6 +42,10 @@ class TopicNames:
     def all(self) -> list[str]:
         return [getattr(self, f.name) for f in fields(self)]
 
+    def task_queue(self, queue: str) -> str:
+        """Where the step-ready events of a step with `queue: <queue>` go."""
+        return f"{self.step_ready.removesuffix('.step-ready')}.tasks.{queue}"
+
 
 class TopicsMissing(LookupError):
     """The engine's topics do not exist yet. Clients never create them: a broker that
@@ -70,34 +75,40 @@ async def require_topics(bootstrap_servers: str, topics: list[str]) -> None:
 
 
 async def declare_topics(
-    bootstrap_servers: str, names: TopicNames, partitions: int, replication_factor: int = 1
+    bootstrap_servers: str,
+    names: TopicNames,
+    partitions: int,
+    replication_factor: int = 1,
+    queues: Iterable[str] = (),
 ) -> None:
-    """Create every topic that does not exist yet. Definitions are compacted, one
-    partition (a small, totally ordered catalog every worker reads whole)."""
+    """Create every topic that does not exist yet: the engine's, and those of the given
+    task queues. Definitions are compacted, one partition (a small, totally ordered
+    catalog every worker reads whole)."""
+    wanted = [
+        NewTopic(name, num_partitions=partitions, replication_factor=replication_factor)
+        for name in [*names.all(), *(names.task_queue(queue) for queue in queues)]
+        if name != names.definitions
+    ]
+    wanted.append(
+        NewTopic(
+            names.definitions,
+            num_partitions=1,
+            replication_factor=replication_factor,
+            topic_configs={"cleanup.policy": "compact"},
+        )
+    )
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        wanted = [
-            NewTopic(name, num_partitions=partitions, replication_factor=replication_factor)
-            for name in names.all()
-            if name != names.definitions and name not in existing
-        ]
-        if names.definitions not in existing:
-            wanted.append(
-                NewTopic(
-                    names.definitions,
-                    num_partitions=1,
-                    replication_factor=replication_factor,
-                    topic_configs={"cleanup.policy": "compact"},
-                )
-            )
         for topic in wanted:  # one at a time: a concurrent creator must not fail us
+            if topic.name in existing:
+                continue
             try:
                 await admin.create_topics([topic])
             except TopicAlreadyExistsError:
                 pass
-        await _wait_for_metadata(admin, names.all())
+        await _wait_for_metadata(admin, [topic.name for topic in wanted])
     finally:
         await admin.close()
 

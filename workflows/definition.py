@@ -34,6 +34,7 @@ class StepDefinition:
     timeout_ms: int | None = None
     parallel: bool | None = None
     config: Mapping[str, Any] = field(default_factory=dict)
+    queue: str | None = None  # a task queue: its step-ready events go to workers of their own
 
 
 @dataclass(frozen=True, slots=True)

@@ -61,6 +61,7 @@ def definition_to_dict(definition: WorkflowDefinition) -> dict[str, Any]:
                 **({"timeoutMs": step.timeout_ms} if step.timeout_ms is not None else {}),
                 **({"parallel": step.parallel} if step.parallel is not None else {}),
                 **({"config": dict(step.config)} if step.config else {}),
+                **({"queue": step.queue} if step.queue is not None else {}),
             }
             for step in definition.steps
         ],

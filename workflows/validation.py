@@ -26,7 +26,9 @@ MAX_ATTEMPTS_LIMIT = 100
 WORKFLOW_FIELDS = {"id", "version", "name", "description", "steps", "defaults", "rateLimit"}
 RATE_LIMIT_FIELDS = {"points", "windowSeconds", "policy"}
 STEP_FIELDS = {"id", "type", "name", "description", "dependsOn", "retry", "timeoutMs"}
-STEP_FIELDS |= {"parallel", "config"}
+STEP_FIELDS |= {"parallel", "config", "queue"}
+# A queue name becomes part of a topic name: `<prefix>.tasks.<queue>`.
+QUEUE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 RETRY_FIELDS = {"maxAttempts", "initialBackoffMs", "multiplier", "maxBackoffMs", "jitter"}
 DEFAULTS_FIELDS = {"retry", "timeoutMs"}
 
@@ -101,7 +103,7 @@ def check_definition(
             problems.append(Problem(f"steps[{index}].id", f"malformed step id {step.id!r}"))
         if not TYPE_PATTERN.match(step.type):
             problems.append(Problem(f"{where}.type", f"malformed step type {step.type!r}"))
-        elif step_types is not None and step.type not in step_types:
+        elif step_types is not None and step.queue is None and step.type not in step_types:
             known = ", ".join(sorted(step_types)) or "none registered"
             problems.append(Problem(f"{where}.type", f"unknown step type {step.type!r} ({known})"))
         if step.retry is not None:
@@ -254,6 +256,13 @@ class _Parser:
         if not isinstance(config, Mapping):
             self.fail(f"{where}.config", "must be a mapping")
             config = {}
+        queue = raw.get("queue")
+        if queue is not None and not (isinstance(queue, str) and QUEUE_NAME.fullmatch(queue)):
+            self.fail(
+                f"{where}.queue",
+                f"must be lowercase letters, digits, '_' or '-' (at most 64), got {queue!r}",
+            )
+            queue = None
         return StepDefinition(
             id=self.text(raw, "id", f"{where}.id"),
             type=self.text(raw, "type", f"{where}.type"),
@@ -262,6 +271,7 @@ class _Parser:
             timeout_ms=self.optional_int(raw, "timeoutMs", f"{where}.timeoutMs"),
             parallel=parallel,
             config=dict(config),
+            queue=queue,
         )
 
     def defaults(self, raw: Any) -> DefaultPolicies:

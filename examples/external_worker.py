@@ -1,0 +1,127 @@
+"""An external step worker that speaks only Kafka and the Avro schemas (no stepstream).
+
+    python examples/external_worker.py --queue billing --schemas schemas/ \\
+        [--bootstrap 127.0.0.1:19092] [--prefix stepstream]
+
+It does what a worker in any language does:
+1. consume `<prefix>.tasks.<queue>` in a consumer group of its own;
+2. decode each record: Avro single-object encoding, i.e. the bytes C3 01, the 8-byte
+   CRC-64-AVRO fingerprint of the writer schema's parsing canonical form, then the Avro
+   body of a `StepReady` (schemas/StepReady.avsc);
+3. do the work (here: echo the step's config and say who did it);
+4. publish a `StepCompleted` (or `StepFailed`) to `<prefix>.step-completed`, keyed by the
+   execution id (Kafka's default partitioner), copying the StepReady's identity fields;
+5. commit the task's offset only after the report is acknowledged, so a worker that dies
+   mid-step leaves the task to be delivered again (reports are de-duplicated by event_id).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import io
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from fastavro import parse_schema, schemaless_reader, schemaless_writer
+from fastavro.schema import fingerprint, to_parsing_canonical_form
+
+MARKER = b"\xc3\x01"
+IDENTITY = ("execution_id", "workflow_id", "workflow_version", "tenant_id", "user_id")
+
+
+class Schema:
+    """One .avsc file, with its single-object header."""
+
+    def __init__(self, path: Path) -> None:
+        self.parsed = parse_schema(json.loads(path.read_text()))
+        canonical = to_parsing_canonical_form(self.parsed)
+        self.header = MARKER + bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO"))
+
+    def encode(self, record: dict[str, Any]) -> bytes:
+        body = io.BytesIO()
+        schemaless_writer(body, self.parsed, record)
+        return self.header + body.getvalue()
+
+    def decode(self, data: bytes) -> dict[str, Any]:
+        if data[:10] != self.header:
+            raise ValueError("not a record of this schema")
+        return dict(schemaless_reader(io.BytesIO(data[10:]), self.parsed))
+
+
+def report_id(task: dict[str, Any], kind: str) -> str:
+    """Deterministic, so the report of a task delivered twice is recognised as the same."""
+    parts = f"{task['execution_id']}/{kind}/{task['step_id']}/{task['attempt']}"
+    return hashlib.sha256(parts.encode()).hexdigest()[:32]
+
+
+def completed(task: dict[str, Any], output: Any, started_ms: int, worker: str) -> dict[str, Any]:
+    now = int(time.time() * 1000)
+    return {
+        **{field: task[field] for field in IDENTITY},
+        "event_id": report_id(task, "completed"),
+        "timestamp": now,
+        "step_id": task["step_id"],
+        "step_type": task["step_type"],
+        "attempt": task["attempt"],
+        "output_json": json.dumps(output),
+        "started_at": started_ms,
+        "finished_at": now,
+        "worker": worker,
+    }
+
+
+async def work(task: dict[str, Any], worker: str) -> Any:
+    """The step itself. A real worker charges a card, renders a PDF, calls a partner..."""
+    config = json.loads(task["config_json"])
+    await asyncio.sleep(float(config.get("seconds", 0)))
+    return {"done_by": worker, "step": task["step_id"], "config": config}
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--queue", required=True)
+    parser.add_argument("--schemas", type=Path, required=True, help="the .avsc folder")
+    parser.add_argument("--bootstrap", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS"))
+    parser.add_argument("--prefix", default=os.environ.get("STEPSTREAM_TOPIC_PREFIX"))
+    parser.add_argument("--name", default=f"external-{os.getpid()}")
+    args = parser.parse_args()
+    ready = Schema(args.schemas / "StepReady.avsc")
+    report = Schema(args.schemas / "StepCompleted.avsc")
+    consumer = AIOKafkaConsumer(
+        f"{args.prefix}.tasks.{args.queue}",
+        bootstrap_servers=args.bootstrap,
+        group_id=f"{args.prefix}-external-{args.queue}",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=args.bootstrap, acks="all")
+    await consumer.start()
+    await producer.start()
+    print(f"{args.name}: serving queue {args.queue}", flush=True)
+    try:
+        async for message in consumer:
+            started = int(time.time() * 1000)
+            try:
+                task = ready.decode(message.value)
+            except (ValueError, EOFError) as error:  # not ours to judge: skip it, say so
+                print(f"{args.name}: skipped an undecodable task: {error}", flush=True)
+            else:
+                output = await work(task, args.name)
+                value = report.encode(completed(task, output, started, args.name))
+                await producer.send_and_wait(
+                    f"{args.prefix}.step-completed", value, key=task["execution_id"].encode()
+                )
+            await consumer.commit()  # after the report is acknowledged
+    finally:
+        await consumer.stop()
+        await producer.stop()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

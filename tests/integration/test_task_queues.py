@@ -1,0 +1,108 @@
+"""Task queues: a step with `queue:` is released on `<prefix>.tasks.<queue>`, where a
+worker that knows only Kafka and the Avro schemas (examples/external_worker.py, no
+stepstream import) does it; steps without a queue still run in the built-in executor.
+Real broker, a real worker, the example external worker as a process of its own."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+
+from stepstream.client import WorkflowClient
+from stepstream.streams.settings import Settings
+from stepstream.streams.topics import TopicNames
+from tests.integration.workers import cli, engine_env, running_worker
+
+ROOT = Path(__file__).resolve().parents[2]
+MIXED = """\
+id: mixed-diamond
+version: 1
+steps:
+  - {id: a, type: noop}
+  - {id: b, type: CHARGE_CARD, queue: billing, dependsOn: [a], config: {amount: 12}}
+  - {id: c, type: noop, dependsOn: [a]}
+  - {id: d, type: noop, dependsOn: [b, c]}
+"""
+
+
+@pytest.fixture(scope="module")
+def engine(
+    settings: Settings, run_token: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Settings, dict[str, str]]]:
+    env = engine_env(settings, f"test-{run_token}-queues")
+    engine = Settings.from_env(env)
+    workdir = tmp_path_factory.mktemp("queues")
+    (workdir / "mixed.yaml").write_text(MIXED)
+    registered = cli(env, "register", str(workdir / "mixed.yaml"))
+    assert registered.returncode == 0, registered.stderr  # CHARGE_CARD is served elsewhere
+    external_log = (workdir / "external.log").open("w")
+    external = subprocess.Popen(
+        [
+            *(sys.executable, ROOT / "examples" / "external_worker.py"),
+            *("--queue", "billing", "--schemas", str(ROOT / "schemas"), "--name", "billing-1"),
+        ],
+        env=env,
+        stdout=external_log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        with running_worker(engine, env, "queues-w1", workdir):
+            yield engine, env
+    finally:
+        external.terminate()
+        external.wait(timeout=30)
+        external_log.close()
+
+
+def test_queue_steps_run_on_the_external_worker_and_the_rest_built_in(
+    engine: tuple[Settings, dict[str, str]],
+) -> None:
+    settings, _ = engine
+
+    async def run() -> list[dict[str, object]]:
+        async with WorkflowClient(settings) as client:
+            ids = [
+                await client.start_workflow("mixed-diamond", {}, "t", "u", f"queues-{n}")
+                for n in range(5)
+            ]
+            return [(await client.wait_for(i, timeout=90)).record for i in ids]
+
+    for record in asyncio.run(run()):
+        outputs = json.loads(str(record["outputs_json"]))
+        assert outputs["b"] == {"done_by": "billing-1", "step": "b", "config": {"amount": 12}}
+        assert outputs["a"] == {"step": "a"} and outputs["d"] == {"step": "d"}  # built in
+
+
+def test_the_queue_topic_has_the_configured_partitions(
+    engine: tuple[Settings, dict[str, str]],
+) -> None:
+    settings, _ = engine
+    topic = TopicNames.for_prefix(settings.topic_prefix).task_queue("billing")
+
+    async def partitions() -> int:
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+        await admin.start()
+        try:
+            (described,) = await admin.describe_topics([topic])
+            return len(described["partitions"])
+        finally:
+            await admin.close()
+
+    assert asyncio.run(partitions()) == settings.topic_partitions
+
+
+def test_a_bad_queue_name_is_refused_at_registration(
+    engine: tuple[Settings, dict[str, str]], tmp_path: Path
+) -> None:
+    _, env = engine
+    (tmp_path / "bad.yaml").write_text(MIXED.replace("queue: billing", "queue: Billing.EU"))
+    result = cli(env, "register", str(tmp_path / "bad.yaml"))
+    assert result.returncode == 2
+    assert "steps[1].queue: must be lowercase letters" in result.stderr
