@@ -36,10 +36,10 @@ from stepstream.workflows import (
     Replay,
     ReplayAction,
     ScheduleRetry,
+    ScheduleTimeout,
     Started,
     StepCompleted,
     StepFailed,
-    StepStatus,
     Tick,
     announce,
     reduce,
@@ -140,7 +140,8 @@ def install(engine: Engine) -> None:
     names = engine.names
     table = engine.executions
     checkpoints = Checkpoints(table, engine.settings)
-    retries: list[tuple[int, str, dict[str, Any]]] = []  # (due_ms, execution_id, origin)
+    # Retries and queue steps' timeouts, by wall clock: (due_ms, execution_id, kind, origin).
+    timers: list[tuple[int, str, str, dict[str, Any]]] = []
     sources = source_codes(names)
 
     @engine.app.on_partitions_revoked.connect  # type: ignore[arg-type]
@@ -176,9 +177,10 @@ def install(engine: Engine) -> None:
                     started_at=state.started_at_ms or command.at_ms,
                 )
                 await engine.send(names.workflow_completed, execution_id, "WorkflowFailed", record)
-            case ScheduleRetry():
-                retry_origin = {**origin, "step_id": command.step_id, "attempt": command.attempt}
-                heapq.heappush(retries, (command.due_at_ms, execution_id, retry_origin))
+            case ScheduleRetry() | ScheduleTimeout():
+                kind = "retry-due" if isinstance(command, ScheduleRetry) else "timeout-due"
+                due = {**origin, "step_id": command.step_id, "attempt": command.attempt}
+                heapq.heappush(timers, (command.due_at_ms, execution_id, kind, due))
 
     async def reject_taken_id(record: dict[str, Any]) -> None:
         """Another tenant's execution has this id: the start is refused, never merged."""
@@ -292,28 +294,23 @@ def install(engine: Engine) -> None:
         await engine.consume_batches(stream, handle_batch)
 
     @engine.app.timer(interval=0.2)  # type: ignore[untyped-decorator]
-    async def release_due_retries() -> None:
-        """Retries are due by wall clock; a StepRetryDue event brings the clock into the
-        execution's partition, where the coordinator may write its checkpoint."""
+    async def fire_due_timers() -> None:
+        """Retries and timeouts are due by wall clock; a StepRetryDue event brings the clock
+        into the execution's partition, where the coordinator may write its checkpoint."""
         now = now_ms()
-        while retries and retries[0][0] <= now:
-            due, execution_id, origin = heapq.heappop(retries)
-            record = envelope(
-                "retry-due",
-                origin,
-                origin["step_id"],
-                origin["attempt"],
-                step_id=origin["step_id"],
-                attempt=origin["attempt"],
-            )
+        while timers and timers[0][0] <= now:
+            due, execution_id, kind, origin = heapq.heappop(timers)
+            step_id, attempt = origin["step_id"], origin["attempt"]
+            record = envelope(kind, origin, step_id, attempt, step_id=step_id, attempt=attempt)
             record["timestamp"] = due
             await engine.send(names.executions, execution_id, "StepRetryDue", record)
 
     @table.on_recover
-    async def rearm_retries() -> None:
-        """A worker that takes over partitions re-arms the retries their checkpoints hold."""
+    async def rearm_timers() -> None:
+        """A worker that takes over partitions re-arms the timers their checkpoints hold."""
         for key, state, origin in checkpoints.every():
-            for step_id, step in state.steps.items():
-                if step.status is StepStatus.RETRYING and step.retry_at_ms is not None:
-                    due = {**origin, "step_id": step_id, "attempt": step.attempt + 1}
-                    heapq.heappush(retries, (step.retry_at_ms, key.decode(), due))
+            for command in announce(state):
+                if isinstance(command, ScheduleRetry | ScheduleTimeout):
+                    due = {**origin, "step_id": command.step_id, "attempt": command.attempt}
+                    kind = "retry-due" if isinstance(command, ScheduleRetry) else "timeout-due"
+                    heapq.heappush(timers, (command.due_at_ms, key.decode(), kind, due))

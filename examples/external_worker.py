@@ -8,7 +8,8 @@ It does what a worker in any language does:
 2. decode each record: Avro single-object encoding, i.e. the bytes C3 01, the 8-byte
    CRC-64-AVRO fingerprint of the writer schema's parsing canonical form, then the Avro
    body of a `StepReady` (schemas/StepReady.avsc);
-3. do the work (here: echo the step's config and say who did it);
+3. skip a task past its `timeout_ms` (the coordinator timed that attempt out and released
+   the next), else do the work (here: echo the step's config and say who did it);
 4. publish a `StepCompleted` (or `StepFailed`) to `<prefix>.step-completed`, keyed by the
    execution id (Kafka's default partitioner), copying the StepReady's identity fields;
 5. commit the task's offset only after the report is acknowledged, so a worker that dies
@@ -24,6 +25,7 @@ import io
 import json
 import os
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +78,15 @@ def completed(task: dict[str, Any], output: Any, started_ms: int, worker: str) -
     }
 
 
+def expired(task: dict[str, Any]) -> bool:
+    """Past its `timeout_ms` since it was released (`timestamp`), the coordinator counts
+    the attempt as timed out."""
+    released = task["timestamp"]  # fastavro reads a timestamp-millis as a datetime
+    if isinstance(released, datetime):
+        released = int(released.timestamp() * 1000)
+    return bool(time.time() * 1000 > released + task["timeout_ms"])
+
+
 async def work(task: dict[str, Any], worker: str) -> Any:
     """The step itself. A real worker charges a card, renders a PDF, calls a partner..."""
     config = json.loads(task["config_json"])
@@ -112,6 +123,12 @@ async def main() -> None:
             except (ValueError, EOFError) as error:  # not ours to judge: skip it, say so
                 print(f"{args.name}: skipped an undecodable task: {error}", flush=True)
             else:
+                if expired(task):
+                    # The coordinator has timed this attempt out and released the next
+                    # one: doing it would be wasted work, its report ignored.
+                    print(f"{args.name}: skipped expired attempt {task['attempt']}", flush=True)
+                    await consumer.commit()
+                    continue
                 output = await work(task, args.name)
                 value = report.encode(completed(task, output, started, args.name))
                 await producer.send_and_wait(

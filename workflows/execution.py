@@ -23,6 +23,7 @@ from stepstream.workflows.messages import (
     Replay,
     ReplayAction,
     ScheduleRetry,
+    ScheduleTimeout,
     Started,
     StepCompleted,
     StepFailed,
@@ -43,6 +44,7 @@ __all__ = [  # the messages are re-exported: they are part of the reducer's cont
     "Replay",
     "ReplayAction",
     "ScheduleRetry",
+    "ScheduleTimeout",
     "Started",
     "StepCompleted",
     "StepFailed",
@@ -160,7 +162,7 @@ def reduce(state: ExecutionState, event: Event) -> Transition:
         case StepFailed():
             return _fail_step(state, event)
         case Tick():
-            return _release_due_retries(state, event)
+            return _tick(state, event)
     raise TypeError(f"not an execution event: {event!r}")
 
 
@@ -264,6 +266,34 @@ def _fail_step(state: ExecutionState, event: StepFailed) -> Transition:
         failure=Failure(event.step_id, event.error),
         finished_at_ms=event.at_ms,
     )
+
+
+def _tick(state: ExecutionState, event: Tick) -> Transition:
+    """The clock moved on: queue steps past their deadline fail as timed out (their retry
+    policy applies), then the retries that are due are released."""
+    commands: list[Command] = []
+    for step_id in state.definition.graph.order:
+        step = state.steps[step_id]
+        deadline = _deadline(state, step_id)
+        if step.status is StepStatus.RUNNING and deadline is not None and deadline <= event.now_ms:
+            timeout = state.definition.timeout_ms(step_id)
+            error = f"StepTimeout: no report within {timeout} ms"
+            timed_out = StepFailed(step_id, step.attempt, error, True, at_ms=event.now_ms)
+            state, emitted = _fail_step(state, timed_out)
+            commands += emitted
+            if state.status is not ExecutionStatus.RUNNING:
+                return state, tuple(commands)
+    state, released = _release_due_retries(state, event)
+    return state, (*commands, *released)
+
+
+def _deadline(state: ExecutionState, step_id: str) -> int | None:
+    """When a queue step's current attempt times out; None for the built-in executor's
+    steps (it enforces their timeouts itself, from when it starts them)."""
+    ready_at = state.steps[step_id].ready_at_ms
+    if state.definition.step_by_id[step_id].queue is None or ready_at is None:
+        return None
+    return ready_at + state.definition.timeout_ms(step_id)
 
 
 def _release_due_retries(state: ExecutionState, event: Tick) -> Transition:
@@ -396,6 +426,9 @@ class _Draft:
                 timeout_ms=definition.timeout_ms(step_id),
             )
         )
+        if step_definition.queue is not None:
+            due = at_ms + definition.timeout_ms(step_id)
+            self.commands.append(ScheduleTimeout(step_id, attempt, due))
 
     def finish(self, **changes: Any) -> Transition:
         state = replace(

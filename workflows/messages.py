@@ -86,6 +86,16 @@ class ScheduleRetry:
 
 
 @dataclass(frozen=True, slots=True)
+class ScheduleTimeout:
+    """A queue step's attempt times out at `due_at_ms` unless reported by then: its
+    worker may have died silently, and only the coordinator can tell."""
+
+    step_id: str
+    attempt: int
+    due_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class CompleteWorkflow:
     outputs: Mapping[str, Any]
     at_ms: int
@@ -98,4 +108,4 @@ class FailWorkflow:
     at_ms: int
 
 
-Command = EmitStepReady | ScheduleRetry | CompleteWorkflow | FailWorkflow
+Command = EmitStepReady | ScheduleRetry | ScheduleTimeout | CompleteWorkflow | FailWorkflow

@@ -18,7 +18,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from stepstream.client import WorkflowClient
 from stepstream.streams.settings import Settings
 from stepstream.streams.topics import TopicNames
-from tests.integration.workers import cli, engine_env, running_worker
+from tests.integration.workers import cli, engine_env, read_topic, running_worker
 
 ROOT = Path(__file__).resolve().parents[2]
 MIXED = """\
@@ -32,6 +32,30 @@ steps:
 """
 
 
+SLOW_QUEUE = """\
+id: slow-queue
+version: 1
+steps:
+  - id: remote
+    type: CHARGE_CARD
+    queue: nobody-yet
+    timeoutMs: 2000
+    retry: {maxAttempts: 3, initialBackoffMs: 200, jitter: 0}
+"""
+
+
+def external_worker(env: dict[str, str], queue: str, name: str, log: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [
+            *(sys.executable, ROOT / "examples" / "external_worker.py"),
+            *("--queue", queue, "--schemas", str(ROOT / "schemas"), "--name", name),
+        ],
+        env=env,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+    )
+
+
 @pytest.fixture(scope="module")
 def engine(
     settings: Settings, run_token: str, tmp_path_factory: pytest.TempPathFactory
@@ -42,23 +66,15 @@ def engine(
     (workdir / "mixed.yaml").write_text(MIXED)
     registered = cli(env, "register", str(workdir / "mixed.yaml"))
     assert registered.returncode == 0, registered.stderr  # CHARGE_CARD is served elsewhere
-    external_log = (workdir / "external.log").open("w")
-    external = subprocess.Popen(
-        [
-            *(sys.executable, ROOT / "examples" / "external_worker.py"),
-            *("--queue", "billing", "--schemas", str(ROOT / "schemas"), "--name", "billing-1"),
-        ],
-        env=env,
-        stdout=external_log,
-        stderr=subprocess.STDOUT,
-    )
+    (workdir / "slow.yaml").write_text(SLOW_QUEUE)
+    assert cli(env, "register", str(workdir / "slow.yaml")).returncode == 0
+    external = external_worker(env, "billing", "billing-1", workdir / "external.log")
     try:
         with running_worker(engine, env, "queues-w1", workdir):
             yield engine, env
     finally:
         external.terminate()
         external.wait(timeout=30)
-        external_log.close()
 
 
 def test_queue_steps_run_on_the_external_worker_and_the_rest_built_in(
@@ -106,3 +122,39 @@ def test_a_bad_queue_name_is_refused_at_registration(
     result = cli(env, "register", str(tmp_path / "bad.yaml"))
     assert result.returncode == 2
     assert "steps[1].queue: must be lowercase letters" in result.stderr
+
+
+def test_the_coordinator_times_out_a_queue_step_nobody_reports(
+    engine: tuple[Settings, dict[str, str]], tmp_path: Path
+) -> None:
+    """No worker serves the queue at first: the coordinator times attempt 1 out after 2 s
+    and releases attempt 2; a worker started then skips the expired attempt and does the
+    current one, and the execution completes."""
+    settings, env = engine
+    tasks = TopicNames.for_prefix(settings.topic_prefix).task_queue("nobody-yet")
+
+    async def run() -> dict[str, object]:
+        async with WorkflowClient(settings) as client:
+            await client.start_workflow("slow-queue", {}, "t", "u", "queues-timeout")
+            await client.flush()
+            await read_topic(
+                settings,
+                tasks,
+                until=lambda events: any(e.record["attempt"] == 2 for e in events),
+                timeout=60,
+            )
+            late = external_worker(env, "nobody-yet", "late-1", tmp_path / "late.log")
+            try:
+                return (await client.wait_for("queues-timeout", timeout=60)).record
+            finally:
+                late.terminate()
+                late.wait(timeout=30)
+
+    record = asyncio.run(run())
+    outputs = json.loads(str(record["outputs_json"]))
+    assert outputs["remote"]["done_by"] == "late-1"
+    assert "skipped expired attempt 1" in (tmp_path / "late.log").read_text()
+    described = cli(
+        env, "describe", "queues-timeout", "-o", "json", until=lambda r: r.returncode == 0
+    )
+    assert described.returncode == 0, described.stderr
