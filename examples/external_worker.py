@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import io
 import json
 import os
+import signal
 import time
 from datetime import datetime
 from pathlib import Path
@@ -140,5 +142,15 @@ async def main() -> None:
         await producer.stop()
 
 
+async def until_stopped() -> None:
+    """Run until SIGTERM or SIGINT, then leave the group cleanly: its partitions move to
+    the other workers at once instead of after the session timeout."""
+    serving = asyncio.ensure_future(main())
+    for stop in (signal.SIGTERM, signal.SIGINT):
+        asyncio.get_running_loop().add_signal_handler(stop, serving.cancel)
+    with contextlib.suppress(asyncio.CancelledError):
+        await serving
+
+
 if __name__ == "__main__":
-    asyncio.run(main())
+    asyncio.run(until_stopped())

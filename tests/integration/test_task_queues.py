@@ -40,7 +40,7 @@ steps:
     type: CHARGE_CARD
     queue: nobody-yet
     timeoutMs: 2000
-    retry: {maxAttempts: 3, initialBackoffMs: 200, jitter: 0}
+    retry: {maxAttempts: 20, initialBackoffMs: 200, jitter: 0}
 """
 
 
@@ -158,3 +158,45 @@ def test_the_coordinator_times_out_a_queue_step_nobody_reports(
         env, "describe", "queues-timeout", "-o", "json", until=lambda r: r.returncode == 0
     )
     assert described.returncode == 0, described.stderr
+
+
+def test_a_malformed_report_is_dead_lettered_and_the_step_times_out(
+    engine: tuple[Settings, dict[str, str]], tmp_path: Path
+) -> None:
+    """A worker that publishes bytes that are no report: the record goes to the
+    dead-letter topic with the reason, the attempt times out, and the next one, done by a
+    worker that works, completes the execution."""
+    settings, env = engine
+    names = TopicNames.for_prefix(settings.topic_prefix)
+    tasks = names.task_queue("nobody-yet")
+
+    async def run() -> str:
+        async with WorkflowClient(settings) as client:
+            await client.start_workflow("slow-queue", {}, "t", "u", "queues-garbage")
+            await client.flush()
+            await client.send_raw(names.step_completed, b"\x00{oops", b"queues-garbage")
+            await read_topic(
+                settings,
+                tasks,
+                until=lambda events: any(
+                    e.record["execution_id"] == "queues-garbage" and e.record["attempt"] == 2
+                    for e in events
+                ),
+                timeout=60,
+            )
+            fixed = external_worker(env, "nobody-yet", "fixed-1", tmp_path / "fixed.log")
+            try:
+                return (await client.wait_for("queues-garbage", timeout=60)).status
+            finally:
+                fixed.terminate()
+                fixed.wait(timeout=30)
+
+    assert asyncio.run(run()) == "completed"
+    letters = cli(
+        env,
+        *("dead-letters", "--source-topic", names.step_completed, "-o", "json"),
+        until=lambda r: r.returncode == 0 and json.loads(r.stdout) != [],
+    )
+    (letter,) = json.loads(letters.stdout)  # not decodable, so it names no execution
+    assert letter["letter"].startswith(f"{names.step_completed}/")
+    assert letter["error"].startswith("CorruptEvent: not an Avro single-object encoded event")
