@@ -14,6 +14,7 @@ the same event ids (delivery rule 2).
 from __future__ import annotations
 
 import heapq
+import itertools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -140,8 +141,11 @@ def install(engine: Engine) -> None:
     names = engine.names
     table = engine.executions
     checkpoints = Checkpoints(table, engine.settings)
-    # Retries and queue steps' timeouts, by wall clock: (due_ms, execution_id, kind, origin).
-    timers: list[tuple[int, str, str, dict[str, Any]]] = []
+    # Retries and queue steps' timeouts, by wall clock: (due_ms, sequence, execution_id,
+    # kind, origin). The sequence breaks ties (steps released together fall due together),
+    # so the heap never compares two origins.
+    timers: list[tuple[int, int, str, str, dict[str, Any]]] = []
+    sequence = itertools.count()
     sources = source_codes(names)
 
     @engine.app.on_partitions_revoked.connect  # type: ignore[arg-type]
@@ -180,7 +184,8 @@ def install(engine: Engine) -> None:
             case ScheduleRetry() | ScheduleTimeout():
                 kind = "retry-due" if isinstance(command, ScheduleRetry) else "timeout-due"
                 due = {**origin, "step_id": command.step_id, "attempt": command.attempt}
-                heapq.heappush(timers, (command.due_at_ms, execution_id, kind, due))
+                timer = (command.due_at_ms, next(sequence), execution_id, kind, due)
+                heapq.heappush(timers, timer)
 
     async def reject_taken_id(record: dict[str, Any]) -> None:
         """Another tenant's execution has this id: the start is refused, never merged."""
@@ -299,7 +304,7 @@ def install(engine: Engine) -> None:
         into the execution's partition, where the coordinator may write its checkpoint."""
         now = now_ms()
         while timers and timers[0][0] <= now:
-            due, execution_id, kind, origin = heapq.heappop(timers)
+            due, _, execution_id, kind, origin = heapq.heappop(timers)
             step_id, attempt = origin["step_id"], origin["attempt"]
             record = envelope(kind, origin, step_id, attempt, step_id=step_id, attempt=attempt)
             record["timestamp"] = due
@@ -313,4 +318,5 @@ def install(engine: Engine) -> None:
                 if isinstance(command, ScheduleRetry | ScheduleTimeout):
                     due = {**origin, "step_id": command.step_id, "attempt": command.attempt}
                     kind = "retry-due" if isinstance(command, ScheduleRetry) else "timeout-due"
-                    heapq.heappush(timers, (command.due_at_ms, key.decode(), kind, due))
+                    timer = (command.due_at_ms, next(sequence), key.decode(), kind, due)
+                    heapq.heappush(timers, timer)

@@ -18,7 +18,13 @@ from aiokafka.admin import AIOKafkaAdminClient
 from stepstream.client import WorkflowClient
 from stepstream.streams.settings import Settings
 from stepstream.streams.topics import TopicNames
-from tests.integration.workers import cli, engine_env, read_topic, running_worker
+from tests.integration.workers import (
+    WorkerProcess,
+    cli,
+    engine_env,
+    read_topic,
+    running_worker,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 MIXED = """\
@@ -26,8 +32,10 @@ id: mixed-diamond
 version: 1
 steps:
   - {id: a, type: noop}
-  - {id: b, type: CHARGE_CARD, queue: billing, dependsOn: [a], config: {amount: 12}}
-  - {id: c, type: noop, dependsOn: [a]}
+  - {id: b, type: CHARGE_CARD, queue: billing, dependsOn: [a], config: {amount: 12},
+     timeoutMs: 1500, retry: {maxAttempts: 5}}
+  - {id: c, type: CHARGE_CARD, queue: billing, dependsOn: [a], config: {amount: 5},
+     timeoutMs: 1500, retry: {maxAttempts: 5}}
   - {id: d, type: noop, dependsOn: [b, c]}
 """
 
@@ -56,6 +64,9 @@ def external_worker(env: dict[str, str], queue: str, name: str, log: Path) -> su
     )
 
 
+engine_worker: list[WorkerProcess] = []
+
+
 @pytest.fixture(scope="module")
 def engine(
     settings: Settings, run_token: str, tmp_path_factory: pytest.TempPathFactory
@@ -70,7 +81,8 @@ def engine(
     assert cli(env, "register", str(workdir / "slow.yaml")).returncode == 0
     external = external_worker(env, "billing", "billing-1", workdir / "external.log")
     try:
-        with running_worker(engine, env, "queues-w1", workdir):
+        with running_worker(engine, env, "queues-w1", workdir) as worker:
+            engine_worker.append(worker)
             yield engine, env
     finally:
         external.terminate()
@@ -80,7 +92,7 @@ def engine(
 def test_queue_steps_run_on_the_external_worker_and_the_rest_built_in(
     engine: tuple[Settings, dict[str, str]],
 ) -> None:
-    settings, _ = engine
+    settings, env = engine
 
     async def run() -> list[dict[str, object]]:
         async with WorkflowClient(settings) as client:
@@ -90,9 +102,25 @@ def test_queue_steps_run_on_the_external_worker_and_the_rest_built_in(
             ]
             return [(await client.wait_for(i, timeout=90)).record for i in ids]
 
-    for record in asyncio.run(run()):
+    records = asyncio.run(run())
+    # The timers of b and c fall due together, after both completed: firing them must
+    # change nothing (the steps are done) and stop nothing.
+    names = TopicNames.for_prefix(settings.topic_prefix)
+    asyncio.run(
+        read_topic(
+            settings,
+            names.executions,
+            until=lambda events: sum(e.name == "StepRetryDue" for e in events) >= 10,
+            timeout=60,
+        )
+    )
+    assert engine_worker[0].process.poll() is None, engine_worker[0].log_tail()
+    letters = cli(env, "dead-letters", "-o", "json")
+    assert json.loads(letters.stdout) == [], letters.stdout
+    for record in records:
         outputs = json.loads(str(record["outputs_json"]))
         assert outputs["b"] == {"done_by": "billing-1", "step": "b", "config": {"amount": 12}}
+        assert outputs["c"] == {"done_by": "billing-1", "step": "c", "config": {"amount": 5}}
         assert outputs["a"] == {"step": "a"} and outputs["d"] == {"step": "d"}  # built in
 
 
