@@ -12,8 +12,9 @@ It does what a worker in any language does:
    the next), else do the work (here: echo the step's config and say who did it);
 4. publish a `StepCompleted` (or `StepFailed`) to `<prefix>.step-completed`, keyed by the
    execution id (Kafka's default partitioner), copying the StepReady's identity fields;
-5. commit the task's offset only after the report is acknowledged, so a worker that dies
-   mid-step leaves the task to be delivered again (reports are de-duplicated by event_id).
+5. commit the tasks' offsets only after their reports are acknowledged, so a worker that
+   dies mid-step leaves its tasks to be delivered again (reports are de-duplicated by
+   event_id). It takes the tasks a batch at a time and runs a batch's tasks together.
 """
 
 from __future__ import annotations
@@ -117,26 +118,33 @@ async def main() -> None:
     await consumer.start()
     await producer.start()
     print(f"{args.name}: serving queue {args.queue}", flush=True)
+    reports = f"{args.prefix}.step-completed"
+
+    async def handle(data: bytes | None) -> None:
+        started = int(time.time() * 1000)
+        try:
+            task = ready.decode(data or b"")
+        except (ValueError, EOFError) as error:  # not ours to judge: skip it, say so
+            print(f"{args.name}: skipped an undecodable task: {error}", flush=True)
+            return
+        if expired(task):
+            # The coordinator has timed this attempt out and released the next one:
+            # doing it would be wasted work, its report ignored.
+            print(f"{args.name}: skipped expired attempt {task['attempt']}", flush=True)
+            return
+        output = await work(task, args.name)
+        value = report.encode(completed(task, output, started, args.name))
+        await producer.send(reports, value, key=task["execution_id"].encode())
+
     try:
-        async for message in consumer:
-            started = int(time.time() * 1000)
-            try:
-                task = ready.decode(message.value)
-            except (ValueError, EOFError) as error:  # not ours to judge: skip it, say so
-                print(f"{args.name}: skipped an undecodable task: {error}", flush=True)
-            else:
-                if expired(task):
-                    # The coordinator has timed this attempt out and released the next
-                    # one: doing it would be wasted work, its report ignored.
-                    print(f"{args.name}: skipped expired attempt {task['attempt']}", flush=True)
-                    await consumer.commit()
-                    continue
-                output = await work(task, args.name)
-                value = report.encode(completed(task, output, started, args.name))
-                await producer.send_and_wait(
-                    f"{args.prefix}.step-completed", value, key=task["execution_id"].encode()
-                )
-            await consumer.commit()  # after the report is acknowledged
+        while True:  # a batch at a time: its tasks run together, then one commit
+            batches = await consumer.getmany(timeout_ms=500, max_records=200)
+            tasks = [message.value for messages in batches.values() for message in messages]
+            if not tasks:
+                continue
+            await asyncio.gather(*(handle(task) for task in tasks))
+            await producer.flush()  # every report acknowledged...
+            await consumer.commit()  # ...before the tasks are committed
     finally:
         await consumer.stop()
         await producer.stop()
