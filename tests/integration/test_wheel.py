@@ -9,6 +9,7 @@ services script and its Kafka pom, the demo's example) travel inside the wheel.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -101,22 +102,28 @@ def stepstream(
     )
 
 
+@contextlib.contextmanager
+def installed_worker(installed: Path, outside: Path, env: dict[str, str]) -> Iterator[None]:
+    """`stepstream worker` of the fresh virtualenv, logging to worker.log."""
+    with (outside / "worker.log").open("w") as log:
+        process = subprocess.Popen(
+            [installed / "stepstream", "worker", "--data-dir", outside / "worker"],
+            cwd=outside,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            yield
+        finally:
+            process.terminate()
+            process.wait(timeout=60)
+
+
 @pytest.fixture
 def worker(installed: Path, outside: Path, env: dict[str, str]) -> Iterator[None]:
-    log = (outside / "worker.log").open("w")
-    process = subprocess.Popen(
-        [installed / "stepstream", "worker", "--data-dir", outside / "worker"],
-        cwd=outside,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
+    with installed_worker(installed, outside, env):
         yield
-    finally:
-        process.terminate()
-        process.wait(timeout=60)
-        log.close()
 
 
 def test_only_the_stepstream_root_is_installed(installed: Path, outside: Path) -> None:
@@ -192,15 +199,7 @@ def test_an_installed_step_package_runs_its_steps(
     shutil.copy(package / "greet.yaml", outside / "greet.yaml")
     registered = stepstream(installed, outside, env, "register", "greet.yaml")
     assert registered.returncode == 0, registered.stderr
-    log = (outside / "worker.log").open("w")
-    process = subprocess.Popen(
-        [installed / "stepstream", "worker", "--data-dir", outside / "worker"],
-        cwd=outside,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
+    with installed_worker(installed, outside, env):
         started = stepstream(
             installed,
             outside,
@@ -208,10 +207,6 @@ def test_an_installed_step_package_runs_its_steps(
             *("start", "greet", "--tenant", "t", "--user", "u", "--input", '{"name": "Ada"}'),
             *("--execution-id", "greet-1", "--wait", "--timeout", "150", "-o", "json"),
         )
-    finally:
-        process.terminate()
-        process.wait(timeout=60)
-        log.close()
     worker_log = (outside / "worker.log").read_text()[-3000:]
     assert started.returncode == 0, f"{started.stdout}\n{started.stderr}\n{worker_log}"
     outputs = json.loads(json.loads(started.stdout)["outputs_json"])
