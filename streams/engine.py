@@ -318,6 +318,10 @@ def create_engine(settings: Settings, options: WorkerOptions, registry: StepRegi
         producer_partitioner=cached_partitioner,
         producer_acks=-1,
         stream_wait_empty=False,
+        # faust's livelock detector reports an assigned partition with unread records that
+        # no stream consumes after this long (300 s by default): a stuck partition is then
+        # in the log within a minute. Partitions paused on purpose are not checked (fix 8).
+        stream_processing_timeout=30.0,
     )
     topics = {
         name: app.topic(

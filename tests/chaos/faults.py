@@ -115,3 +115,15 @@ class Faults:
 
     def log_tails(self) -> str:
         return "\n".join(f"--- {n}\n{w.log_tail(30)}" for n, w in self.workers.items())
+
+    def stall_reports(self, limit: int = 20) -> str:
+        """faust's livelock detector's lines (a partition assigned but not consumed), for
+        the evidence of a failed run."""
+        markers = ("Stream stopped processing", "not started processing", "fetch request")
+        found = [
+            f"{path.stem}: {line[:300]}"
+            for path in self.logs
+            for line in path.read_text(errors="replace").splitlines()
+            if any(marker in line for marker in markers)
+        ]
+        return "\n".join(found[:limit]) or "no stall reported by faust's livelock detector"

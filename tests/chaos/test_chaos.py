@@ -156,6 +156,7 @@ async def test_no_execution_is_lost_or_stuck_while_workers_are_killed(
         if not verdict.ok or verdict.watchdog_resumes:
             stalled = faults.stalled_executions()
             print(await evidence(engine, (verdict.missing + stalled)[:5]))
+            print(faults.stall_reports())
         assert verdict.ok, f"{line}\n{faults.log_tails()}"
         # The watchdog is a safety net; here it must have had nothing to catch.
         assert verdict.watchdog_resumes == 0, line
