@@ -18,8 +18,9 @@ import itertools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
+import faust
 from faust.types import EventT, StreamT
 
 from stepstream.agents.checkpoints import Checkpoints, Loaded, UnknownExecution
@@ -243,7 +244,7 @@ def install(engine: Engine) -> None:
             result.outputs += [(message, new_state, origin, c) for c in commands]
         return result
 
-    async def handle_batch(events: Sequence[EventT[Any]]) -> None:
+    async def handle_batch(stream: StreamT[Any], events: Sequence[EventT[Any]]) -> None:
         """Each execution's events of the batch applied in order, its checkpoint written
         once; then every output handed to the producer. faust commits the batch's
         offsets only after its producer flush (faust_fixes 3): commit last."""
@@ -257,7 +258,8 @@ def install(engine: Engine) -> None:
         outputs: list[Output] = []
         rejections: list[dict[str, Any]] = []
         for key, group in by_key.items():
-            engine.write_tables_for(group[-1])
+            # The store and the changelog take the partition from faust's current event.
+            cast(faust.Stream[Any], stream)._set_current_event(group[-1])  # noqa: SLF001
             try:
                 result = apply_events(key, group)
             except Exception as error:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import heapq
 import json
 import logging
-from collections.abc import Sequence
 from typing import Any
 
 from faust.types import EventT, StreamT
@@ -184,26 +183,9 @@ def install(engine: Engine) -> None:
                 event.message, f"unexpected {decoded.name} on {names.workflow_start}"
             )
 
-    async def handle_batch(events: Sequence[EventT[Any]]) -> None:
-        """The batch's starts in order, each on its own: one that fails is dead-lettered
-        and the others go on (faust acknowledges the batch as a whole). Ownership is
-        checked again per start: handling one awaits, and a rebalance may come between."""
-        for event in events:
-            if not engine.fenced(event):
-                continue
-            engine.write_tables_for(event)
-            try:
-                await handle(event)
-            except Exception as error:
-                message = event.message
-                log.exception(
-                    "intake failed on %s/%s/%s", message.topic, message.partition, message.offset
-                )
-                await engine.dead_letter(message, error)
-
     @engine.app.agent(engine.topics[names.workflow_start], name="intake")
     async def intake(stream: StreamT[Any]) -> None:
-        await engine.consume_batches(stream, handle_batch)
+        await engine.consume(stream, handle)
 
     @engine.app.timer(interval=0.2)  # type: ignore[untyped-decorator]
     async def wake_due_scopes() -> None:

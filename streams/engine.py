@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +16,6 @@ from typing import Any, Protocol, cast
 import asyncpg
 import faust
 import redis.asyncio as aioredis
-from faust.streams import _current_event as faust_current_event
 from faust.types import TP, EventT, ProducerT, StreamT, TableT
 
 from stepstream.schemas.codec import CODEC, EventCodecError
@@ -188,7 +186,7 @@ class Engine:
     async def consume_batches(
         self,
         stream: StreamT[Any],
-        handle: Callable[[Sequence[EventT[Any]]], Awaitable[None]],
+        handle: Callable[[StreamT[Any], Sequence[EventT[Any]]], Awaitable[None]],
         size: int = 500,
         within: float = 0.01,
     ) -> None:
@@ -201,21 +199,11 @@ class Engine:
             if not owned:
                 continue
             try:
-                await handle(owned)
+                await handle(stream, owned)
             except Exception as error:
                 log.exception("batch of %d events failed", len(owned))
                 for event in owned:
                     await self.dead_letter(event.message, error)
-
-    @staticmethod
-    def write_tables_for(event: EventT[Any]) -> None:
-        """Table writes of this task go to the event's partition from here on (faust takes
-        the partition of a write from its current event). Only faust's context variable
-        is set, not the stream's `current_event`: while a batch is handled, `take_events`
-        buffers the next message in another task and reads that attribute to know which
-        event it buffers, so an event set there is taken for the next one (seen: a start
-        handled twice and the one after it lost, acknowledged unprocessed)."""
-        faust_current_event.set(weakref.ref(event))
 
     def fenced(self, event: EventT[Any]) -> bool:
         """True when this worker owns the event; otherwise it is dropped unacknowledged."""
@@ -233,6 +221,25 @@ class Engine:
             event.message.offset,
         )
         return False
+
+    async def consume(
+        self, stream: StreamT[Any], handle: Callable[[EventT[Any]], Awaitable[None]]
+    ) -> None:
+        """Run `handle` on every event this worker still owns; whatever it raises
+        dead-letters that event and processing goes on, so no input can stop a worker."""
+        async for event in stream.events():
+            if not self.fenced(event):
+                continue
+            try:
+                await handle(event)
+            except Exception as error:
+                log.exception(
+                    "failed on %s/%s/%s",
+                    event.message.topic,
+                    event.message.partition,
+                    event.message.offset,
+                )
+                await self.dead_letter(event.message, error)
 
     async def send(
         self, topic: str, key: str, name: str, record: dict[str, Any]
