@@ -85,11 +85,11 @@ def idle(settings: Settings, run_token: str) -> tuple[Settings, dict[str, str]]:
     ],
 )
 def test_kafka_unreachable_is_one_line_naming_it(
-    settings: Settings, tmp_path: Path, args: tuple[str, ...]
+    settings: Settings, topic_prefix: str, tmp_path: Path, args: tuple[str, ...]
 ) -> None:
     (tmp_path / "d.yaml").write_text("id: d\nversion: 1\nsteps: [{id: a, type: noop}]\n")
     args = tuple(str(tmp_path / "d.yaml") if a == "DEFINITION" else a for a in args)
-    env = engine_env(settings, "unused", KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:1")
+    env = engine_env(settings, f"{topic_prefix}-offline", KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:1")
     result = cli(env, *args)
     assert result.returncode == 3
     line = one_line(result)
@@ -99,31 +99,37 @@ def test_kafka_unreachable_is_one_line_naming_it(
 
 @pytest.mark.parametrize("args", [("db", "migrate"), ("list",), ("describe", "x"), ("status", "x")])
 def test_postgres_unreachable_is_one_line_without_the_password(
-    settings: Settings, args: tuple[str, ...]
+    settings: Settings, topic_prefix: str, args: tuple[str, ...]
 ) -> None:
     url = "postgresql://stepstream:hunter2@127.0.0.1:1/stepstream"
-    result = cli(engine_env(settings, "unused", DATABASE_URL=url), *args)
+    result = cli(engine_env(settings, f"{topic_prefix}-offline", DATABASE_URL=url), *args)
     assert result.returncode == 3
     line = one_line(result)
     assert "cannot use PostgreSQL at postgresql://stepstream:***@127.0.0.1:1/stepstream" in line
     assert "DATABASE_URL" in line and "hunter2" not in line
 
 
-def test_a_step_package_that_cannot_load_stops_the_worker(settings: Settings) -> None:
-    result = cli(engine_env(settings, "unused"), "worker", "--steps", "no_such_steps_module")
+def test_a_step_package_that_cannot_load_stops_the_worker(
+    settings: Settings, topic_prefix: str
+) -> None:
+    result = cli(
+        engine_env(settings, f"{topic_prefix}-offline"), "worker", "--steps", "no_such_steps_module"
+    )
     assert result.returncode == 2
     line = one_line(result)
     assert "step package 'no_such_steps_module' could not be imported" in line
 
 
-def test_redis_unreachable_for_stats(settings: Settings) -> None:
-    result = cli(engine_env(settings, "unused", REDIS_URL="redis://127.0.0.1:1/0"), "stats")
+def test_redis_unreachable_for_stats(settings: Settings, topic_prefix: str) -> None:
+    result = cli(
+        engine_env(settings, f"{topic_prefix}-offline", REDIS_URL="redis://127.0.0.1:1/0"), "stats"
+    )
     assert result.returncode == 3
     assert "cannot use Redis at redis://127.0.0.1:1/0" in one_line(result)
 
 
-def test_smoke_reports_every_service_as_json(settings: Settings) -> None:
-    result = cli(engine_env(settings, "unused"), "smoke", "-o", "json")
+def test_smoke_reports_every_service_as_json(settings: Settings, topic_prefix: str) -> None:
+    result = cli(engine_env(settings, f"{topic_prefix}-offline"), "smoke", "-o", "json")
     assert result.returncode == 0, result.stderr
     checks = json.loads(result.stdout)
     assert [(c["service"], c["ok"]) for c in checks] == [
@@ -133,8 +139,8 @@ def test_smoke_reports_every_service_as_json(settings: Settings) -> None:
     ]
 
 
-def test_smoke_names_the_service_that_is_down(settings: Settings) -> None:
-    env = engine_env(settings, "unused", REDIS_URL="redis://127.0.0.1:1/0")
+def test_smoke_names_the_service_that_is_down(settings: Settings, topic_prefix: str) -> None:
+    env = engine_env(settings, f"{topic_prefix}-offline", REDIS_URL="redis://127.0.0.1:1/0")
     result = cli(env, "smoke")
     assert result.returncode == 3
     lines = result.stdout.splitlines()
