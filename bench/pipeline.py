@@ -167,21 +167,30 @@ def cpu_of_alive(pids: list[int]) -> float:
     return total
 
 
-async def saturation(
-    settings: Settings, client: WorkflowClient, executions: int, pids: list[int]
-) -> float:
-    cpu_before = cpu_seconds(pids)
-    others = service_pids()
-    others_before = {name: cpu_of_alive(ps) for name, ps in others.items()}
+async def start_and_wait(
+    client: WorkflowClient, workflow_id: str, executions: int
+) -> tuple[list[str], float]:
+    """Start `executions` of the workflow as fast as the client goes, wait until all have
+    completed; their ids and the seconds it took."""
     started = time.perf_counter()
     ids = [
-        await client.start_workflow("diamond-noop", {}, f"t{n % 16}", f"u{n}")
+        await client.start_workflow(workflow_id, {}, f"t{n % 16}", f"u{n}")
         for n in range(executions)
     ]
     await client.flush()
     outcomes = await asyncio.gather(*(client.wait_for(i, timeout=600) for i in ids))
     elapsed = time.perf_counter() - started
     assert all(o.status == "completed" for o in outcomes)
+    return ids, elapsed
+
+
+async def saturation(
+    settings: Settings, client: WorkflowClient, executions: int, pids: list[int]
+) -> float:
+    cpu_before = cpu_seconds(pids)
+    others = service_pids()
+    others_before = {name: cpu_of_alive(ps) for name, ps in others.items()}
+    ids, elapsed = await start_and_wait(client, "diamond-noop", executions)
     steps = executions * 4
     await quiesce(settings)  # the persister's share of the work is part of a step's cost
     cpu_per_step_us = (cpu_seconds(pids) - cpu_before) / steps * 1e6

@@ -15,10 +15,9 @@ import asyncio
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-from pipeline import cpu_seconds, fresh_engine  # bench/ is on sys.path
+from pipeline import cpu_seconds, fresh_engine, start_and_wait  # bench/ is on sys.path
 
 from stepstream.client.workflow_client import WorkflowClient
 from stepstream.demo.worker_process import WorkerProcess, prepare, wait_until_ready
@@ -46,15 +45,7 @@ async def run(
 ) -> tuple[float, float]:
     async with WorkflowClient(settings) as client:
         cpu_before = cpu_seconds(pids)
-        started = time.perf_counter()
-        ids = [
-            await client.start_workflow(workflow_id, {}, f"t{n % 16}", f"u{n}")
-            for n in range(executions)
-        ]
-        await client.flush()
-        outcomes = await asyncio.gather(*(client.wait_for(i, timeout=600) for i in ids))
-        elapsed = time.perf_counter() - started
-    assert all(o.status == "completed" for o in outcomes)
+        _, elapsed = await start_and_wait(client, workflow_id, executions)
     steps = executions * 4
     return steps / elapsed, (cpu_seconds(pids) - cpu_before) / steps * 1e6
 
