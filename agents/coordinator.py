@@ -35,6 +35,7 @@ from stepstream.workflows import (
     Event,
     ExecutionState,
     FailWorkflow,
+    Heartbeat,
     Replay,
     ReplayAction,
     ScheduleRetry,
@@ -70,7 +71,10 @@ def source_codes(names: Any) -> dict[str, str]:
 
 
 def core_event(name: str, record: dict[str, Any]) -> Event:
-    """Translate a decoded Kafka event into the reducer's event."""
+    """Translate a decoded Kafka event into the reducer's event. A worker's failure and
+    heartbeat take the coordinator's clock, not the worker's `finished_at` or
+    `timestamp`: retries and deadlines count from them, and a worker's clock may be
+    wrong."""
     if name == "WorkflowStarted":
         return Started(at_ms=record["timestamp"])
     if name == "StepCompleted":
@@ -82,7 +86,7 @@ def core_event(name: str, record: dict[str, Any]) -> Event:
                 record["attempt"],
                 f"InvalidOutput: output_json is not JSON ({error})",
                 retryable=False,
-                at_ms=record["finished_at"],
+                at_ms=now_ms(),
                 started_at_ms=record["started_at"],
             )
         return StepCompleted(
@@ -98,9 +102,11 @@ def core_event(name: str, record: dict[str, Any]) -> Event:
             record["attempt"],
             f"{record['error_type']}: {record['error_message']}",
             record["retryable"],
-            at_ms=record["finished_at"],
+            at_ms=now_ms(),
             started_at_ms=record["started_at"],
         )
+    if name == "StepHeartbeat":
+        return Heartbeat(record["step_id"], record["attempt"], at_ms=now_ms())
     if name == "StepRetryDue":
         return Tick(now_ms=max(record["timestamp"], now_ms()))
     if name == "ReplayRequested":

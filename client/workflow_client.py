@@ -26,7 +26,7 @@ from stepstream.client.watch import read_checkpoint
 from stepstream.infra.executions import ExecutionRecord, describe_execution
 from stepstream.schemas.codec import CODEC, EventCodecError
 from stepstream.streams.definitions import DefinitionCatalog
-from stepstream.streams.events import event_id, now_ms
+from stepstream.streams.events import event_id, legacy_event_id, now_ms
 from stepstream.streams.settings import Settings
 from stepstream.streams.topics import TopicNames, require_topics
 from stepstream.workflows import ReplayAction, WorkflowDefinition, replay_applies, state_from_dict
@@ -291,7 +291,11 @@ class WorkflowClient:
         await self._producer.flush()
         ids = None
         if run:
-            ids = {event_id(execution_id, kind, run) for kind in ("completed", "failed")}
+            ids = {
+                recipe(execution_id, kind, run)
+                for kind in ("completed", "failed")
+                for recipe in (event_id, legacy_event_id)  # outcomes of older workers too
+            }
         for outcome in self._outcomes.get(execution_id, []):
             if ids is None or outcome.record["event_id"] in ids:
                 return outcome

@@ -12,6 +12,8 @@ It does what a worker in any language does:
    the next), else do the work (here: echo the step's config and say who did it);
 4. publish a `StepCompleted` (or `StepFailed`) to `<prefix>.step-completed`, keyed by the
    execution id (Kafka's default partitioner), copying the StepReady's identity fields;
+   while a step runs longer than a third of its `timeout_ms`, publish a `StepHeartbeat`
+   there every third of it, so the coordinator does not time the attempt out;
 5. commit the tasks' offsets only after their reports are acknowledged, so a worker that
    dies mid-step leaves its tasks to be delivered again (reports are de-duplicated by
    event_id). It takes the tasks a batch at a time and runs a batch's tasks together.
@@ -59,17 +61,22 @@ class Schema:
         return dict(schemaless_reader(io.BytesIO(data[10:]), self.parsed))
 
 
+def event_id(*parts: object) -> str:
+    """The contract's recipe: the first 32 hex digits of the SHA-256 of the parts joined
+    with "/". A report's parts are execution_id, kind, step_id, attempt, so the report of
+    a task delivered twice carries the same id and consumers drop the second."""
+    return hashlib.sha256("/".join(map(str, parts)).encode()).hexdigest()[:32]
+
+
 def report_id(task: dict[str, Any], kind: str) -> str:
-    """Deterministic, so the report of a task delivered twice is recognised as the same."""
-    parts = f"{task['execution_id']}/{kind}/{task['step_id']}/{task['attempt']}"
-    return hashlib.sha256(parts.encode()).hexdigest()[:32]
+    return event_id(task["execution_id"], kind, task["step_id"], task["attempt"])
 
 
 def completed(task: dict[str, Any], output: Any, started_ms: int, worker: str) -> dict[str, Any]:
     now = int(time.time() * 1000)
     return {
         **{field: task[field] for field in IDENTITY},
-        "event_id": report_id(task, "completed"),
+        "event_id": report_id(task, "step-completed"),
         "timestamp": now,
         "step_id": task["step_id"],
         "step_type": task["step_type"],
@@ -77,6 +84,22 @@ def completed(task: dict[str, Any], output: Any, started_ms: int, worker: str) -
         "output_json": json.dumps(output),
         "started_at": started_ms,
         "finished_at": now,
+        "worker": worker,
+    }
+
+
+def heartbeat(task: dict[str, Any], worker: str) -> dict[str, Any]:
+    """A StepHeartbeat: the attempt is still being worked on; its deadline moves on."""
+    now = int(time.time() * 1000)
+    return {
+        **{field: task[field] for field in IDENTITY},
+        "event_id": event_id(
+            task["execution_id"], "step-heartbeat", task["step_id"], task["attempt"], now
+        ),
+        "timestamp": now,
+        "step_id": task["step_id"],
+        "step_type": task["step_type"],
+        "attempt": task["attempt"],
         "worker": worker,
     }
 
@@ -107,6 +130,7 @@ async def main() -> None:
     args = parser.parse_args()
     ready = Schema(args.schemas / "StepReady.avsc")
     report = Schema(args.schemas / "StepCompleted.avsc")
+    alive = Schema(args.schemas / "StepHeartbeat.avsc")
     consumer = AIOKafkaConsumer(
         f"{args.prefix}.tasks.{args.queue}",
         bootstrap_servers=args.bootstrap,
@@ -132,9 +156,14 @@ async def main() -> None:
             # doing it would be wasted work, its report ignored.
             print(f"{args.name}: skipped expired attempt {task['attempt']}", flush=True)
             return
-        output = await work(task, args.name)
+        key = task["execution_id"].encode()
+        working = asyncio.ensure_future(work(task, args.name))
+        # A step longer than its timeout stays alive with a heartbeat every third of it.
+        while not (await asyncio.wait([working], timeout=task["timeout_ms"] / 3000))[0]:
+            await producer.send(reports, alive.encode(heartbeat(task, args.name)), key=key)
+        output = working.result()
         value = report.encode(completed(task, output, started, args.name))
-        await producer.send(reports, value, key=task["execution_id"].encode())
+        await producer.send(reports, value, key=key)
 
     try:
         while True:  # a batch at a time: its tasks run together, then one commit

@@ -21,7 +21,16 @@ def now_ms() -> int:
 
 
 def event_id(*parts: object) -> str:
-    """The same logical event always gets the same id, so consumers can de-duplicate."""
+    """The same logical event always gets the same id, so consumers can de-duplicate.
+    The recipe is part of the contract with workers in other languages (README,
+    "Reports from a worker of your own"): the first 32 hex digits of the SHA-256 of the
+    parts joined with "/", which every mainstream standard library computes."""
+    return hashlib.sha256("/".join(map(str, parts)).encode()).hexdigest()[:32]
+
+
+def legacy_event_id(*parts: object) -> str:
+    """The earlier recipe (BLAKE2b-128): outcomes that workers of that time wrote are still
+    recognised."""
     return hashlib.blake2b("/".join(map(str, parts)).encode(), digest_size=16).hexdigest()
 
 

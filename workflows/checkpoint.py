@@ -43,7 +43,9 @@ _STEP_FIELDS = (
     "started_at_ms",
     "finished_at_ms",
     "base",
+    "alive_at_ms",
 )
+_BASE = _STEP_FIELDS.index("base")
 
 
 class CheckpointError(ValueError):
@@ -70,7 +72,7 @@ def definition_ref(data: Mapping[str, Any]) -> tuple[str, int] | None:
 def step_to_list(step: StepState) -> list[Any]:
     values = [getattr(step, name) for name in _STEP_FIELDS]
     values[0] = str(step.status)
-    values[-1] = step.base or None  # 0 for steps never retried or rerun by an operator
+    values[_BASE] = step.base or None  # 0 for steps never retried or rerun by an operator
     while values and values[-1] is None:  # trailing unset fields cost nothing
         values.pop()
     return values

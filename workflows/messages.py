@@ -39,6 +39,16 @@ class StepFailed:
 
 
 @dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """A queue step's worker is still on the attempt: its deadline moves to `at_ms` plus
+    the step's timeout (never earlier than it was)."""
+
+    step_id: str
+    attempt: int
+    at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class Tick:
     """The clock moved on: release retries that are due."""
 
@@ -62,7 +72,7 @@ class Replay:
     step_id: str | None = None
 
 
-Event = Started | StepCompleted | StepFailed | Tick | Replay
+Event = Started | StepCompleted | StepFailed | Heartbeat | Tick | Replay
 
 
 # Commands ------------------------------------------------------------------------------

@@ -11,11 +11,13 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
-from stepstream.client import WorkflowClient
+from stepstream.client import Outcome, WorkflowClient
+from stepstream.schemas.codec import DecodedEvent
 from stepstream.streams.settings import Settings
 from stepstream.streams.topics import TopicNames
 from tests.integration.workers import (
@@ -51,6 +53,19 @@ steps:
     retry: {maxAttempts: 20, initialBackoffMs: 200, jitter: 0}
 """
 
+# A step longer than its timeout: it stays alive only by its worker's heartbeats.
+LONG_QUEUE = """\
+id: long-queue
+version: 1
+steps:
+  - id: remote
+    type: RENDER_REPORT
+    queue: {queue}
+    config: {{seconds: 4}}
+    timeoutMs: 1500
+    retry: {{maxAttempts: {attempts}, initialBackoffMs: 200, jitter: 0}}
+"""
+
 
 def external_worker(env: dict[str, str], queue: str, name: str, log: Path) -> subprocess.Popen:
     return subprocess.Popen(
@@ -79,6 +94,10 @@ def engine(
     assert registered.returncode == 0, registered.stderr  # CHARGE_CARD is served elsewhere
     (workdir / "slow.yaml").write_text(SLOW_QUEUE)
     assert cli(env, "register", str(workdir / "slow.yaml")).returncode == 0
+    for name, queue, attempts in (("long", "long-haul", 1), ("fragile", "fragile", 12)):
+        definition = LONG_QUEUE.format(queue=queue, attempts=attempts).replace("long-queue", name)
+        (workdir / f"{name}.yaml").write_text(definition)
+        assert cli(env, "register", str(workdir / f"{name}.yaml")).returncode == 0
     external = external_worker(env, "billing", "billing-1", workdir / "external.log")
     try:
         with running_worker(engine, env, "queues-w1", workdir) as worker:
@@ -228,3 +247,104 @@ def test_a_malformed_report_is_dead_lettered_and_the_step_times_out(
     (letter,) = json.loads(letters.stdout)  # not decodable, so it names no execution
     assert letter["letter"].startswith(f"{names.step_completed}/")
     assert letter["error"].startswith("CorruptEvent: not an Avro single-object encoded event")
+
+
+def reports_of(settings: Settings, execution_id: str, until: Any) -> list[DecodedEvent]:
+    names = TopicNames.for_prefix(settings.topic_prefix)
+
+    def mine(events: list[DecodedEvent]) -> list[DecodedEvent]:
+        return [e for e in events if e.record["execution_id"] == execution_id]
+
+    events = asyncio.run(
+        read_topic(settings, names.step_completed, until=lambda e: until(mine(e)), timeout=60)
+    )
+    return mine(events)
+
+
+def test_heartbeats_keep_a_step_longer_than_its_timeout_alive(
+    engine: tuple[Settings, dict[str, str]], tmp_path: Path
+) -> None:
+    """The step takes 4 s, its timeout is 1.5 s and it has one attempt: only the example
+    worker's heartbeats (every 0.5 s) keep the coordinator from failing it."""
+    settings, env = engine
+    worker = external_worker(env, "long-haul", "long-1", tmp_path / "long.log")
+
+    async def run() -> Outcome:
+        async with WorkflowClient(settings) as client:
+            await client.start_workflow("long", {}, "t", "u", "queues-long")
+            return await client.wait_for("queues-long", timeout=60)
+
+    try:
+        outcome = asyncio.run(run())
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+    assert outcome.status == "completed", outcome.record
+    assert json.loads(str(outcome.record["outputs_json"]))["remote"]["done_by"] == "long-1"
+    events = reports_of(
+        settings, "queues-long", until=lambda mine: any(e.name == "StepCompleted" for e in mine)
+    )
+    assert sum(e.name == "StepHeartbeat" for e in events) >= 2
+    assert [e.record["attempt"] for e in events if e.name == "StepCompleted"] == [1]
+
+
+def test_a_worker_killed_mid_step_times_out_and_the_retry_completes(
+    engine: tuple[Settings, dict[str, str]], tmp_path: Path
+) -> None:
+    """The external worker is killed while it heartbeats a 4 s step: the heartbeats stop,
+    the coordinator times attempt 1 out and releases attempt 2, and a restarted worker
+    completes it (its group join waits out the dead member's session, so it may be a
+    later attempt). Attempt 1 is never reported; one completion is accepted."""
+    settings, env = engine
+    tasks = TopicNames.for_prefix(settings.topic_prefix).task_queue("fragile")
+    first = external_worker(env, "fragile", "fragile-1", tmp_path / "first.log")
+    try:
+        asyncio.run(start(settings, "fragile", "queues-fragile"))
+        reports_of(
+            settings,
+            "queues-fragile",
+            until=lambda mine: any(e.name == "StepHeartbeat" for e in mine),
+        )
+    finally:
+        first.kill()  # mid-step: it has sent a heartbeat and no report
+        first.wait(timeout=30)
+
+    asyncio.run(
+        read_topic(
+            settings,
+            tasks,
+            until=lambda events: any(
+                e.record["execution_id"] == "queues-fragile" and e.record["attempt"] == 2
+                for e in events
+            ),
+            timeout=60,
+        )
+    )
+    second = external_worker(env, "fragile", "fragile-2", tmp_path / "second.log")
+
+    async def outcome() -> Outcome:
+        async with WorkflowClient(settings) as client:
+            return await client.wait_for("queues-fragile", timeout=60)
+
+    try:
+        result = asyncio.run(outcome())
+    finally:
+        second.terminate()
+        second.wait(timeout=30)
+    assert result.status == "completed", result.record
+    assert json.loads(str(result.record["outputs_json"]))["remote"]["done_by"] == "fragile-2"
+    events = reports_of(
+        settings, "queues-fragile", until=lambda mine: any(e.name == "StepCompleted" for e in mine)
+    )
+    completions = {
+        e.record["event_id"]: e.record["attempt"] for e in events if e.name == "StepCompleted"
+    }
+    # Attempts released before the restarted worker joined its group are skipped as
+    # expired; the one it completes is the only report there is.
+    (attempt,) = completions.values()
+    assert attempt >= 2
+
+
+async def start(settings: Settings, workflow: str, execution_id: str) -> str:
+    async with WorkflowClient(settings) as client:
+        return await client.start_workflow(workflow, {}, "t", "u", execution_id)

@@ -13,6 +13,7 @@ from stepstream.workflows import (
     ExecutionState,
     ExecutionStatus,
     FailWorkflow,
+    Heartbeat,
     RetryPolicy,
     ScheduleRetry,
     ScheduleTimeout,
@@ -26,6 +27,7 @@ from stepstream.workflows import (
     new_execution,
     reduce,
 )
+from stepstream.workflows.checkpoint import state_from_dict, state_to_dict
 from tests.unit.workflows.strategies import dags
 
 CHARGE = StepDefinition(
@@ -59,7 +61,7 @@ def test_at_the_deadline_the_attempt_fails_and_is_retried() -> None:
     state, commands = reduce(state, Tick(now_ms=6_000))
     step = state.steps["charge"]
     assert step.status is StepStatus.RETRYING
-    assert step.error == "StepTimeout: no report within 5000 ms"
+    assert step.error == "StepTimeout: no report or heartbeat within 5000 ms"
     assert commands == (ScheduleRetry("charge", 2, 7_000),)
     assert state.steps["local"].status is StepStatus.RUNNING  # the executor's step: no timer
     state, commands = reduce(state, Tick(now_ms=7_000))
@@ -80,7 +82,9 @@ def test_the_last_attempt_timing_out_fails_the_workflow() -> None:
     state, _ = reduce(state, Tick(now_ms=7_000))  # attempt 2 released at 7,000
     state, commands = reduce(state, Tick(now_ms=12_000))
     assert state.status is ExecutionStatus.FAILED
-    assert commands == (FailWorkflow("charge", "StepTimeout: no report within 5000 ms", 12_000),)
+    assert commands == (
+        FailWorkflow("charge", "StepTimeout: no report or heartbeat within 5000 ms", 12_000),
+    )
 
 
 def test_a_report_in_time_disarms_it() -> None:
@@ -94,13 +98,49 @@ def test_a_recovered_coordinator_re_arms_the_timer() -> None:
     assert ScheduleTimeout("charge", 1, 6_000) in announce(state)
 
 
+def test_a_heartbeat_moves_the_deadline_and_arms_a_timer_for_it() -> None:
+    state, _ = started()
+    state, commands = reduce(state, Heartbeat("charge", 1, at_ms=4_000))
+    assert commands == (ScheduleTimeout("charge", 1, 9_000),)
+    assert reduce(state, Tick(now_ms=6_000)) == (state, ())  # the first timer: nothing due
+    state, _ = reduce(state, Tick(now_ms=9_000))
+    assert state.steps["charge"].status is StepStatus.RETRYING
+
+
+def test_the_heartbeat_survives_the_checkpoint_and_re_arming() -> None:
+    state, _ = started()
+    state, _ = reduce(state, Heartbeat("charge", 1, at_ms=4_000))
+    restored = state_from_dict(state_to_dict(state))
+    assert restored == state
+    assert ScheduleTimeout("charge", 1, 9_000) in announce(restored)
+
+
+def test_heartbeats_that_do_not_fit_change_nothing() -> None:
+    state, _ = started()
+    later, _ = reduce(state, Heartbeat("charge", 1, at_ms=4_000))
+    assert reduce(later, Heartbeat("charge", 1, at_ms=3_000)) == (later, ())  # out of order
+    assert reduce(state, Heartbeat("charge", 2, at_ms=4_000)) == (state, ())  # not current
+    assert reduce(state, Heartbeat("local", 1, at_ms=4_000)) == (state, ())  # built-in step
+    timed_out, _ = reduce(state, Tick(now_ms=6_000))
+    assert reduce(timed_out, Heartbeat("charge", 1, at_ms=6_500)) == (timed_out, ())
+
+
+def test_the_next_attempt_starts_without_the_last_ones_heartbeat() -> None:
+    state, _ = started()
+    state, _ = reduce(state, Heartbeat("charge", 1, at_ms=4_000))
+    state, _ = reduce(state, Tick(now_ms=9_000))
+    state, commands = reduce(state, Tick(now_ms=10_000))
+    assert state.steps["charge"].alive_at_ms is None
+    assert ScheduleTimeout("charge", 2, 15_000) in commands
+
+
 @settings(max_examples=200, deadline=None)
 @given(dag=dags(max_steps=8), data=st.data())
 def test_random_executions_with_queue_steps_end_and_ignore_timed_out_reports(
     dag: WorkflowDefinition, data: st.DataObject
 ) -> None:
     """Random DAGs where random steps are queue steps, under a random mix of reports
-    and clock ticks: at most `limit` steps are outstanding; a report of an attempt that
+    clock ticks and heartbeats: at most `limit` steps are outstanding; a report of an attempt that
     timed out never changes the state; and once the clock runs on and every built-in step
     reports, the execution ends."""
     queued = data.draw(st.sets(st.sampled_from([s.id for s in dag.steps])))
@@ -138,14 +178,19 @@ def test_random_executions_with_queue_steps_end_and_ignore_timed_out_reports(
 
     for _ in range(data.draw(st.integers(0, 40))):
         running = [s for s, step in state.steps.items() if step.status is StepStatus.RUNNING]
-        if data.draw(st.booleans()) and running:
+        action = data.draw(st.sampled_from(["report", "heartbeat", "tick"]))
+        if action == "report" and running:
             step_id = data.draw(st.sampled_from(running))
             apply(StepCompleted(step_id, state.steps[step_id].attempt, {}, at_ms=now))
+        elif action == "heartbeat" and running:
+            step_id = data.draw(st.sampled_from(running))
+            apply(Heartbeat(step_id, state.steps[step_id].attempt, at_ms=now))
         else:
             now += data.draw(st.integers(0, 3_000))
             apply(Tick(now_ms=now))
         for step_id, attempt in sorted(timed_out):  # their workers report late
             assert reduce(state, StepCompleted(step_id, attempt, {}, at_ms=now)) == (state, ())
+            assert reduce(state, Heartbeat(step_id, attempt, at_ms=now)) == (state, ())
     for _ in range(100):  # then the clock runs on and the built-in steps report
         if state.status is not ExecutionStatus.RUNNING:
             break

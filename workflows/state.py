@@ -1,0 +1,111 @@
+"""The state of one execution, as the reducer keeps it and the checkpoint stores it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, NamedTuple
+
+from stepstream.workflows.definition import WorkflowDefinition
+from stepstream.workflows.messages import Command
+
+
+class StepStatus(StrEnum):
+    WAITING = "waiting"  # some dependency has not completed
+    QUEUED = "queued"  # dependencies done, waiting for a free slot
+    RUNNING = "running"  # step-ready emitted for the current attempt
+    RETRYING = "retrying"  # failed, next attempt scheduled; keeps its slot
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+class ExecutionStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+TERMINAL = frozenset({ExecutionStatus.COMPLETED, ExecutionStatus.FAILED})
+
+
+class StepState(NamedTuple):
+    """One step's part of the checkpoint. A NamedTuple: `_replace` is the reducer's
+    most frequent operation, and it is several times cheaper than on a dataclass."""
+
+    status: StepStatus
+    remaining: int  # dependencies not yet completed (the in-degree counter)
+    attempt: int = 0  # 1-based number of the current or last attempt; 0 = never ran
+    output: Any = None
+    error: str | None = None
+    retry_at_ms: int | None = None
+    ready_at_ms: int | None = None  # when the current attempt was released
+    started_at_ms: int | None = None  # as reported by the executor
+    finished_at_ms: int | None = None
+    base: int = 0  # attempts made before the current run (an operator's retry or rerun)
+    alive_at_ms: int | None = None  # the current attempt's last heartbeat
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    step_id: str
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionState:
+    execution_id: str
+    definition: WorkflowDefinition
+    input: Mapping[str, Any]
+    max_outstanding: int
+    steps: Mapping[str, StepState]
+    status: ExecutionStatus = ExecutionStatus.PENDING
+    queue: tuple[str, ...] = ()  # queued steps, in plan order
+    outstanding: int = 0  # running + retrying steps
+    completed_steps: int = 0
+    failure: Failure | None = None
+    started_at_ms: int | None = None
+    finished_at_ms: int | None = None
+    replays: tuple[str, ...] = ()  # operator requests applied, oldest first
+
+    @property
+    def generation(self) -> int:
+        """How many times an operator re-opened the execution; outcome ids include it."""
+        return len(self.replays)
+
+
+Transition = tuple[ExecutionState, tuple[Command, ...]]
+
+
+def new_execution(
+    execution_id: str,
+    definition: WorkflowDefinition,
+    workflow_input: Mapping[str, Any],
+    *,
+    max_parallel_steps: int,
+    parallel_enabled: bool = True,
+) -> ExecutionState:
+    """A pending execution; the `Started` event releases its first steps."""
+    if max_parallel_steps < 1:
+        raise ValueError("max_parallel_steps must be at least 1")
+    steps = {
+        step.id: StepState(StepStatus.WAITING, remaining=len(step.depends_on))
+        for step in definition.steps
+    }
+    return ExecutionState(
+        execution_id=execution_id,
+        definition=definition,
+        input=workflow_input,
+        max_outstanding=max_parallel_steps if parallel_enabled else 1,
+        steps=steps,
+    )
+
+
+def deadline(definition: WorkflowDefinition, step_id: str, step: StepState) -> int | None:
+    """When a queue step's current attempt times out: its step's timeout after its
+    release or its last heartbeat. None for the built-in executor's steps (it enforces
+    their timeouts itself, from when it starts them)."""
+    if definition.step_by_id[step_id].queue is None or step.ready_at_ms is None:
+        return None
+    return max(step.ready_at_ms, step.alive_at_ms or 0) + definition.timeout_ms(step_id)
