@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import click
 
-from stepstream.cli.errors import invalid
+from stepstream.cli.errors import CommandFailed, invalid
 from stepstream.cli.support import load_settings, output_option, print_json, run
 from stepstream.workflows import WorkflowDefinition
 
@@ -18,8 +19,12 @@ def read_definition(file: Path, step_types: set[str] | None = None) -> WorkflowD
     try:
         return parse_definition(file.read_text(), format_for(file.name), step_types)
     except InvalidDefinition as problems:
-        listed = "\n".join(f"  {problem}" for problem in problems.problems)
-        raise invalid(f"{file}: invalid workflow definition\n{listed}") from None
+        raise invalid_definition(file, problems.problems) from None
+
+
+def invalid_definition(file: Path, problems: Iterable[object]) -> CommandFailed:
+    listed = "\n".join(f"  {problem}" for problem in problems)
+    return invalid(f"{file}: invalid workflow definition\n{listed}")
 
 
 @click.command()
@@ -33,24 +38,35 @@ def read_definition(file: Path, step_types: set[str] | None = None) -> WorkflowD
 @output_option
 def register(file: Path, step_modules: tuple[str, ...], output: str) -> None:
     """Validate a definition FILE and publish it to every worker. Its step types must be
-    built in, or come from an installed step package or one named with --steps."""
+    built in, come from an installed step package or one named with --steps, or be run
+    by a live worker (`stepstream workers`). A task queue no live worker serves is
+    accepted with a warning: its workers may start later."""
     import asyncpg
 
     from stepstream.infra.definition_store import save_definition
     from stepstream.steps.builtin import default_registry
     from stepstream.steps.maintenance import STEP_TYPES as MAINTENANCE_STEP_TYPES
     from stepstream.steps.packages import load_packages
+    from stepstream.streams.announcements import Served, read_announcements
     from stepstream.streams.definitions import DefinitionConflict, register_definition
     from stepstream.streams.topics import TopicNames, declare_topics
     from stepstream.workflows.definition import with_type_defaults
+    from stepstream.workflows.validation import check_queue_steps
 
     settings = load_settings()
     packages = load_packages(step_modules)
     packaged = {step_type for package in packages for step_type in package.handlers}
-    definition = read_definition(file, {*default_registry(), *MAINTENANCE_STEP_TYPES, *packaged})
+    names = TopicNames.for_prefix(settings.topic_prefix)
+    served = Served.by(run(read_announcements(settings.kafka_bootstrap_servers, names.workers)))
+    known = {*default_registry(), *MAINTENANCE_STEP_TYPES, *packaged, *served.step_types}
+    definition = read_definition(file, known)
+    problems, warnings = check_queue_steps(definition, served.queue_types)
+    if problems:
+        raise invalid_definition(file, problems)
+    for warning in warnings:
+        click.echo(f"warning: {warning}", err=True)
     defaults = {t: d for package in packages for t, d in package.defaults.items()}
     definition = with_type_defaults(definition, defaults)
-    names = TopicNames.for_prefix(settings.topic_prefix)
 
     async def publish() -> bool:
         await declare_topics(

@@ -14,7 +14,7 @@ from stepstream.cli.definitions import plan_command, register
 from stepstream.cli.errors import Commands
 from stepstream.cli.executions import describe, list_command, start, status
 from stepstream.cli.local import db, run_demo, services, smoke, stats, topics, worker
-from stepstream.cli.operators import dead_letters, replay, stalled
+from stepstream.cli.operators import dead_letters, replay, stalled, workers
 
 
 @click.group(cls=Commands)
@@ -48,6 +48,7 @@ for command in (
     replay,
     stalled,
     dead_letters,
+    workers,
     stats,
 ):
     main.add_command(command)

@@ -1,4 +1,5 @@
-"""Operators' commands: recover executions (`replay`, `stalled`) and events (`dead-letters`)."""
+"""Operators' commands: recover executions (`replay`, `stalled`) and events (`dead-letters`),
+and see who serves what (`workers`)."""
 
 from __future__ import annotations
 
@@ -136,3 +137,38 @@ def stalled(show_all: bool, output: str) -> None:
             click.echo(f"{execution_id}: " + "; ".join(waits))
     else:
         click.echo("no stalled executions" if not show_all else "no running executions")
+
+
+@click.command()
+@click.option(
+    "--all", "show_all", is_flag=True, help="Also workers not heard of for three intervals."
+)
+@output_option
+def workers(show_all: bool, output: str) -> None:
+    """The workers and what they serve: step types, task queues, when last heard of.
+    Workers announce themselves every few seconds (stepstream workers and external ones
+    alike, on <prefix>.workers); one that stopped cleanly is not listed."""
+    from stepstream.streams.announcements import read_announcements
+    from stepstream.streams.events import now_ms
+    from stepstream.streams.topics import TopicNames
+
+    settings = load_settings()
+    topic = TopicNames.for_prefix(settings.topic_prefix).workers
+    now = now_ms()
+    listed = [
+        a
+        for a in run(read_announcements(settings.kafka_bootstrap_servers, topic))
+        if show_all or a.live(now)
+    ]
+    if output == "json":
+        print_json([{**a.record(), "live": a.live(now)} for a in listed])
+        return
+    if not listed:
+        click.echo("no live workers" if not show_all else "no workers")
+    for a in listed:
+        serves = [*(["steps without a queue"] if a.builtin_executor else []), *a.queues]
+        click.echo(
+            f"{a.worker}: {'live' if a.live(now) else 'gone'}, seen"
+            f" {(now - a.seen_at_ms) / 1000:.0f} s ago; serves {', '.join(serves) or 'nothing'};"
+            f" types {', '.join(a.step_types) or 'any'}"
+        )

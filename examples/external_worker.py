@@ -16,7 +16,9 @@ It does what a worker in any language does:
    there every third of it, so the coordinator does not time the attempt out;
 5. commit the tasks' offsets only after their reports are acknowledged, so a worker that
    dies mid-step leaves its tasks to be delivered again (reports are de-duplicated by
-   event_id). It takes the tasks a batch at a time and runs a batch's tasks together.
+   event_id). It takes the tasks a batch at a time and runs a batch's tasks together;
+6. announce itself on `<prefix>.workers` (a `WorkerAnnounced` keyed by its name) at start
+   and every 10 s, and leave a tombstone there when it stops.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
 MARKER = b"\xc3\x01"
+ANNOUNCE_INTERVAL_MS = 10_000
 IDENTITY = ("execution_id", "workflow_id", "workflow_version", "tenant_id", "user_id")
 
 
@@ -127,10 +130,14 @@ async def main() -> None:
     parser.add_argument("--bootstrap", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS"))
     parser.add_argument("--prefix", default=os.environ.get("STEPSTREAM_TOPIC_PREFIX"))
     parser.add_argument("--name", default=f"external-{os.getpid()}")
+    parser.add_argument(
+        "--types", default="", help="step types it runs, comma-separated (default: any)"
+    )
     args = parser.parse_args()
     ready = Schema(args.schemas / "StepReady.avsc")
     report = Schema(args.schemas / "StepCompleted.avsc")
     alive = Schema(args.schemas / "StepHeartbeat.avsc")
+    announced = Schema(args.schemas / "WorkerAnnounced.avsc")
     consumer = AIOKafkaConsumer(
         f"{args.prefix}.tasks.{args.queue}",
         bootstrap_servers=args.bootstrap,
@@ -141,8 +148,29 @@ async def main() -> None:
     producer = AIOKafkaProducer(bootstrap_servers=args.bootstrap, acks="all")
     await consumer.start()
     await producer.start()
-    print(f"{args.name}: serving queue {args.queue}", flush=True)
     reports = f"{args.prefix}.step-completed"
+    started_at = int(time.time() * 1000)
+
+    async def announce() -> None:
+        """Tell `register` and `stepstream workers` what this worker serves, every 10 s."""
+        while True:
+            announcement = {
+                "worker": args.name,
+                "step_types": [t for t in args.types.split(",") if t],
+                "queues": [args.queue],
+                "builtin_executor": False,
+                "started_at": started_at,
+                "timestamp": int(time.time() * 1000),
+                "interval_ms": ANNOUNCE_INTERVAL_MS,
+            }
+            workers = f"{args.prefix}.workers"
+            await producer.send_and_wait(
+                workers, announced.encode(announcement), key=args.name.encode()
+            )
+            await asyncio.sleep(ANNOUNCE_INTERVAL_MS / 1000)
+
+    announcing = asyncio.ensure_future(announce())
+    print(f"{args.name}: serving queue {args.queue}", flush=True)
 
     async def handle(data: bytes | None) -> None:
         started = int(time.time() * 1000)
@@ -175,7 +203,10 @@ async def main() -> None:
             await producer.flush()  # every report acknowledged...
             await consumer.commit()  # ...before the tasks are committed
     finally:
+        announcing.cancel()
         await consumer.stop()
+        # A tombstone under its name: gone on purpose, not silent.
+        await producer.send_and_wait(f"{args.prefix}.workers", None, key=args.name.encode())
         await producer.stop()
 
 

@@ -21,6 +21,7 @@ from stepstream.infra.priority import PriorityService
 from stepstream.steps.builtin import default_registry
 from stepstream.steps.maintenance import MaintenanceSteps
 from stepstream.steps.packages import load_packages
+from stepstream.streams import announcer
 from stepstream.streams.engine import Engine, Worker, WorkerOptions, create_engine
 from stepstream.streams.local_store import trust_or_forget
 from stepstream.streams.settings import Settings
@@ -74,6 +75,7 @@ def build_worker(
     registry.include(maintenance.package)
     for agent in (intake, coordinator, executor, persister):
         agent.install(engine)
+    announcer.install(engine)
     return engine
 
 

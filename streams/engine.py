@@ -338,7 +338,7 @@ def create_engine(settings: Settings, options: WorkerOptions, registry: StepRegi
             value_serializer="raw",
         )
         for name in names.all()
-        if name != names.definitions
+        if name not in names.catalogs()
     }
     # Keys are the execution id's bytes, as on the topics (key_type=bytes selects the raw
     # codec for the store and the changelog alike). Checkpoints are JSON; the coordinator

@@ -23,6 +23,7 @@ class TopicNames:
     definitions: str
     notifications: str
     replay: str  # operator requests (resume, retry, rerun-from) for the coordinator
+    workers: str  # what each worker serves (streams.announcements)
 
     @classmethod
     def for_prefix(cls, prefix: str) -> TopicNames:
@@ -37,10 +38,15 @@ class TopicNames:
             definitions=f"{prefix}.definitions",
             notifications=f"{prefix}.notifications",
             replay=f"{prefix}.replay",
+            workers=f"{prefix}.workers",
         )
 
     def all(self) -> list[str]:
         return [getattr(self, f.name) for f in fields(self)]
+
+    def catalogs(self) -> list[str]:
+        """The compacted, one-partition topics every reader takes whole."""
+        return [self.definitions, self.workers]
 
     def task_queue(self, queue: str) -> str:
         """Where the step-ready events of a step with `queue: <queue>` go."""
@@ -82,21 +88,22 @@ async def declare_topics(
     queues: Iterable[str] = (),
 ) -> None:
     """Create every topic that does not exist yet: the engine's, and those of the given
-    task queues. Definitions are compacted, one partition (a small, totally ordered
-    catalog every worker reads whole)."""
+    task queues. The catalogs (definitions, workers) are compacted, one partition: small,
+    totally ordered, read whole."""
     wanted = [
         NewTopic(name, num_partitions=partitions, replication_factor=replication_factor)
         for name in [*names.all(), *(names.task_queue(queue) for queue in queues)]
-        if name != names.definitions
+        if name not in names.catalogs()
     ]
-    wanted.append(
+    wanted += [
         NewTopic(
-            names.definitions,
+            name,
             num_partitions=1,
             replication_factor=replication_factor,
             topic_configs={"cleanup.policy": "compact"},
         )
-    )
+        for name in names.catalogs()
+    ]
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
     await admin.start()
     try:

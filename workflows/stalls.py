@@ -36,7 +36,7 @@ def waiting_on(state: ExecutionState, margin_ms: int) -> list[Waiting]:
     for step_id in state.definition.graph.order:
         step = state.steps[step_id]
         if step.status is StepStatus.RUNNING:
-            since = step.ready_at_ms or 0
+            since = max(step.ready_at_ms or 0, step.alive_at_ms or 0)  # a heartbeat counts
             deadline = since + state.definition.timeout_ms(step_id) + margin_ms
         elif step.status is StepStatus.RETRYING and step.retry_at_ms is not None:
             since = step.retry_at_ms
@@ -57,7 +57,8 @@ def stall_deadline(state: ExecutionState, margin_ms: int) -> int | None:
     earliest: int | None = None
     for step_id, step in state.steps.items():
         if step.status is StepStatus.RUNNING:
-            deadline = (step.ready_at_ms or 0) + definition.timeout_ms(step_id)
+            since = max(step.ready_at_ms or 0, step.alive_at_ms or 0)
+            deadline = since + definition.timeout_ms(step_id)
         elif step.status is StepStatus.RETRYING and step.retry_at_ms is not None:
             deadline = step.retry_at_ms
         else:

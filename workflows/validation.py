@@ -349,3 +349,32 @@ def _sequential(steps: list[StepDefinition]) -> list[StepDefinition]:
         result += [replace(step, depends_on=previous) for step in group]
         previous = tuple(step.id for step in group)
     return result
+
+
+def check_queue_steps(
+    definition: WorkflowDefinition, served: Mapping[str, frozenset[str] | None]
+) -> tuple[list[Problem], list[str]]:
+    """Queue steps against what the live workers announce (`served`: queue -> the types
+    its workers run, None for any). A queue nobody serves is a warning, not a problem:
+    its workers may start later. A type that none of a served queue's workers runs is a
+    problem."""
+    problems: list[Problem] = []
+    unserved: list[str] = []
+    for index, step in enumerate(definition.steps):
+        if step.queue is None:
+            continue
+        if step.queue not in served:
+            if step.queue not in unserved:
+                unserved.append(step.queue)
+            continue
+        types = served[step.queue]
+        if types is not None and step.type not in types:
+            known = ", ".join(sorted(types))
+            problems.append(
+                Problem(
+                    f"steps[{index}] ({step.id}).type",
+                    f"no live worker on queue {step.queue!r} runs {step.type!r} ({known})",
+                )
+            )
+    warnings = [f"no live worker serves queue {queue!r} yet" for queue in unserved]
+    return problems, warnings

@@ -67,11 +67,14 @@ steps:
 """
 
 
-def external_worker(env: dict[str, str], queue: str, name: str, log: Path) -> subprocess.Popen:
+def external_worker(
+    env: dict[str, str], queue: str, name: str, log: Path, types: str = ""
+) -> subprocess.Popen:
     return subprocess.Popen(
         [
             *(sys.executable, ROOT / "examples" / "external_worker.py"),
             *("--queue", queue, "--schemas", str(ROOT / "schemas"), "--name", name),
+            *("--types", types),
         ],
         env=env,
         stdout=log.open("w"),
@@ -100,7 +103,8 @@ def engine(
         assert cli(env, "register", str(workdir / f"{name}.yaml")).returncode == 0
     external = external_worker(env, "billing", "billing-1", workdir / "external.log")
     try:
-        with running_worker(engine, env, "queues-w1", workdir) as worker:
+        steps = ("--steps", "tests.integration.worker_only_steps")
+        with running_worker(engine, env, "queues-w1", workdir, *steps) as worker:
             engine_worker.append(worker)
             yield engine, env
     finally:
@@ -348,3 +352,60 @@ def test_a_worker_killed_mid_step_times_out_and_the_retry_completes(
 async def start(settings: Settings, workflow: str, execution_id: str) -> str:
     async with WorkflowClient(settings) as client:
         return await client.start_workflow(workflow, {}, "t", "u", execution_id)
+
+
+def listed_workers(env: dict[str, str], until: Any) -> dict[str, dict[str, Any]]:
+    result = cli(
+        env,
+        *("workers", "-o", "json"),
+        until=lambda r: r.returncode == 0 and until({w["worker"] for w in json.loads(r.stdout)}),
+    )
+    assert result.returncode == 0, result.stderr
+    return {w["worker"]: w for w in json.loads(result.stdout)}
+
+
+def test_workers_announce_what_they_serve_and_register_reads_it(
+    engine: tuple[Settings, dict[str, str]], tmp_path: Path
+) -> None:
+    """`stepstream workers` lists the stepstream worker (its step types, the worker-only
+    package's among them) and the external workers (their queue, their types); `register`
+    accepts a type only a worker knows, refuses a type a served queue's workers do not
+    run, and warns about a queue nobody serves. A worker that stops cleanly is gone."""
+    settings, env = engine
+    typed = external_worker(env, "typed", "typed-1", tmp_path / "typed.log", "RENDER_PDF")
+    try:
+        listed = listed_workers(env, until=lambda names: {"queues-w1", "typed-1"} <= names)
+        assert listed["queues-w1"]["builtin_executor"] and listed["queues-w1"]["live"]
+        assert {"noop", "WORKER_ONLY"} <= set(listed["queues-w1"]["step_types"])
+        assert listed["typed-1"]["queues"] == ["typed"]
+        assert listed["typed-1"]["step_types"] == ["RENDER_PDF"]
+        assert listed["billing-1"]["step_types"] == []  # any type on its queue
+
+        def register(name: str, body: str) -> subprocess.CompletedProcess[str]:
+            (tmp_path / f"{name}.yaml").write_text(f"id: {name}\nversion: 1\nsteps:\n{body}")
+            return cli(env, "register", str(tmp_path / f"{name}.yaml"))
+
+        local = register("worker-only", "  - {id: a, type: WORKER_ONLY}\n")
+        assert local.returncode == 0, local.stderr  # this command line has no such package
+        wrong = register("fax", "  - {id: a, type: SEND_FAX, queue: typed}\n")
+        assert wrong.returncode == 2
+        assert "no live worker on queue 'typed' runs 'SEND_FAX' (RENDER_PDF)" in wrong.stderr
+        right = register("pdf", "  - {id: a, type: RENDER_PDF, queue: typed}\n")
+        assert right.returncode == 0, right.stderr
+        later = register("later", "  - {id: a, type: ANYTHING, queue: nobody-here}\n")
+        assert later.returncode == 0, later.stderr
+        assert "warning: no live worker serves queue 'nobody-here' yet" in later.stderr
+        unknown = register("unknown", "  - {id: a, type: NOBODY_RUNS_THIS}\n")
+        assert unknown.returncode == 2 and "WORKER_ONLY" in unknown.stderr  # listed as known
+    finally:
+        typed.terminate()
+        typed.wait(timeout=30)
+    listed_workers(env, until=lambda names: "typed-1" not in names)
+
+    async def run() -> Outcome:
+        async with WorkflowClient(settings) as client:
+            await client.start_workflow("worker-only", {}, "t", "u", "queues-worker-only")
+            return await client.wait_for("queues-worker-only", timeout=60)
+
+    outcome = asyncio.run(run())
+    assert json.loads(str(outcome.record["outputs_json"])) == {"a": {"ran": "a"}}

@@ -30,10 +30,10 @@ __all__ = ["WorkerProcess", "prepare", "wait_until_ready"]
 
 @contextlib.contextmanager
 def running_worker(
-    settings: Settings, env: dict[str, str], name: str, workdir: Path
+    settings: Settings, env: dict[str, str], name: str, workdir: Path, *extra_args: str
 ) -> Iterator[WorkerProcess]:
     """A worker process, once it runs executions; stopped afterwards."""
-    worker = WorkerProcess(name, env, workdir)
+    worker = WorkerProcess(name, env, workdir, extra_args)
     try:
         asyncio.run(wait_until_ready(settings, [worker], 120))
         yield worker

@@ -89,3 +89,19 @@ def test_the_stall_deadline_is_the_earliest_of_the_waiting_steps() -> None:
         assert stall_deadline(state, 700) == (waiting[0].deadline_ms if waiting else None)
 
     check()
+
+
+def test_a_heartbeat_moves_a_queue_steps_stall_deadline() -> None:
+    """A long queue step whose worker heartbeats is not stalled: the watchdog must not
+    release its task again while the worker is on it."""
+    from stepstream.workflows import Heartbeat
+    from stepstream.workflows.stalls import stall_deadline
+
+    remote = StepDefinition("a", "RENDER", queue="reports", timeout_ms=1_000)
+    definition = WorkflowDefinition("remote", 1, "remote", (remote,))
+    state = new_execution("e-1", definition, {}, max_parallel_steps=1)
+    state, _ = reduce(state, Started(at_ms=0))
+    assert stall_deadline(state, 500) == 1_500
+    state, _ = reduce(state, Heartbeat("a", 1, at_ms=900))
+    assert stall_deadline(state, 500) == 2_400
+    assert waiting_on(state, 500)[0].deadline_ms == 2_400
