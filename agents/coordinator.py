@@ -28,6 +28,7 @@ from stepstream.agents.watchdog import install as install_watchdog
 from stepstream.schemas.codec import CODEC, EventCodecError
 from stepstream.streams.engine import ConsumedMessage, Engine
 from stepstream.streams.events import envelope, from_json, now_ms, to_json
+from stepstream.streams.partitioner import partition_index
 from stepstream.workflows import (
     Command,
     CompleteWorkflow,
@@ -117,6 +118,21 @@ def core_event(name: str, record: dict[str, Any]) -> Event:
             step_id=record["step_id"],
         )
     raise ValueError(f"the coordinator does not take {name} events")
+
+
+def misrouted(key: bytes, partition: int, partitions: int) -> str | None:
+    """Why an event may not be applied where it was published: an execution's events and
+    checkpoint live in its key's partition, and one published elsewhere (a producer with
+    another partitioner) would be applied against a checkpoint that partition does not
+    own."""
+    expected = partition_index(key, partitions)
+    if expected == partition:
+        return None
+    return (
+        f"misrouted: key {key.decode(errors='replace')!r} belongs in partition {expected} by "
+        f"Kafka's default partitioner (murmur2), not {partition}; publish reports keyed by "
+        "execution_id with the default partitioner"
+    )
 
 
 def step_ready(origin: dict[str, Any], command: EmitStepReady) -> dict[str, Any]:
@@ -256,11 +272,15 @@ def install(engine: Engine) -> None:
         offsets only after its producer flush (faust_fixes 3): commit last."""
         by_key: dict[bytes, list[EventT[Any]]] = {}
         letters: list[tuple[ConsumedMessage, Exception | str]] = []
+        partitions = engine.settings.topic_partitions
         for event in events:
-            if event.message.key is None:
-                letters.append((event.message, "execution events must be keyed by execution_id"))
+            consumed = event.message
+            if consumed.key is None:
+                letters.append((consumed, "execution events must be keyed by execution_id"))
+            elif wrong_partition := misrouted(consumed.key, consumed.partition, partitions):
+                letters.append((consumed, wrong_partition))
             else:
-                by_key.setdefault(event.message.key, []).append(event)
+                by_key.setdefault(consumed.key, []).append(event)
         outputs: list[Output] = []
         rejections: list[dict[str, Any]] = []
         for key, group in by_key.items():

@@ -195,9 +195,12 @@ class WorkflowClient:
     async def flush(self) -> None:
         await self._producer.flush()
 
-    async def send_raw(self, topic: str, value: bytes, key: bytes | None = None) -> None:
-        """For operators and tests: put bytes on a topic as they are."""
-        await self._producer.send_and_wait(topic, value, key=key)
+    async def send_raw(
+        self, topic: str, value: bytes, key: bytes | None = None, partition: int | None = None
+    ) -> None:
+        """For operators and tests: put bytes on a topic as they are (to `partition`, or
+        where the key's default partitioning puts them)."""
+        await self._producer.send_and_wait(topic, value, key=key, partition=partition)
 
     async def replay(
         self,

@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from stepstream.client import WorkflowClient
-from stepstream.schemas.codec import CODEC
+from stepstream.schemas.codec import CODEC, DecodedEvent
+from stepstream.streams.partitioner import partition_index
 from stepstream.streams.settings import Settings
 from stepstream.streams.topics import TopicNames
 from tests.integration.workers import (
@@ -49,9 +50,12 @@ def engine(
         yield engine, worker
 
 
-async def forge_report(settings: Settings, execution_id: str, attempt: int, output: str) -> str:
+async def forge_report(
+    settings: Settings, execution_id: str, attempt: int, output: str, partition: int | None = None
+) -> str:
     """Start an execution, wait for its step a to be released, and publish a report of
-    `attempt` for it, as a worker of another language would; return the outcome."""
+    `attempt` for it (to `partition`, or where its key belongs), as a worker of another
+    language would; return the outcome."""
     names = TopicNames.for_prefix(settings.topic_prefix)
     async with WorkflowClient(settings) as client:
         await client.start_workflow("slow-then-done", {}, "t", "u", execution_id)
@@ -75,7 +79,7 @@ async def forge_report(settings: Settings, execution_id: str, attempt: int, outp
             "worker": "another-language",
         }
         value = CODEC.encode("StepCompleted", report)
-        await client.send_raw(names.step_completed, value, execution_id.encode())
+        await client.send_raw(names.step_completed, value, execution_id.encode(), partition)
         outcome = await client.wait_for(execution_id, timeout=60)
         return f"{outcome.status}: {outcome.record.get('error') or ''}"
 
@@ -96,3 +100,26 @@ def test_a_report_of_another_attempt_is_ignored_and_logged(
     assert outcome == "completed: "  # the real attempt 1 completed it, 3 s later
     expected = "ignored the report of reports-other-attempt/a attempt 7 (current 1)"
     assert expected in worker.log_path.read_text()
+
+
+def test_a_report_published_to_another_partition_is_dead_lettered_with_the_reason(
+    engine: tuple[Settings, WorkerProcess],
+) -> None:
+    settings, _ = engine
+    execution_id = "reports-misrouted"
+    home = partition_index(execution_id.encode(), settings.topic_partitions)
+    elsewhere = (home + 1) % settings.topic_partitions
+    outcome = asyncio.run(forge_report(settings, execution_id, 1, '{"x": 1}', elsewhere))
+    assert outcome == "completed: "  # the real attempt 1 completed it, 3 s later
+    names = TopicNames.for_prefix(settings.topic_prefix)
+
+    def letters(events: list[DecodedEvent]) -> list[DecodedEvent]:
+        return [e for e in events if e.record.get("execution_id") == execution_id]
+
+    events = asyncio.run(read_topic(settings, names.dead_letter, until=lambda e: bool(letters(e))))
+    (letter,) = letters(events)
+    assert letter.record["error"] == (
+        f"misrouted: key '{execution_id}' belongs in partition {home} by Kafka's default "
+        f"partitioner (murmur2), not {elsewhere}; publish reports keyed by execution_id with "
+        "the default partitioner"
+    )
