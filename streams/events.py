@@ -23,7 +23,7 @@ def now_ms() -> int:
 def event_id(*parts: object) -> str:
     """The same logical event always gets the same id, so consumers can de-duplicate.
     The recipe is part of the contract with workers in other languages (README,
-    "Reports from a worker of your own"): the first 32 hex digits of the SHA-256 of the
+    "The worker contract, for any language"): the first 32 hex digits of the SHA-256 of the
     parts joined with "/", which every mainstream standard library computes."""
     return hashlib.sha256("/".join(map(str, parts)).encode()).hexdigest()[:32]
 
