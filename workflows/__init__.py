@@ -6,9 +6,11 @@ from stepstream.workflows.definition import (
     DefaultPolicies,
     RetryPolicy,
     StepDefinition,
+    Trigger,
     WorkflowDefinition,
 )
 from stepstream.workflows.execution import (
+    CancelWorkflow,
     Command,
     CompleteWorkflow,
     EmitStepReady,
@@ -21,6 +23,7 @@ from stepstream.workflows.execution import (
     ReplayAction,
     ScheduleRetry,
     ScheduleTimeout,
+    SkipStep,
     Started,
     StepCompleted,
     StepFailed,
@@ -37,6 +40,7 @@ from stepstream.workflows.rendering import to_dot, to_mermaid
 from stepstream.workflows.validation import InvalidDefinition, Problem, build_definition, validated
 
 __all__ = [
+    "CancelWorkflow",
     "CheckpointError",
     "Command",
     "CompleteWorkflow",
@@ -55,12 +59,14 @@ __all__ = [
     "RetryPolicy",
     "ScheduleRetry",
     "ScheduleTimeout",
+    "SkipStep",
     "Started",
     "StepCompleted",
     "StepDefinition",
     "StepFailed",
     "StepStatus",
     "Tick",
+    "Trigger",
     "WorkflowDefinition",
     "announce",
     "build_definition",

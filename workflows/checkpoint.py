@@ -113,6 +113,8 @@ def state_to_dict(
         "t0": state.started_at_ms,
         "t1": state.finished_at_ms,
         **({"ops": list(state.replays)} if state.replays else {}),
+        **({"skip": state.skipped_steps} if state.skipped_steps else {}),
+        **({"why": state.cancel_reason} if state.cancel_reason is not None else {}),
         **parts,
     }
 
@@ -173,6 +175,8 @@ def state_from_dict(data: dict[str, Any], memo: DefinitionMemo | None = None) ->
             started_at_ms=data["t0"],
             finished_at_ms=data["t1"],
             replays=tuple(data.get("ops", ())),
+            skipped_steps=data.get("skip", 0),
+            cancel_reason=data.get("why"),
         )
     except (KeyError, TypeError, ValueError) as error:
         raise CheckpointError(f"malformed checkpoint: {error!r}") from error

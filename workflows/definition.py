@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from enum import StrEnum
 from functools import cached_property
 from typing import Any
 
+from stepstream.workflows.expressions import Condition, compile_condition
 from stepstream.workflows.rate_limit import RateLimit
 
 
@@ -25,6 +27,16 @@ class RetryPolicy:
     jitter: float = 0.2
 
 
+class Trigger(StrEnum):
+    """When a step with dependencies runs, decided once every dependency has finished
+    (completed, skipped, or failed), never on the first one to arrive."""
+
+    # Skipped only if every dependency was skipped; else it runs if none failed.
+    NONE_FAILED = "none_failed"
+    ALL_SUCCESS = "all_success"  # every dependency completed; any skipped one skips it
+    ALL_DONE = "all_done"  # runs whatever its dependencies' outcomes (cleanup, notify)
+
+
 @dataclass(frozen=True, slots=True)
 class StepDefinition:
     id: str
@@ -35,6 +47,8 @@ class StepDefinition:
     parallel: bool | None = None
     config: Mapping[str, Any] = field(default_factory=dict)
     queue: str | None = None  # a task queue: its step-ready events go to workers of their own
+    when: str | None = None  # a condition (workflows.expressions); false: the step is skipped
+    trigger: Trigger = Trigger.NONE_FAILED
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +106,24 @@ class WorkflowDefinition:
     @cached_property
     def graph(self) -> DependencyGraph:
         return dependency_graph(self.steps)
+
+    @cached_property
+    def conditions(self) -> Mapping[str, Condition]:
+        """Each conditional step's compiled `when` (validation has compiled them once)."""
+        return {s.id: compile_condition(s.when) for s in self.steps if s.when is not None}
+
+    @cached_property
+    def ancestors(self) -> Mapping[str, frozenset[str]]:
+        """Every step each step depends on, directly or not."""
+        found: dict[str, frozenset[str]] = {}
+        for step_id in self.graph.order:
+            step = self.step_by_id[step_id]
+            found[step_id] = frozenset(step.depends_on).union(*(found[d] for d in step.depends_on))
+        return found
+
+    @cached_property
+    def has_cleanup_steps(self) -> bool:
+        return any(step.trigger is Trigger.ALL_DONE for step in self.steps)
 
     def retry_policy(self, step_id: str) -> RetryPolicy:
         return self.step_by_id[step_id].retry or self.defaults.retry

@@ -1,12 +1,30 @@
-"""The reducer's working copy of one transition."""
+"""The reducer's working copy of one transition, and how a step whose dependencies have
+all finished is settled: queued to run, skipped, or failed by its condition."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
 
-from stepstream.workflows.messages import Command, EmitStepReady, ScheduleTimeout
-from stepstream.workflows.state import ExecutionState, StepStatus, Transition, deadline
+from stepstream.workflows.definition import Trigger
+from stepstream.workflows.expressions import EvaluationError
+from stepstream.workflows.messages import (
+    Command,
+    CompleteWorkflow,
+    EmitStepReady,
+    FailWorkflow,
+    ScheduleTimeout,
+    SkipStep,
+)
+from stepstream.workflows.state import (
+    ExecutionState,
+    ExecutionStatus,
+    Failure,
+    StepStatus,
+    Transition,
+    deadline,
+)
 
 
 class Draft:
@@ -17,14 +35,83 @@ class Draft:
         self.steps = dict(state.steps)
         self.queue = list(state.queue)
         self.outstanding = state.outstanding
+        self.completed = state.completed_steps
+        self.skipped = state.skipped_steps
+        self.failure = state.failure
+        self.broken: list[Failure] = []  # steps whose condition could not be evaluated
         self.commands: list[Command] = []
 
-    def enqueue(self, step_ids: list[str]) -> None:
+    def dependency_finished(self, step_id: str) -> None:
+        """`step_id` completed, failed for good or was skipped: its dependents count it,
+        and those with every dependency finished are settled."""
+        ready = []
+        for dependent in self.state.definition.graph.dependents[step_id]:
+            step = self.steps[dependent]
+            self.steps[dependent] = step._replace(remaining=step.remaining - 1)
+            if step.remaining == 1:
+                ready.append(dependent)
+        if ready:
+            self.settle(ready)
+
+    def settle(self, step_ids: Iterable[str]) -> None:
+        """Decide steps whose dependencies have all finished: queue each to run, or skip
+        it (which finishes it, and may settle its dependents in turn)."""
+        queued = []
         for step_id in step_ids:
-            self.steps[step_id] = self.steps[step_id]._replace(status=StepStatus.QUEUED)
-        if step_ids:
+            reason = self.skip_reason(step_id)
+            if self.steps[step_id].status is StepStatus.FAILED:
+                continue  # its condition broke: the transition fails it (`broken`)
+            if reason is None:
+                self.steps[step_id] = self.steps[step_id]._replace(status=StepStatus.QUEUED)
+                queued.append(step_id)
+            else:
+                self.skip(step_id, reason)
+        if queued:
             position = self.state.definition.graph.position
-            self.queue = sorted([*self.queue, *step_ids], key=position.__getitem__)
+            self.queue = sorted([*self.queue, *queued], key=position.__getitem__)
+
+    def skip(self, step_id: str, reason: str) -> None:
+        self.steps[step_id] = self.steps[step_id]._replace(status=StepStatus.SKIPPED, error=reason)
+        self.skipped += 1
+        self.commands.append(SkipStep(step_id, reason))
+        self.dependency_finished(step_id)
+
+    def skip_reason(self, step_id: str) -> str | None:
+        """Why the step must not run; None: it runs. The trigger rule first (decided only
+        now that every dependency has finished), then the condition. A condition that
+        cannot be evaluated fails the step instead (`broken`)."""
+        definition = self.state.definition
+        step = definition.step_by_id[step_id]
+        if self.failure is not None and step.trigger is not Trigger.ALL_DONE:
+            return f"the workflow is failing: step {self.failure.step_id} failed"
+        if step.depends_on and (self.skipped or self.failure is not None):
+            # Otherwise every dependency completed, and every rule says run.
+            statuses = {d: self.steps[d].status for d in step.depends_on}
+            if step.trigger is Trigger.NONE_FAILED:
+                if all(s is StepStatus.SKIPPED for s in statuses.values()):
+                    return "every dependency was skipped"
+            elif step.trigger is Trigger.ALL_SUCCESS:
+                for dependency, status in statuses.items():
+                    if status is not StepStatus.COMPLETED:
+                        return f"dependency {dependency} was {status} (trigger all_success)"
+        condition = definition.conditions.get(step_id)
+        if condition is None:
+            return None
+        outputs = {
+            s: self.steps[s].output
+            for s in condition.steps
+            if self.steps[s].status is StepStatus.COMPLETED
+        }
+        try:
+            if condition.evaluate(self.state.input, outputs):
+                return None
+        except EvaluationError as error:
+            self.steps[step_id] = self.steps[step_id]._replace(
+                status=StepStatus.FAILED, error=f"ConditionError: {error}"
+            )
+            self.broken.append(Failure(step_id, f"ConditionError: {error}"))
+            return None
+        return f"condition false: {condition.text} (saw {condition.saw(self.state.input, outputs)})"
 
     def fill_slots(self, at_ms: int) -> None:
         free = self.state.max_outstanding - self.outstanding
@@ -40,7 +127,8 @@ class Draft:
         self.send(step_id, self.steps[step_id].attempt + 1, at_ms)
 
     def send(self, step_id: str, attempt: int, at_ms: int) -> None:
-        """Emit step-ready for this attempt of the step."""
+        """Emit step-ready for this attempt of the step. A skipped dependency is absent
+        from `steps` (not null): it has no output."""
         definition = self.state.definition
         step = self.steps[step_id]
         self.steps[step_id] = step._replace(
@@ -51,10 +139,11 @@ class Draft:
             alive_at_ms=step.alive_at_ms if attempt == step.attempt else None,
         )
         step_definition = definition.step_by_id[step_id]
-        inputs = {
-            "input": self.state.input,
-            "steps": {d: self.steps[d].output for d in step_definition.depends_on},
-        }
+        outputs = {}
+        for dependency in step_definition.depends_on:
+            if self.steps[dependency].status is StepStatus.COMPLETED:
+                outputs[dependency] = self.steps[dependency].output
+        inputs = {"input": self.state.input, "steps": outputs}
         self.commands.append(
             EmitStepReady(
                 step_id=step_id,
@@ -69,12 +158,75 @@ class Draft:
         if due is not None:
             self.commands.append(ScheduleTimeout(step_id, attempt, due))
 
+    def outputs(self) -> dict[str, Any]:
+        """The completed steps' outputs, in plan order; skipped steps have none."""
+        return {
+            s: self.steps[s].output
+            for s in self.state.definition.graph.order
+            if self.steps[s].status is StepStatus.COMPLETED
+        }
+
     def finish(self, **changes: Any) -> Transition:
         state = replace(
             self.state,
             steps=self.steps,
             queue=tuple(self.queue),
             outstanding=self.outstanding,
+            completed_steps=self.completed,
+            skipped_steps=self.skipped,
+            failure=self.failure,
             **changes,
         )
         return state, tuple(self.commands)
+
+
+def fail(draft: Draft, step_id: str, error: str) -> bool:
+    """`step_id` failed for good. Fail fast: nothing new starts, steps already running
+    may finish. True: the workflow fails now. A workflow with cleanup steps (trigger
+    all_done) fails only once those have run: until then every other step not started
+    is skipped, and no retry is made."""
+    if draft.failure is None:
+        draft.failure = Failure(step_id, error)
+    if not draft.state.definition.has_cleanup_steps:
+        draft.queue.clear()
+        return True
+    reason = f"the workflow is failing: step {draft.failure.step_id} failed"
+    for queued in list(draft.queue):
+        if draft.state.definition.step_by_id[queued].trigger is not Trigger.ALL_DONE:
+            draft.queue.remove(queued)
+            draft.skip(queued, reason)
+    for other in draft.state.definition.graph.order:
+        step = draft.steps[other]
+        if step.status is StepStatus.RETRYING:
+            draft.steps[other] = step._replace(
+                status=StepStatus.FAILED, error=f"{step.error}; not retried: {reason}"
+            )
+            draft.outstanding -= 1
+            draft.dependency_finished(other)
+    draft.dependency_finished(step_id)
+    return False
+
+
+def failed(draft: Draft, at_ms: int, **changes: Any) -> Transition:
+    assert draft.failure is not None
+    draft.commands.append(FailWorkflow(draft.failure.step_id, draft.failure.error, at_ms))
+    return draft.finish(**{**changes, "status": ExecutionStatus.FAILED, "finished_at_ms": at_ms})
+
+
+def advance(draft: Draft, at_ms: int, **changes: Any) -> Transition:
+    """After steps finished or settled: fail the steps whose condition broke, start what
+    the slots allow, and end the execution once nothing is left to run."""
+    while draft.broken:
+        broken = draft.broken.pop(0)
+        if fail(draft, broken.step_id, broken.error):
+            return failed(draft, at_ms, **changes)
+    draft.fill_slots(at_ms)
+    if draft.failure is not None:
+        if draft.outstanding == 0 and not draft.queue:
+            return failed(draft, at_ms, **changes)
+        return draft.finish(**changes)
+    if draft.completed + draft.skipped == len(draft.steps):
+        draft.commands.append(CompleteWorkflow(draft.outputs(), at_ms))
+        ended = {"status": ExecutionStatus.COMPLETED, "finished_at_ms": at_ms}
+        return draft.finish(**{**changes, **ended})
+    return draft.finish(**changes)

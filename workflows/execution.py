@@ -8,8 +8,9 @@ stale attempt, anything after the end) changes nothing and emits nothing.
 
 from __future__ import annotations
 
-from stepstream.workflows.draft import Draft
+from stepstream.workflows.draft import Draft, advance, fail, failed
 from stepstream.workflows.messages import (
+    CancelWorkflow,
     Command,
     CompleteWorkflow,
     EmitStepReady,
@@ -20,6 +21,7 @@ from stepstream.workflows.messages import (
     ReplayAction,
     ScheduleRetry,
     ScheduleTimeout,
+    SkipStep,
     Started,
     StepCompleted,
     StepFailed,
@@ -41,6 +43,7 @@ from stepstream.workflows.state import (
 
 __all__ = [  # the messages are re-exported: they are part of the reducer's contract
     "TERMINAL",
+    "CancelWorkflow",
     "Command",
     "CompleteWorkflow",
     "EmitStepReady",
@@ -54,6 +57,7 @@ __all__ = [  # the messages are re-exported: they are part of the reducer's cont
     "ReplayAction",
     "ScheduleRetry",
     "ScheduleTimeout",
+    "SkipStep",
     "Started",
     "StepCompleted",
     "StepFailed",
@@ -88,22 +92,30 @@ def reduce(state: ExecutionState, event: Event) -> Transition:
 
 
 def announce(state: ExecutionState) -> tuple[Command, ...]:
-    """The commands the execution's current state stands on: step-ready for every running
-    step at its attempt, the retries it waits for, its outcome once it has one.
+    """The commands the execution's current state stands on: the skips it announced,
+    step-ready for every running step at its attempt, the retries it waits for, its
+    outcome once it has one.
 
     A coordinator that redelivers an input whose effect is already in the checkpoint
     emits these again, because what it emitted the first time may never have been
     delivered (delivery rule 2). Their event ids are deterministic, so a consumer sees
     duplicates of what it may have seen, never new events."""
+    skips = [
+        SkipStep(step_id, step.error or "")
+        for step_id, step in state.steps.items()
+        if step.status is StepStatus.SKIPPED
+    ]
+    draft = Draft(state)
     if state.status is ExecutionStatus.COMPLETED:
-        outputs = {s: state.steps[s].output for s in state.definition.graph.order}
-        return (CompleteWorkflow(outputs, state.finished_at_ms or 0),)
+        return (*skips, CompleteWorkflow(draft.outputs(), state.finished_at_ms or 0))
     if state.status is ExecutionStatus.FAILED and state.failure is not None:
         failure = state.failure
-        return (FailWorkflow(failure.step_id, failure.error, state.finished_at_ms or 0),)
+        return (*skips, FailWorkflow(failure.step_id, failure.error, state.finished_at_ms or 0))
+    if state.status is ExecutionStatus.CANCELLED:
+        return (CancelWorkflow(state.cancel_reason or "", state.finished_at_ms or 0),)
     if state.status is not ExecutionStatus.RUNNING:
         return ()
-    draft = Draft(state)
+    draft.commands += skips
     for step_id in state.definition.graph.order:
         step = state.steps[step_id]
         if step.status is StepStatus.RUNNING:
@@ -122,9 +134,8 @@ def _start(state: ExecutionState, event: Started) -> Transition:
     if state.status is not ExecutionStatus.PENDING:
         return state, ()
     draft = Draft(state)
-    draft.enqueue([s for s in state.definition.graph.order if state.steps[s].remaining == 0])
-    draft.fill_slots(event.at_ms)
-    return draft.finish(status=ExecutionStatus.RUNNING, started_at_ms=event.at_ms)
+    draft.settle([s for s in state.definition.graph.order if state.steps[s].remaining == 0])
+    return advance(draft, event.at_ms, status=ExecutionStatus.RUNNING, started_at_ms=event.at_ms)
 
 
 def _complete_step(state: ExecutionState, event: StepCompleted) -> Transition:
@@ -139,22 +150,9 @@ def _complete_step(state: ExecutionState, event: StepCompleted) -> Transition:
         finished_at_ms=event.at_ms,
     )
     draft.outstanding -= 1
-    released = []
-    for dependent in state.definition.graph.dependents[event.step_id]:
-        step = draft.steps[dependent]
-        draft.steps[dependent] = step._replace(remaining=step.remaining - 1)
-        if step.remaining == 1:
-            released.append(dependent)
-    draft.enqueue(released)
-    completed = state.completed_steps + 1
-    if completed == len(state.steps):
-        outputs = {step_id: draft.steps[step_id].output for step_id in state.definition.graph.order}
-        draft.commands.append(CompleteWorkflow(outputs, event.at_ms))
-        return draft.finish(
-            status=ExecutionStatus.COMPLETED, completed_steps=completed, finished_at_ms=event.at_ms
-        )
-    draft.fill_slots(event.at_ms)
-    return draft.finish(completed_steps=completed)
+    draft.completed += 1
+    draft.dependency_finished(event.step_id)
+    return advance(draft, event.at_ms)
 
 
 def _fail_step(state: ExecutionState, event: StepFailed) -> Transition:
@@ -164,7 +162,8 @@ def _fail_step(state: ExecutionState, event: StepFailed) -> Transition:
     step = state.steps[event.step_id]
     policy = state.definition.retry_policy(event.step_id)
     run_attempt = event.attempt - step.base  # the policy counts attempts of this run
-    if event.retryable and run_attempt < policy.max_attempts:
+    retry = event.retryable and run_attempt < policy.max_attempts
+    if retry and state.failure is None:  # a failing workflow starts nothing new
         delay = backoff_ms(policy, state.execution_id, event.step_id, run_attempt)
         due = event.at_ms + delay
         draft.steps[event.step_id] = step._replace(
@@ -172,7 +171,6 @@ def _fail_step(state: ExecutionState, event: StepFailed) -> Transition:
         )
         draft.commands.append(ScheduleRetry(event.step_id, event.attempt + 1, due))
         return draft.finish()
-    # Fail fast: steps already running may finish, but nothing new starts.
     draft.steps[event.step_id] = step._replace(
         status=StepStatus.FAILED,
         error=event.error,
@@ -180,13 +178,9 @@ def _fail_step(state: ExecutionState, event: StepFailed) -> Transition:
         finished_at_ms=event.at_ms,
     )
     draft.outstanding -= 1
-    draft.queue.clear()
-    draft.commands.append(FailWorkflow(event.step_id, event.error, event.at_ms))
-    return draft.finish(
-        status=ExecutionStatus.FAILED,
-        failure=Failure(event.step_id, event.error),
-        finished_at_ms=event.at_ms,
-    )
+    if fail(draft, event.step_id, event.error):
+        return failed(draft, event.at_ms)
+    return advance(draft, event.at_ms)
 
 
 def _heartbeat(state: ExecutionState, event: Heartbeat) -> Transition:

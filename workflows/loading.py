@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 import yaml
 
-from stepstream.workflows.definition import WorkflowDefinition
+from stepstream.workflows.definition import Trigger, WorkflowDefinition
 from stepstream.workflows.validation import InvalidDefinition, Problem, build_definition
 
 Format = Literal["yaml", "json"]
@@ -62,6 +62,12 @@ def definition_to_dict(definition: WorkflowDefinition) -> dict[str, Any]:
                 **({"parallel": step.parallel} if step.parallel is not None else {}),
                 **({"config": dict(step.config)} if step.config else {}),
                 **({"queue": step.queue} if step.queue is not None else {}),
+                **({"when": step.when} if step.when is not None else {}),
+                **(
+                    {"trigger": str(step.trigger)}
+                    if step.trigger is not Trigger.NONE_FAILED
+                    else {}
+                ),
             }
             for step in definition.steps
         ],

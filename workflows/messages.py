@@ -56,6 +56,7 @@ class Tick:
 
 
 class ReplayAction(StrEnum):
+    CANCEL = "cancel"  # running: end it as cancelled; nothing new starts
     RESUME = "resume"  # running: send step-ready again for running steps, retries now
     RETRY = "retry"  # failed: the failed step gets a new attempt, the rest carries on
     RERUN_FROM = "rerun-from"  # ended: the step and everything downstream run again
@@ -70,6 +71,7 @@ class Replay:
     action: ReplayAction
     at_ms: int
     step_id: str | None = None
+    reason: str = ""
 
 
 Event = Started | StepCompleted | StepFailed | Heartbeat | Tick | Replay
@@ -106,6 +108,20 @@ class ScheduleTimeout:
 
 
 @dataclass(frozen=True, slots=True)
+class SkipStep:
+    """Announce that the step will not run, and why (a `StepSkipped` event)."""
+
+    step_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class CancelWorkflow:
+    reason: str
+    at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class CompleteWorkflow:
     outputs: Mapping[str, Any]
     at_ms: int
@@ -118,4 +134,12 @@ class FailWorkflow:
     at_ms: int
 
 
-Command = EmitStepReady | ScheduleRetry | ScheduleTimeout | CompleteWorkflow | FailWorkflow
+Command = (
+    EmitStepReady
+    | ScheduleRetry
+    | ScheduleTimeout
+    | SkipStep
+    | CompleteWorkflow
+    | FailWorkflow
+    | CancelWorkflow
+)

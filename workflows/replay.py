@@ -1,10 +1,10 @@
 """Operators' requests: resume a running execution, retry a failed one, rerun an ended
-one from one of its steps."""
+one from one of its steps, cancel one."""
 
 from __future__ import annotations
 
-from stepstream.workflows.draft import Draft
-from stepstream.workflows.messages import Replay, ReplayAction
+from stepstream.workflows.draft import Draft, advance
+from stepstream.workflows.messages import CancelWorkflow, Replay, ReplayAction
 from stepstream.workflows.state import (
     TERMINAL,
     ExecutionState,
@@ -17,8 +17,10 @@ from stepstream.workflows.state import (
 
 def replay_applies(state: ExecutionState, action: ReplayAction, step_id: str | None) -> bool:
     """Whether the request would change the execution: resume a running one, retry a
-    failed one, rerun an ended one from one of its steps."""
+    failed one, rerun an ended one from one of its steps, cancel one not ended."""
     match action:
+        case ReplayAction.CANCEL:
+            return state.status in (ExecutionStatus.PENDING, ExecutionStatus.RUNNING)
         case ReplayAction.RESUME:
             return state.status is ExecutionStatus.RUNNING
         case ReplayAction.RETRY:
@@ -31,23 +33,42 @@ def replay_applies(state: ExecutionState, action: ReplayAction, step_id: str | N
 def apply_replay(state: ExecutionState, event: Replay) -> Transition:
     if event.request_id in state.replays or not replay_applies(state, event.action, event.step_id):
         return state, ()
+    if event.action is ReplayAction.CANCEL:
+        return _cancel(state, event)
     reset: tuple[str, ...] = ()
     if event.action is ReplayAction.RERUN_FROM and event.step_id is not None:
         reset = (event.step_id, *state.definition.graph.descendants(event.step_id))
     return _reopen(state, reset, event)
 
 
+def _cancel(state: ExecutionState, event: Replay) -> Transition:
+    """The execution ends as cancelled: nothing new starts; reports of steps still
+    running are recorded downstream but change nothing here."""
+    draft = Draft(state)
+    draft.queue.clear()
+    draft.commands.append(CancelWorkflow(event.reason, event.at_ms))
+    return draft.finish(
+        status=ExecutionStatus.CANCELLED,
+        cancel_reason=event.reason,
+        finished_at_ms=event.at_ms,
+        replays=(*state.replays, event.request_id),
+    )
+
+
 def _reopen(state: ExecutionState, reset: tuple[str, ...], event: Replay) -> Transition:
     """Run again what has not completed: the `reset` steps from scratch, failed steps
     with a new attempt, running steps re-sent at their attempt (handlers key their side
-    effects on it), retries now; then the queue as dependencies and slots allow."""
+    effects on it), retries now; skipped steps are decided again; then the queue as
+    dependencies and slots allow."""
     draft = Draft(state)
     for step_id in reset:
         attempt = draft.steps[step_id].attempt
         draft.steps[step_id] = StepState(StepStatus.WAITING, 0, attempt=attempt, base=attempt)
     graph = state.definition.graph
     done = {s for s, step in draft.steps.items() if step.status is StepStatus.COMPLETED}
-    draft.queue, draft.outstanding = [], 0
+    draft.queue, draft.outstanding, draft.failure = [], 0, None
+    draft.completed, draft.skipped = len(done), 0
+    ready = []
     for step_id in graph.order:
         step = draft.steps[step_id]
         if step.status is StepStatus.COMPLETED:
@@ -58,20 +79,20 @@ def _reopen(state: ExecutionState, reset: tuple[str, ...], event: Replay) -> Tra
         elif step.status is StepStatus.RETRYING:
             draft.outstanding += 1
             draft.release(step_id, event.at_ms)
-        else:  # waiting, queued, or failed: queued again once its dependencies are done
+        else:  # waiting, queued, failed or skipped: settled again once its dependencies are
             remaining = sum(d not in done for d in state.definition.step_by_id[step_id].depends_on)
             base = step.attempt if step.status is StepStatus.FAILED else step.base
-            status = StepStatus.QUEUED if remaining == 0 else StepStatus.WAITING
             draft.steps[step_id] = step._replace(
-                status=status, remaining=remaining, error=None, base=base
+                status=StepStatus.WAITING, remaining=remaining, error=None, base=base
             )
             if remaining == 0:
-                draft.queue.append(step_id)
-    draft.fill_slots(event.at_ms)
-    return draft.finish(
+                ready.append(step_id)
+    draft.settle(ready)
+    return advance(
+        draft,
+        event.at_ms,
         status=ExecutionStatus.RUNNING,
-        completed_steps=len(done),
-        failure=None,
         finished_at_ms=None,
+        cancel_reason=None,
         replays=(*state.replays, event.request_id),
     )

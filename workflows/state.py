@@ -12,22 +12,25 @@ from stepstream.workflows.messages import Command
 
 
 class StepStatus(StrEnum):
-    WAITING = "waiting"  # some dependency has not completed
+    WAITING = "waiting"  # some dependency has not finished
     QUEUED = "queued"  # dependencies done, waiting for a free slot
     RUNNING = "running"  # step-ready emitted for the current attempt
     RETRYING = "retrying"  # failed, next attempt scheduled; keeps its slot
     COMPLETED = "completed"
     FAILED = "failed"
+    SKIPPED = "skipped"  # its condition or trigger rule said no; `error` says why
 
 
 class ExecutionStatus(StrEnum):
     PENDING = "pending"
-    RUNNING = "running"
+    RUNNING = "running"  # with a `failure`: failing, its cleanup steps still to run
     COMPLETED = "completed"
     FAILED = "failed"
+    CANCELLED = "cancelled"
 
 
-TERMINAL = frozenset({ExecutionStatus.COMPLETED, ExecutionStatus.FAILED})
+TERMINAL = frozenset({ExecutionStatus.COMPLETED, ExecutionStatus.FAILED, ExecutionStatus.CANCELLED})
+FINISHED = frozenset({StepStatus.COMPLETED, StepStatus.FAILED, StepStatus.SKIPPED})
 
 
 class StepState(NamedTuple):
@@ -35,10 +38,10 @@ class StepState(NamedTuple):
     most frequent operation, and it is several times cheaper than on a dataclass."""
 
     status: StepStatus
-    remaining: int  # dependencies not yet completed (the in-degree counter)
+    remaining: int  # dependencies not yet finished (the in-degree counter)
     attempt: int = 0  # 1-based number of the current or last attempt; 0 = never ran
     output: Any = None
-    error: str | None = None
+    error: str | None = None  # the last attempt's failure, or why the step was skipped
     retry_at_ms: int | None = None
     ready_at_ms: int | None = None  # when the current attempt was released
     started_at_ms: int | None = None  # as reported by the executor
@@ -64,10 +67,12 @@ class ExecutionState:
     queue: tuple[str, ...] = ()  # queued steps, in plan order
     outstanding: int = 0  # running + retrying steps
     completed_steps: int = 0
-    failure: Failure | None = None
+    skipped_steps: int = 0
+    failure: Failure | None = None  # set while failing (cleanup steps to run) and after
     started_at_ms: int | None = None
     finished_at_ms: int | None = None
     replays: tuple[str, ...] = ()  # operator requests applied, oldest first
+    cancel_reason: str | None = None
 
     @property
     def generation(self) -> int:

@@ -15,8 +15,10 @@ from stepstream.workflows.definition import (
     DefaultPolicies,
     RetryPolicy,
     StepDefinition,
+    Trigger,
     WorkflowDefinition,
 )
+from stepstream.workflows.expressions import ExpressionError, compile_condition
 from stepstream.workflows.rate_limit import OverLimitPolicy, RateLimit
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
@@ -26,7 +28,7 @@ MAX_ATTEMPTS_LIMIT = 100
 WORKFLOW_FIELDS = {"id", "version", "name", "description", "steps", "defaults", "rateLimit"}
 RATE_LIMIT_FIELDS = {"points", "windowSeconds", "policy"}
 STEP_FIELDS = {"id", "type", "name", "description", "dependsOn", "retry", "timeoutMs"}
-STEP_FIELDS |= {"parallel", "config", "queue"}
+STEP_FIELDS |= {"parallel", "config", "queue", "when", "trigger"}
 # A queue name becomes part of a topic name: `<prefix>.tasks.<queue>`.
 QUEUE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 RETRY_FIELDS = {"maxAttempts", "initialBackoffMs", "multiplier", "maxBackoffMs", "jitter"}
@@ -125,11 +127,40 @@ def check_definition(
         edges.setdefault(step.id, []).extend(
             d for d in step.depends_on if d in ids and d != step.id
         )
-    for cycle in find_cycles(edges):
+    cycles = find_cycles(edges)
+    for cycle in cycles:
         path = " -> ".join(cycle)
         problems.append(
             Problem("steps", f"dependency cycle: {path} (each step depends on the next)")
         )
+    graph_valid = not cycles and all(
+        d in ids and d != step.id for step in definition.steps for d in step.depends_on
+    )
+    problems += _condition_problems(definition, graph_valid)
+    return problems
+
+
+def _condition_problems(definition: WorkflowDefinition, graph_valid: bool) -> list[Problem]:
+    """Each `when` compiles, and (on a valid graph, where ancestors are defined) reads
+    only the steps it runs after."""
+    problems: list[Problem] = []
+    for index, step in enumerate(definition.steps):
+        if step.when is None:
+            continue
+        where = f"steps[{index}] ({step.id}).when"
+        try:
+            condition = compile_condition(step.when)
+        except ExpressionError as error:
+            problems.append(Problem(where, str(error)))
+            continue
+        if not graph_valid:
+            continue
+        ancestors = definition.ancestors[step.id]
+        for name in sorted(condition.steps - ancestors):
+            known = ", ".join(sorted(ancestors)) or "none: it has no dependencies"
+            problems.append(
+                Problem(where, f"reads step {name!r}, which it does not run after ({known})")
+            )
     return problems
 
 
@@ -263,6 +294,15 @@ class _Parser:
                 f"must be lowercase letters, digits, '_' or '-' (at most 64), got {queue!r}",
             )
             queue = None
+        when = raw.get("when")
+        if when is not None and not (isinstance(when, str) and when.strip()):
+            self.fail(f"{where}.when", f"must be an expression in a string, got {when!r}")
+            when = None
+        trigger = raw.get("trigger", str(Trigger.NONE_FAILED))
+        if trigger not in set(Trigger):
+            known = ", ".join(Trigger)
+            self.fail(f"{where}.trigger", f"must be one of {known}, got {trigger!r}")
+            trigger = Trigger.NONE_FAILED
         return StepDefinition(
             id=self.text(raw, "id", f"{where}.id"),
             type=self.text(raw, "type", f"{where}.type"),
@@ -272,6 +312,8 @@ class _Parser:
             parallel=parallel,
             config=dict(config),
             queue=queue,
+            when=when,
+            trigger=Trigger(trigger),
         )
 
     def defaults(self, raw: Any) -> DefaultPolicies:
