@@ -77,7 +77,7 @@ def test_a_false_condition_skips_the_step_and_says_what_it_saw() -> None:
 
 
 def test_a_true_condition_runs_the_step() -> None:
-    state, commands = complete(started(ESCALATION), "assess", {"priority": "URGENT"})
+    _, commands = complete(started(ESCALATION), "assess", {"priority": "URGENT"})
     released = {c.step_id for c in commands if isinstance(c, EmitStepReady)}
     assert released == {"escalate", "assign"}
 
@@ -105,7 +105,7 @@ steps:
     assert state.steps["join"].status is StepStatus.SKIPPED
     assert state.steps["join"].error == "every dependency was skipped"
     assert state.steps["cleanup"].status is StepStatus.RUNNING  # all_done: whatever happened
-    state, commands = complete(state, "cleanup")
+    state, _ = complete(state, "cleanup")
     assert state.status is ExecutionStatus.COMPLETED
 
 
@@ -189,7 +189,8 @@ def test_a_rerun_decides_the_skipped_steps_again() -> None:
     ],
 )
 def test_conditions_are_checked_with_the_definition(body: str, problem: str) -> None:
-    text = f"id: w\nversion: 1\nsteps:\n  - {{id: a, type: noop}}\n  - {body}\n  - {{id: c, type: noop, dependsOn: [b]}}\n"
+    steps = ["{id: a, type: noop}", body, "{id: c, type: noop, dependsOn: [b]}"]
+    text = "id: w\nversion: 1\nsteps:\n" + "".join(f"  - {step}\n" for step in steps)
     with pytest.raises(InvalidDefinition) as raised:
         parse_definition(text, "yaml")
     assert any(problem in str(p) for p in raised.value.problems), raised.value.problems
