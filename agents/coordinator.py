@@ -30,6 +30,7 @@ from stepstream.streams.engine import ConsumedMessage, Engine
 from stepstream.streams.events import envelope, from_json, now_ms, to_json
 from stepstream.streams.partitioner import partition_index
 from stepstream.workflows import (
+    CancelWorkflow,
     Command,
     CompleteWorkflow,
     EmitStepReady,
@@ -41,6 +42,7 @@ from stepstream.workflows import (
     ReplayAction,
     ScheduleRetry,
     ScheduleTimeout,
+    SkipStep,
     Started,
     StepCompleted,
     StepFailed,
@@ -116,6 +118,7 @@ def core_event(name: str, record: dict[str, Any]) -> Event:
             ReplayAction(record["action"]),
             at_ms=record["timestamp"],
             step_id=record["step_id"],
+            reason=record["reason"],
         )
     raise ValueError(f"the coordinator does not take {name} events")
 
@@ -204,6 +207,29 @@ def install(engine: Engine) -> None:
                     started_at=state.started_at_ms or command.at_ms,
                 )
                 await engine.send(names.workflow_completed, execution_id, "WorkflowFailed", record)
+            case SkipStep():
+                step_type = state.definition.step_by_id[command.step_id].type
+                record = envelope(
+                    "step-skipped",
+                    origin,
+                    command.step_id,
+                    *run_of(state),
+                    step_id=command.step_id,
+                    step_type=step_type,
+                    reason=command.reason,
+                )
+                await engine.send(names.step_completed, execution_id, "StepSkipped", record)
+            case CancelWorkflow():
+                record = envelope(
+                    "cancelled",
+                    origin,
+                    *run_of(state),
+                    reason=command.reason,
+                    started_at=state.started_at_ms or command.at_ms,
+                )
+                await engine.send(
+                    names.workflow_completed, execution_id, "WorkflowCancelled", record
+                )
             case ScheduleRetry() | ScheduleTimeout():
                 kind = "retry-due" if isinstance(command, ScheduleRetry) else "timeout-due"
                 due = {**origin, "step_id": command.step_id, "attempt": command.attempt}
@@ -235,6 +261,8 @@ def install(engine: Engine) -> None:
             message = event.message
             try:
                 decoded = CODEC.decode(event.value)
+                if decoded.name == "StepSkipped":
+                    continue  # its own announcement, for downstream consumers
                 if current is None:
                     current = checkpoints.load(key, decoded.name, decoded.record)
                 core = core_event(decoded.name, decoded.record)

@@ -43,7 +43,7 @@ INSERT INTO workflow_executions AS e (execution_id, workflow_id, workflow_versio
 VALUES ($1, $2, $3, $4, NULLIF($5, ''), $6, $7::jsonb, $8::jsonb, $9, $10, $11, $12)
 ON CONFLICT (execution_id) DO UPDATE SET
     input = COALESCE(e.input, EXCLUDED.input),
-    status = CASE WHEN EXCLUDED.status IN ('completed', 'failed') THEN EXCLUDED.status
+    status = CASE WHEN EXCLUDED.status IN ('completed', 'failed', 'cancelled') THEN EXCLUDED.status
                   WHEN e.status = 'rejected' THEN EXCLUDED.status  -- a later start went in
                   ELSE e.status END,
     outputs = COALESCE(EXCLUDED.outputs, e.outputs),
@@ -155,6 +155,12 @@ def rows_for(events: list[DecodedEvent]) -> tuple[Rows, Rows, Rows, Rows]:
                     when(r["timestamp"]),
                 )
             )
+        elif event.name == "WorkflowCancelled":
+            cancelled = (None, None, None, r["reason"], when(r["started_at"]), when(r["timestamp"]))
+            executions.append((*head, "cancelled", *cancelled))
+        elif event.name == "StepSkipped":  # attempt 0: it never ran
+            skip = ("skipped", None, r["reason"], "", None, when(r["timestamp"]))
+            steps.append((r["execution_id"], r["step_id"], 0, r["step_type"], *skip))
         elif event.name in ("StepCompleted", "StepFailed"):
             completed = event.name == "StepCompleted"
             error = None if completed else f"{r['error_type']}: {r['error_message']}"

@@ -203,7 +203,7 @@ def describe(execution_id: str, output: str) -> None:
 @click.option("--workflow", "workflow_id", default=None, help="Only this workflow.")
 @click.option(
     "--status",
-    type=click.Choice(["running", "completed", "failed", "rejected"]),
+    type=click.Choice(["running", "completed", "failed", "cancelled", "rejected"]),
     default=None,
     help="Only executions in this state.",
 )

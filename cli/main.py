@@ -14,7 +14,7 @@ from stepstream.cli.definitions import plan_command, register
 from stepstream.cli.errors import Commands
 from stepstream.cli.executions import describe, list_command, start, status
 from stepstream.cli.local import db, run_demo, services, smoke, stats, topics, worker
-from stepstream.cli.operators import dead_letters, replay, stalled, workers
+from stepstream.cli.operators import cancel, dead_letters, explain, replay, stalled, workers
 
 
 @click.group(cls=Commands)
@@ -46,6 +46,8 @@ for command in (
     list_command,
     # operators
     replay,
+    cancel,
+    explain,
     stalled,
     dead_letters,
     workers,

@@ -4,6 +4,7 @@ and see who serves what (`workers`)."""
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 
 import click
 
@@ -33,17 +34,63 @@ def replay(
     output: str,
 ) -> None:
     """Resume a stuck EXECUTION_ID, retry a failed one, or rerun one from a step."""
-    from stepstream.client import ReplayRefused, WorkflowClient
-    from stepstream.workflows import ReplayAction
-
     if (action == "rerun-from") != (step_id is not None):
         raise invalid("--step is required with rerun-from, and only with it")
+    request = Request(execution_id, action, step_id, requested_by, reason, request_id)
+    sys.exit(run(request.send(wait, timeout, output), timeout))
 
-    async def go() -> int:
+
+@click.command()
+@click.argument("execution_id")
+@click.option("--reason", required=True, help="Why (recorded, and in the outcome event).")
+@click.option("--by", "requested_by", default="", help="Who asks (for the audit trail).")
+@click.option("--request-id", default=None, help="Idempotency key (default: a new UUID).")
+@click.option("--wait", is_flag=True, help="Wait until the execution has ended as cancelled.")
+@click.option("--timeout", default=60.0, show_default=True, help="Seconds for the whole command.")
+@output_option
+def cancel(
+    execution_id: str,
+    reason: str,
+    requested_by: str,
+    request_id: str | None,
+    wait: bool,
+    timeout: float,
+    output: str,
+) -> None:
+    """End EXECUTION_ID as cancelled: nothing new starts; steps still running may finish,
+    and their reports are recorded but change nothing. Exit 2 if it has ended already."""
+    request = Request(execution_id, "cancel", None, requested_by, reason, request_id)
+    sys.exit(run(request.send(wait, timeout, output, success="cancelled"), timeout))
+
+
+@dataclass(frozen=True)
+class Request:
+    """An operator's request to the coordinator, through the replay topic."""
+
+    execution_id: str
+    action: str
+    step_id: str | None
+    requested_by: str
+    reason: str
+    request_id: str | None
+
+    async def send(
+        self, wait: bool, timeout: float, output: str, success: str = "completed"
+    ) -> int:
+        """Publish it; with `wait`, until the run it opens ends (exit 0 if as `success`)."""
+        from stepstream.client import ReplayRefused, WorkflowClient
+        from stepstream.workflows import ReplayAction
+
+        execution_id, action = self.execution_id, self.action
         async with WorkflowClient(load_settings(), follow_outcomes=wait) as client:
             try:
                 run_number = await client.replay(
-                    execution_id, ReplayAction(action), step_id, requested_by, reason, request_id
+                    execution_id,
+                    ReplayAction(action),
+                    self.step_id,
+                    self.requested_by,
+                    self.reason,
+                    self.request_id,
                 )
             except ReplayRefused as refused:
                 raise invalid(str(refused)) from None
@@ -56,14 +103,12 @@ def replay(
                 outcome = await client.wait_for(execution_id, timeout, run=run_number)
                 answer["status"] = outcome.status
                 line = f"{execution_id}: run {run_number} {outcome.status}"
-                code = ExitCode.OK if outcome.status == "completed" else ExitCode.FAILED
+                code = ExitCode.OK if outcome.status == success else ExitCode.FAILED
             if output == "json":
                 print_json({"action": action, **answer})
             else:
                 click.echo(line)
             return code
-
-    sys.exit(run(go(), timeout))
 
 
 @click.command("dead-letters")
@@ -172,3 +217,33 @@ def workers(show_all: bool, output: str) -> None:
             f" {(now - a.seen_at_ms) / 1000:.0f} s ago; serves {', '.join(serves) or 'nothing'};"
             f" types {', '.join(a.step_types) or 'any'}"
         )
+
+
+@click.command()
+@click.argument("execution_id")
+@click.argument("step_id", required=False)
+@output_option
+def explain(execution_id: str, step_id: str | None, output: str) -> None:
+    """Why each unfinished step of EXECUTION_ID is not running (or STEP_ID's state): what
+    it waits on, its retry time, the parallel limit, why it was skipped. Read from the
+    execution's checkpoint."""
+    from stepstream.client.watch import read_checkpoint
+    from stepstream.streams.events import now_ms
+    from stepstream.workflows import state_from_dict
+    from stepstream.workflows.explain import explain as explain_state
+
+    stored = run(read_checkpoint(load_settings(), execution_id))
+    if stored is None:
+        raise invalid(f"no checkpoint for execution {execution_id}")
+    state = state_from_dict(stored["state"])
+    if step_id is not None and step_id not in state.steps:
+        raise invalid(
+            f"execution {execution_id} has no step {step_id!r} ({', '.join(state.steps)})"
+        )
+    answers = explain_state(state, now_ms(), step_id)
+    if output == "json":
+        print_json({"execution_id": execution_id, "status": str(state.status), "steps": answers})
+        return
+    click.echo(f"{execution_id}: {state.status}")
+    for answer_step, answer in answers.items():
+        click.echo(f"  {answer_step}: {answer}")

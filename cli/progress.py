@@ -11,7 +11,13 @@ from rich.table import Table
 from stepstream.client.watch import ExecutionView, ExecutionWatcher
 from stepstream.streams.settings import Settings
 
-STATUS_STYLE = {"waiting": "dim", "running": "yellow", "completed": "green", "failed": "red"}
+STATUS_STYLE = {
+    "waiting": "dim",
+    "running": "yellow",
+    "completed": "green",
+    "failed": "red",
+    "skipped": "cyan",
+}
 
 
 def step_table(view: ExecutionView, order: list[str], origin_ms: int | None = None) -> Table:

@@ -28,7 +28,12 @@ from stepstream.workflows.checkpoint import (
     split_part_key,
 )
 
-TERMINAL_EVENTS = {"WorkflowCompleted", "WorkflowFailed", "WorkflowRejected"}
+TERMINAL_EVENTS = {
+    "WorkflowCompleted",
+    "WorkflowFailed",
+    "WorkflowRejected",
+    "WorkflowCancelled",
+}
 
 
 def partition_for(key: str, partitions: int) -> int:
@@ -64,6 +69,7 @@ class ExecutionView:
                 "WorkflowCompleted": "completed",
                 "WorkflowFailed": "failed",
                 "WorkflowRejected": "rejected",
+                "WorkflowCancelled": "cancelled",
             }[event.name]
             self.detail = record.get("reason") or record.get("error") or ""
             return
@@ -71,6 +77,8 @@ class ExecutionView:
         if event.name == "StepReady":
             step.attempt = record["attempt"]
             step.status, step.ready_at = "running", record["timestamp"]
+        elif event.name == "StepSkipped":
+            step.status, step.detail = "skipped", record["reason"]
         elif event.name in {"StepCompleted", "StepFailed"}:
             if step.attempt and record["attempt"] != step.attempt:
                 return  # a superseded attempt's late report: the coordinator ignores it too

@@ -48,13 +48,15 @@ class StartRefused(ValueError):
 APPLIES_TO = {
     ReplayAction.RESUME: "a running execution",
     ReplayAction.RETRY: "a failed execution",
-    ReplayAction.RERUN_FROM: "a completed or failed execution, from one of its steps",
+    ReplayAction.RERUN_FROM: "an ended execution, from one of its steps",
+    ReplayAction.CANCEL: "an execution that has not ended",
 }
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """How an execution ended: completed, failed or rejected, with the event's record."""
+    """How an execution ended: completed, failed, rejected or cancelled, with the event's
+    record."""
 
     execution_id: str
     status: str
@@ -69,6 +71,7 @@ _STATUS = {
     "WorkflowCompleted": "completed",
     "WorkflowFailed": "failed",
     "WorkflowRejected": "rejected",
+    "WorkflowCancelled": "cancelled",
 }
 
 
@@ -245,6 +248,20 @@ class WorkflowClient:
         )
         return state.generation + 1
 
+    async def cancel(
+        self, execution_id: str, reason: str, requested_by: str = "", request_id: str | None = None
+    ) -> int:
+        """End an execution that has not ended as cancelled: nothing new starts. Returns
+        the run whose outcome (`cancelled`) `wait_for(..., run=)` waits for. Raises
+        ReplayRefused when it has ended already."""
+        return await self.replay(
+            execution_id,
+            ReplayAction.CANCEL,
+            requested_by=requested_by,
+            reason=reason,
+            request_id=request_id,
+        )
+
     async def definition(self, workflow_id: str, version: int = 0) -> WorkflowDefinition | None:
         """The registered definition a start would run (version 0: the latest), from the
         definitions topic; None when there is none."""
@@ -296,7 +313,7 @@ class WorkflowClient:
         if run:
             ids = {
                 recipe(execution_id, kind, run)
-                for kind in ("completed", "failed")
+                for kind in ("completed", "failed", "cancelled")
                 for recipe in (event_id, legacy_event_id)  # outcomes of older workers too
             }
         for outcome in self._outcomes.get(execution_id, []):

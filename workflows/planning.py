@@ -78,7 +78,9 @@ def describe(definition: WorkflowDefinition, durations: Mapping[str, float] | No
         for step_id in level:
             step = definition.step_by_id[step_id]
             after = f" after {', '.join(step.depends_on)}" if step.depends_on else ""
-            lines.append(f"    {step_id} [{step.type}]{after}")
+            when = f" when {step.when}" if step.when is not None else ""
+            trigger = f" (trigger {step.trigger})" if step.trigger != "none_failed" else ""
+            lines.append(f"    {step_id} [{step.type}]{after}{when}{trigger}")
     lines.append(
         f"  critical path: {' -> '.join(result.critical_path)} "
         f"({result.critical_path_duration:g} of {result.total_duration:g} units if run in sequence)"

@@ -194,3 +194,15 @@ def test_conditions_are_checked_with_the_definition(body: str, problem: str) -> 
     with pytest.raises(InvalidDefinition) as raised:
         parse_definition(text, "yaml")
     assert any(problem in str(p) for p in raised.value.problems), raised.value.problems
+
+
+def test_plans_show_conditions_as_dashed_labelled_edges() -> None:
+    from stepstream.workflows import to_dot, to_mermaid
+
+    definition = parse_definition(ESCALATION, "yaml")
+    mermaid = to_mermaid(definition)
+    assert 's0 -.->|"when: steps.assess.priority == #quot;URGENT#quot;"| s1' in mermaid
+    assert "trigger: all_success" in mermaid
+    dot = to_dot(definition)
+    label = 'label="when: steps.assess.priority == \\"URGENT\\""'
+    assert f'"assess" -> "escalate" [style=dashed, {label}];' in dot
