@@ -111,11 +111,12 @@ class Condition:
 
 
 def compile_condition(text: str) -> Condition:
+    source = text.strip()
     try:
-        tree = ast.parse(text.strip(), mode="eval")
+        tree = ast.parse(source, mode="eval")
     except SyntaxError as error:
         raise ExpressionError(f"syntax error: {error.msg}", error.offset or 1) from None
-    compiler = _Compiler()
+    compiler = _Compiler(source)
     run = compiler.compile(tree.body)
     return Condition(text, frozenset(compiler.steps), run, tuple(compiler.paths))
 
@@ -125,7 +126,8 @@ def _column(node: ast.AST) -> int:
 
 
 class _Compiler:
-    def __init__(self) -> None:
+    def __init__(self, source: str) -> None:
+        self.source = source
         self.steps: set[str] = set()
         self.paths: list[tuple[str, Compiled]] = []
 
@@ -143,7 +145,8 @@ class _Compiler:
             case ast.Name(id=name):
                 raise ExpressionError(f"unknown name {name!r} (input, steps)", _column(node))
             case ast.Attribute() | ast.Subscript():
-                self.paths.append((ast.unparse(node), self._path(node, tolerant=True)))
+                written = ast.get_source_segment(self.source, node) or ast.unparse(node)
+                self.paths.append((written, self._path(node, tolerant=True)))
                 return self._path(node, tolerant=False)
             case ast.List(elts=items) | ast.Tuple(elts=items):
                 parts = [self.compile(item) for item in items]
@@ -229,7 +232,7 @@ class _Compiler:
             if isinstance(node, ast.Attribute)
             else self.compile(node.slice)
         )
-        where = ast.unparse(node)
+        where = ast.get_source_segment(self.source, node) or ast.unparse(node)
 
         def read(scope: Scope) -> Any:
             container = base(scope)

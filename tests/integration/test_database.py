@@ -79,7 +79,7 @@ def test_register_validates_publishes_and_stores_the_definition(
     first = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
     again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
     assert first.returncode == 0, first.stderr
-    assert "registered: maintenance-request version 1" in first.stdout
+    assert "registered: maintenance-request version 2" in first.stdout
     assert "already registered" in again.stdout
 
     async def stored() -> list[tuple[str, int]]:
@@ -92,4 +92,4 @@ def test_register_validates_publishes_and_stores_the_definition(
         finally:
             await connection.close()
 
-    assert asyncio.run(stored()) == [("maintenance-request", 1)]
+    assert asyncio.run(stored()) == [("maintenance-request", 2)]

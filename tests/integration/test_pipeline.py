@@ -326,25 +326,37 @@ async def test_executions_and_step_results_reach_postgresql(
     assert [tuple(s) for s in steps] == [(s, "completed", 1) for s in "abcd"]
 
 
+@pytest.mark.parametrize(
+    ("title", "priority", "escalated"),
+    [("Water leaking under sink", "HIGH", False), ("Gas smell under the sink", "URGENT", True)],
+)
 async def test_the_reference_maintenance_workflow_does_real_work(
-    engine: Settings, client: WorkflowClient, run_token: str
+    engine: Settings,
+    client: WorkflowClient,
+    run_token: str,
+    title: str,
+    priority: str,
+    escalated: bool,
 ) -> None:
+    """The reference workflow on the real services, with its condition false and true:
+    the on-call manager is told by SMS only of an URGENT request (step-5); the technician
+    is assigned either way."""
     connection = await asyncpg.connect(engine.database_url)
     try:
         lindenhof = await connection.fetchval("SELECT id FROM properties WHERE name = 'Lindenhof'")
         sink = await connection.fetchval("SELECT id FROM assets WHERE name = 'Kitchen sink'")
         execution_id = await client.start_workflow(
             "maintenance-request",
-            {"property_id": lindenhof, "asset_id": sink, "title": "Water leaking under sink"},
+            {"property_id": lindenhof, "asset_id": sink, "title": title},
             "tenant-a",
             "user-1",
-            f"{run_token}-reference",
+            f"{run_token}-reference-{priority.lower()}",
         )
         outcome = await client.wait_for(execution_id, timeout=60)
         assert outcome.status == "completed", outcome.record
         outputs = outcome.outputs
         request_id = outputs["step-1"]["request_id"]
-        assert outputs["step-2"]["priority"] == "HIGH"
+        assert outputs["step-2"]["priority"] == priority
         assert outputs["step-2"]["priority_source"] == "rules"
         assert outputs["step-3"]["request_id"] == request_id
         assert outputs["step-4"]["technician"] == "Ana Plumb"
@@ -353,7 +365,7 @@ async def test_the_reference_maintenance_workflow_does_real_work(
             " JOIN technicians t ON t.id = r.technician_id WHERE r.id = $1",
             request_id,
         )
-        assert tuple(row) == ("HIGH", "assigned", "Ana Plumb")
+        assert tuple(row) == (priority, "assigned", "Ana Plumb")
     finally:
         await connection.close()
     names = TopicNames.for_prefix(engine.topic_prefix)
@@ -362,8 +374,32 @@ async def test_the_reference_maintenance_workflow_does_real_work(
         names.notifications,
         until=lambda events: any(e.record["execution_id"] == execution_id for e in events),
     )
-    ours = [e for e in notifications if e.record["execution_id"] == execution_id]
-    assert len(ours) == 1 and ours[0].record["request_id"] == request_id
+    ours = sorted(
+        (e.record["channel"], e.record["recipient"])
+        for e in notifications
+        if e.record["execution_id"] == execution_id
+    )
+    if escalated:
+        assert outputs["step-5"]["channel"] == "sms"
+        assert ours == [("email", "tenant:tenant-a"), ("sms", "on-call-manager")]
+        return
+    assert "step-5" not in outputs  # skipped: no output at all, not null
+    assert ours == [("email", "tenant:tenant-a")]
+    reports = await read_topic(
+        engine,
+        names.step_completed,
+        until=lambda events: any(
+            e.name == "StepSkipped" and e.record["execution_id"] == execution_id for e in events
+        ),
+    )
+    (skipped,) = [
+        e for e in reports if e.name == "StepSkipped" and e.record["execution_id"] == execution_id
+    ]
+    assert skipped.record["step_id"] == "step-5"
+    assert skipped.record["reason"] == (
+        'condition false: steps["step-2"].priority == "URGENT"'
+        ' (saw steps["step-2"].priority = "HIGH")'
+    )
 
 
 async def test_the_executor_and_persister_groups_commit_what_they_finished(

@@ -4,6 +4,7 @@ from a step, resume one whose step-ready event was lost. Real broker, real worke
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 import time
@@ -19,7 +20,7 @@ from stepstream.client.workflow_client import ReplayRefused, WorkflowClient
 from stepstream.schemas.codec import CODEC
 from stepstream.streams.settings import Settings
 from stepstream.streams.topics import TopicNames
-from stepstream.workflows import ReplayAction, state_from_dict
+from stepstream.workflows import ReplayAction, StepStatus, state_from_dict
 from tests.integration.workers import (
     NOOP_DIAMOND,
     SLOW_SECOND,
@@ -53,13 +54,28 @@ FAILS_ONCE = definition(
 )
 
 
+# A diamond whose two branches take 3 s: a cancel lands while they run.
+SLOW_DIAMOND = definition(
+    {
+        "id": "slow-diamond",
+        "version": 1,
+        "steps": [
+            {"id": "a", "type": "noop"},
+            {"id": "b", "type": "sleep", "dependsOn": ["a"], "config": {"seconds": 3}},
+            {"id": "c", "type": "sleep", "dependsOn": ["a"], "config": {"seconds": 3}},
+            {"id": "d", "type": "noop", "dependsOn": ["b", "c"]},
+        ],
+    }
+)
+
+
 @pytest.fixture(scope="module")
 def engine(
     settings: Settings, run_token: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Settings, dict[str, str], Path]]:
     env = engine_env(settings, f"test-{run_token}-replay")
     engine = Settings.from_env(env)
-    asyncio.run(prepare(engine, FAILS_ONCE, NOOP_DIAMOND, SLOW_SECOND))
+    asyncio.run(prepare(engine, FAILS_ONCE, NOOP_DIAMOND, SLOW_SECOND, SLOW_DIAMOND))
     workdir = tmp_path_factory.mktemp("replay")
     yield engine, env, workdir
 
@@ -272,3 +288,77 @@ async def audit_rows(settings: Settings, execution_id: str) -> tuple[list[Any], 
                 raise TimeoutError(f"audit rows of {execution_id}: {replays}, {execution}")
     finally:
         await connection.close()
+
+
+def test_a_cancel_in_the_middle_of_a_running_diamond_ends_it_and_starts_nothing_new(
+    engine: tuple[Settings, dict[str, str], Path], worker: WorkerProcess
+) -> None:
+    """b and c are running when an operator cancels: the execution ends as cancelled at
+    once, d is never released, b's and c's completions are recorded but change nothing,
+    `explain` says why d does not run, and a second cancel is refused."""
+    settings, env, _ = engine
+    names = TopicNames.for_prefix(settings.topic_prefix)
+    execution_id = "replay-cancel-diamond"
+
+    async def start() -> None:
+        async with WorkflowClient(settings) as client:
+            await client.start_workflow("slow-diamond", {}, "t", "u", execution_id)
+            await client.flush()
+        await read_topic(  # b and c were released: they are running
+            settings,
+            names.step_ready,
+            until=lambda events: (
+                {e.record["step_id"] for e in events if e.record["execution_id"] == execution_id}
+                >= {"b", "c"}
+            ),
+        )
+
+    asyncio.run(start())
+    cancelled = cli(
+        env, "cancel", execution_id, "--reason", "duplicate request", "--by", "ops", "--wait"
+    )
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert cancelled.stdout.strip() == f"{execution_id}: run 1 cancelled"
+
+    reports = asyncio.run(  # b and c finish after the cancel
+        read_topic(
+            settings,
+            names.step_completed,
+            until=lambda events: (
+                {
+                    e.record["step_id"]
+                    for e in events
+                    if e.name == "StepCompleted" and e.record["execution_id"] == execution_id
+                }
+                >= {"b", "c"}
+            ),
+        )
+    )
+    assert reports
+    explained = cli(env, "explain", execution_id, "-o", "json")
+    assert explained.returncode == 0, explained.stderr
+    answer = json.loads(explained.stdout)
+    assert answer["status"] == "cancelled"
+    assert answer["steps"]["d"] == "cancelled: duplicate request"
+    state = state_of(settings, execution_id)
+    assert state.steps["d"].status is StepStatus.WAITING  # never released
+    ready = asyncio.run(read_topic(settings, names.step_ready))
+    assert "d" not in {
+        e.record["step_id"] for e in ready if e.record["execution_id"] == execution_id
+    }
+    again = cli(env, "cancel", execution_id, "--reason", "again")
+    assert again.returncode == 2
+    assert "cancel applies to an execution that has not ended" in again.stderr
+    described = cli(
+        env,
+        *("describe", execution_id, "-o", "json"),
+        until=lambda r: (
+            r.returncode == 0
+            and json.loads(r.stdout)["status"] == "cancelled"
+            and len(json.loads(r.stdout).get("steps", [])) == 3
+        ),
+    )
+    record = json.loads(described.stdout)
+    assert record["status"] == "cancelled" and record["error"] == "duplicate request"
+    recorded = {(s["step_id"], s["status"]) for s in record["steps"]}
+    assert recorded == {("a", "completed"), ("b", "completed"), ("c", "completed")}

@@ -31,14 +31,19 @@ TYPES = {
 @pytest.mark.parametrize(
     ("name", "fmt"), [("maintenance-request.json", "json"), ("maintenance-request.yaml", "yaml")]
 )
-def test_the_products_example_plans_in_three_levels(name: str, fmt: str) -> None:
+def test_the_products_example_plans_in_three_levels_with_its_escalation(
+    name: str, fmt: str
+) -> None:
     definition = parse_definition((EXAMPLES / name).read_text(), fmt, TYPES)
     assert [list(level) for level in plan(definition).levels] == [
         ["step-1"],
         ["step-2", "step-3"],
-        ["step-4"],
+        ["step-4", "step-5"],
     ]
     assert definition.step_by_id["step-4"].depends_on == ("step-2", "step-3")
+    escalation = definition.step_by_id["step-5"]
+    assert escalation.when == 'steps["step-2"].priority == "URGENT"'
+    assert definition.conditions["step-5"].steps == {"step-2"}
 
 
 def test_yaml_policies_are_read() -> None:
@@ -83,13 +88,20 @@ def test_python_api_builds_the_same_definition_as_a_file() -> None:
     from_python = validated(
         WorkflowDefinition(
             "maintenance-request",
-            1,
+            2,
             "Maintenance request",
             (
                 StepDefinition("step-1", "CREATE_MAINTENANCE_REQUEST"),
                 StepDefinition("step-2", "ASSIGN_PRIORITY_AI", ("step-1",), parallel=True),
                 StepDefinition("step-3", "SEND_NOTIFICATION", ("step-1",), parallel=True),
                 StepDefinition("step-4", "ASSIGN_TECHNICIAN", ("step-2", "step-3")),
+                StepDefinition(
+                    "step-5",
+                    "SEND_NOTIFICATION",
+                    ("step-2",),
+                    config={"channel": "sms", "recipient": "on-call-manager"},
+                    when='steps["step-2"].priority == "URGENT"',
+                ),
             ),
         ),
         TYPES,
