@@ -207,10 +207,85 @@ def test_a_request_for_an_unknown_execution_is_dead_lettered_with_the_reason(
     ]
 
 
+def test_a_cancel_in_the_middle_of_a_running_diamond_ends_it_and_starts_nothing_new(
+    engine: tuple[Settings, dict[str, str], Path], worker: WorkerProcess
+) -> None:
+    """b and c are running when an operator cancels: the execution ends as cancelled at
+    once, d is never released, b's and c's completions are recorded but change nothing,
+    `explain` says why d does not run, and a second cancel is refused."""
+    settings, env, _ = engine
+    names = TopicNames.for_prefix(settings.topic_prefix)
+    execution_id = "replay-cancel-diamond"
+
+    async def start() -> None:
+        async with WorkflowClient(settings) as client:
+            await client.start_workflow("slow-diamond", {}, "t", "u", execution_id)
+            await client.flush()
+        await read_topic(  # b and c were released: they are running
+            settings,
+            names.step_ready,
+            until=lambda events: (
+                {e.record["step_id"] for e in events if e.record["execution_id"] == execution_id}
+                >= {"b", "c"}
+            ),
+        )
+
+    asyncio.run(start())
+    cancelled = cli(
+        env, "cancel", execution_id, "--reason", "duplicate request", "--by", "ops", "--wait"
+    )
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert cancelled.stdout.strip() == f"{execution_id}: run 1 cancelled"
+
+    reports = asyncio.run(  # b and c finish after the cancel
+        read_topic(
+            settings,
+            names.step_completed,
+            until=lambda events: (
+                {
+                    e.record["step_id"]
+                    for e in events
+                    if e.name == "StepCompleted" and e.record["execution_id"] == execution_id
+                }
+                >= {"b", "c"}
+            ),
+        )
+    )
+    assert reports
+    explained = cli(env, "explain", execution_id, "-o", "json")
+    assert explained.returncode == 0, explained.stderr
+    answer = json.loads(explained.stdout)
+    assert answer["status"] == "cancelled"
+    assert answer["steps"]["d"] == "cancelled: duplicate request"
+    state = state_of(settings, execution_id)
+    assert state.steps["d"].status is StepStatus.WAITING  # never released
+    ready = asyncio.run(read_topic(settings, names.step_ready))
+    assert "d" not in {
+        e.record["step_id"] for e in ready if e.record["execution_id"] == execution_id
+    }
+    again = cli(env, "cancel", execution_id, "--reason", "again")
+    assert again.returncode == 2
+    assert "cancel applies to an execution that has not ended" in again.stderr
+    described = cli(
+        env,
+        *("describe", execution_id, "-o", "json"),
+        until=lambda r: (
+            r.returncode == 0
+            and json.loads(r.stdout)["status"] == "cancelled"
+            and len(json.loads(r.stdout).get("steps", [])) == 3
+        ),
+    )
+    record = json.loads(described.stdout)
+    assert record["status"] == "cancelled" and record["error"] == "duplicate request"
+    recorded = {(s["step_id"], s["status"]) for s in record["steps"]}
+    assert recorded == {("a", "completed"), ("b", "completed"), ("c", "completed")}
+
+
 def test_resume_recovers_an_execution_whose_step_ready_event_was_lost(
     engine: tuple[Settings, dict[str, str], Path], worker: WorkerProcess
 ) -> None:
-    """The worker dies while b runs, after the coordinator committed the event that
+    """(Last in this module: it kills the module's worker.) The worker dies while b runs,
+    after the coordinator committed the event that
     released b (so nothing is redelivered); while it is down, b's step-ready record is
     deleted (as retention would). The replacement has nothing to run: the execution is
     stuck until an operator resumes it (or, later, the watchdog)."""
@@ -288,77 +363,3 @@ async def audit_rows(settings: Settings, execution_id: str) -> tuple[list[Any], 
                 raise TimeoutError(f"audit rows of {execution_id}: {replays}, {execution}")
     finally:
         await connection.close()
-
-
-def test_a_cancel_in_the_middle_of_a_running_diamond_ends_it_and_starts_nothing_new(
-    engine: tuple[Settings, dict[str, str], Path], worker: WorkerProcess
-) -> None:
-    """b and c are running when an operator cancels: the execution ends as cancelled at
-    once, d is never released, b's and c's completions are recorded but change nothing,
-    `explain` says why d does not run, and a second cancel is refused."""
-    settings, env, _ = engine
-    names = TopicNames.for_prefix(settings.topic_prefix)
-    execution_id = "replay-cancel-diamond"
-
-    async def start() -> None:
-        async with WorkflowClient(settings) as client:
-            await client.start_workflow("slow-diamond", {}, "t", "u", execution_id)
-            await client.flush()
-        await read_topic(  # b and c were released: they are running
-            settings,
-            names.step_ready,
-            until=lambda events: (
-                {e.record["step_id"] for e in events if e.record["execution_id"] == execution_id}
-                >= {"b", "c"}
-            ),
-        )
-
-    asyncio.run(start())
-    cancelled = cli(
-        env, "cancel", execution_id, "--reason", "duplicate request", "--by", "ops", "--wait"
-    )
-    assert cancelled.returncode == 0, cancelled.stderr
-    assert cancelled.stdout.strip() == f"{execution_id}: run 1 cancelled"
-
-    reports = asyncio.run(  # b and c finish after the cancel
-        read_topic(
-            settings,
-            names.step_completed,
-            until=lambda events: (
-                {
-                    e.record["step_id"]
-                    for e in events
-                    if e.name == "StepCompleted" and e.record["execution_id"] == execution_id
-                }
-                >= {"b", "c"}
-            ),
-        )
-    )
-    assert reports
-    explained = cli(env, "explain", execution_id, "-o", "json")
-    assert explained.returncode == 0, explained.stderr
-    answer = json.loads(explained.stdout)
-    assert answer["status"] == "cancelled"
-    assert answer["steps"]["d"] == "cancelled: duplicate request"
-    state = state_of(settings, execution_id)
-    assert state.steps["d"].status is StepStatus.WAITING  # never released
-    ready = asyncio.run(read_topic(settings, names.step_ready))
-    assert "d" not in {
-        e.record["step_id"] for e in ready if e.record["execution_id"] == execution_id
-    }
-    again = cli(env, "cancel", execution_id, "--reason", "again")
-    assert again.returncode == 2
-    assert "cancel applies to an execution that has not ended" in again.stderr
-    described = cli(
-        env,
-        *("describe", execution_id, "-o", "json"),
-        until=lambda r: (
-            r.returncode == 0
-            and json.loads(r.stdout)["status"] == "cancelled"
-            and len(json.loads(r.stdout).get("steps", [])) == 3
-        ),
-    )
-    record = json.loads(described.stdout)
-    assert record["status"] == "cancelled" and record["error"] == "duplicate request"
-    recorded = {(s["step_id"], s["status"]) for s in record["steps"]}
-    assert recorded == {("a", "completed"), ("b", "completed"), ("c", "completed")}

@@ -33,3 +33,11 @@ def test_a_report_is_shown_when_its_release_was_not_seen() -> None:
     view = ExecutionView("x")  # opened after the step was released
     view.apply(report("StepCompleted", 3, output_json="{}"))
     assert (view.steps["a"].status, view.steps["a"].attempt) == ("completed", 3)
+
+
+def test_a_skipped_step_and_a_cancelled_execution_are_shown_with_their_reasons() -> None:
+    view = ExecutionView("x")
+    view.apply(DecodedEvent("StepSkipped", {"step_id": "a", "reason": "condition false: ..."}))
+    assert (view.steps["a"].status, view.steps["a"].detail) == ("skipped", "condition false: ...")
+    view.apply(DecodedEvent("WorkflowCancelled", {"reason": "duplicate request"}))
+    assert (view.outcome, view.detail) == ("cancelled", "duplicate request")
