@@ -6,6 +6,7 @@ Real broker, a real worker, the example external worker as a process of its own.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import subprocess
 import sys
@@ -80,6 +81,19 @@ def external_worker(
         stdout=log.open("w"),
         stderr=subprocess.STDOUT,
     )
+
+
+@contextlib.contextmanager
+def serving(
+    env: dict[str, str], queue: str, name: str, log: Path, types: str = ""
+) -> Iterator[subprocess.Popen]:
+    """The example external worker on `queue` for the block, stopped cleanly after."""
+    worker = external_worker(env, queue, name, log, types)
+    try:
+        yield worker
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
 
 
 engine_worker: list[WorkerProcess] = []
@@ -271,18 +285,14 @@ def test_heartbeats_keep_a_step_longer_than_its_timeout_alive(
     """The step takes 4 s, its timeout is 1.5 s and it has one attempt: only the example
     worker's heartbeats (every 0.5 s) keep the coordinator from failing it."""
     settings, env = engine
-    worker = external_worker(env, "long-haul", "long-1", tmp_path / "long.log")
 
     async def run() -> Outcome:
         async with WorkflowClient(settings) as client:
             await client.start_workflow("long", {}, "t", "u", "queues-long")
             return await client.wait_for("queues-long", timeout=60)
 
-    try:
+    with serving(env, "long-haul", "long-1", tmp_path / "long.log"):
         outcome = asyncio.run(run())
-    finally:
-        worker.terminate()
-        worker.wait(timeout=30)
     assert outcome.status == "completed", outcome.record
     assert json.loads(str(outcome.record["outputs_json"]))["remote"]["done_by"] == "long-1"
     events = reports_of(
@@ -324,17 +334,13 @@ def test_a_worker_killed_mid_step_times_out_and_the_retry_completes(
             timeout=60,
         )
     )
-    second = external_worker(env, "fragile", "fragile-2", tmp_path / "second.log")
 
     async def outcome() -> Outcome:
         async with WorkflowClient(settings) as client:
             return await client.wait_for("queues-fragile", timeout=60)
 
-    try:
+    with serving(env, "fragile", "fragile-2", tmp_path / "second.log"):
         result = asyncio.run(outcome())
-    finally:
-        second.terminate()
-        second.wait(timeout=30)
     assert result.status == "completed", result.record
     assert json.loads(str(result.record["outputs_json"]))["remote"]["done_by"] == "fragile-2"
     events = reports_of(
@@ -372,8 +378,7 @@ def test_workers_announce_what_they_serve_and_register_reads_it(
     accepts a type only a worker knows, refuses a type a served queue's workers do not
     run, and warns about a queue nobody serves. A worker that stops cleanly is gone."""
     settings, env = engine
-    typed = external_worker(env, "typed", "typed-1", tmp_path / "typed.log", "RENDER_PDF")
-    try:
+    with serving(env, "typed", "typed-1", tmp_path / "typed.log", "RENDER_PDF"):
         listed = listed_workers(env, until=lambda names: {"queues-w1", "typed-1"} <= names)
         assert listed["queues-w1"]["builtin_executor"] and listed["queues-w1"]["live"]
         assert {"noop", "WORKER_ONLY"} <= set(listed["queues-w1"]["step_types"])
@@ -397,9 +402,6 @@ def test_workers_announce_what_they_serve_and_register_reads_it(
         assert "warning: no live worker serves queue 'nobody-here' yet" in later.stderr
         unknown = register("unknown", "  - {id: a, type: NOBODY_RUNS_THIS}\n")
         assert unknown.returncode == 2 and "WORKER_ONLY" in unknown.stderr  # listed as known
-    finally:
-        typed.terminate()
-        typed.wait(timeout=30)
     listed_workers(env, until=lambda names: "typed-1" not in names)
 
     async def run() -> Outcome:
