@@ -4,7 +4,6 @@ all finished is settled: queued to run, skipped, or failed by its condition."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import replace
 from typing import Any
 
 from stepstream.workflows.definition import Trigger
@@ -25,6 +24,13 @@ from stepstream.workflows.state import (
     Transition,
     deadline,
 )
+
+
+class Unchanged:
+    """For a field whose new value may be None: not given."""
+
+
+UNCHANGED = Unchanged()
 
 
 class Draft:
@@ -166,16 +172,37 @@ class Draft:
             if self.steps[s].status is StepStatus.COMPLETED
         }
 
-    def finish(self, **changes: Any) -> Transition:
-        state = replace(
-            self.state,
+    def finish(
+        self,
+        status: ExecutionStatus | None = None,
+        started_at_ms: int | None = None,
+        finished_at_ms: int | Unchanged | None = UNCHANGED,
+        replays: tuple[str, ...] | None = None,
+        cancel_reason: str | Unchanged | None = UNCHANGED,
+    ) -> Transition:
+        """The next state. Built field by field: `dataclasses.replace` cost a third of
+        an event's reduction (it inspects every field on every call)."""
+        old = self.state
+        state = ExecutionState(
+            execution_id=old.execution_id,
+            definition=old.definition,
+            input=old.input,
+            max_outstanding=old.max_outstanding,
             steps=self.steps,
+            status=old.status if status is None else status,
             queue=tuple(self.queue),
             outstanding=self.outstanding,
             completed_steps=self.completed,
             skipped_steps=self.skipped,
             failure=self.failure,
-            **changes,
+            started_at_ms=old.started_at_ms if started_at_ms is None else started_at_ms,
+            finished_at_ms=(
+                old.finished_at_ms if isinstance(finished_at_ms, Unchanged) else finished_at_ms
+            ),
+            replays=old.replays if replays is None else replays,
+            cancel_reason=(
+                old.cancel_reason if isinstance(cancel_reason, Unchanged) else cancel_reason
+            ),
         )
         return state, tuple(self.commands)
 
