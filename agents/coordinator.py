@@ -24,6 +24,7 @@ import faust
 from faust.types import EventT, StreamT
 
 from stepstream.agents.checkpoints import Checkpoints, Loaded, UnknownExecution
+from stepstream.agents.counting import count_commands, count_report
 from stepstream.agents.watchdog import install as install_watchdog
 from stepstream.schemas.codec import CODEC, EventCodecError
 from stepstream.streams.engine import ConsumedMessage, Engine
@@ -65,7 +66,8 @@ class Applied:
     outputs: list[Output] = field(default_factory=list)
     letters: list[tuple[ConsumedMessage, Exception | str]] = field(default_factory=list)
     rejections: list[dict[str, Any]] = field(default_factory=list)
-    superseded: list[str] = field(default_factory=list)  # reports of attempts not current
+    # Reports of attempts not current: (execution id, step id, attempt, current attempt).
+    superseded: list[tuple[str, str, int, int]] = field(default_factory=list)
 
 
 def source_codes(names: Any) -> dict[str, str]:
@@ -280,13 +282,16 @@ def install(engine: Engine) -> None:
                     result.outputs += [(message, state, origin, c) for c in announce(state)]
                 continue
             new_state, commands = reduce(state, core)
+            if new_state is not state:
+                if decoded.name in ("StepCompleted", "StepFailed"):
+                    count_report(decoded.name, decoded.record, state)
+                count_commands(commands, new_state)
             if new_state is state and applied is not None:
                 if isinstance(core, StepCompleted | StepFailed):
                     current_attempt = state.steps[core.step_id].attempt
                     if core.attempt != current_attempt:
                         result.superseded.append(
-                            f"{key.decode()}/{core.step_id} attempt {core.attempt}"
-                            f" (current {current_attempt})"
+                            (key.decode(), core.step_id, core.attempt, current_attempt)
                         )
                 continue  # a duplicate or stale event: nothing to write, nothing to emit
             current = (new_state, origin, {**(applied or {}), source: message.offset})
@@ -317,7 +322,9 @@ def install(engine: Engine) -> None:
             try:
                 result = apply_events(key, group)
             except Exception as error:
-                log.exception("coordinator failed on execution %r", key)
+                log.exception(
+                    "coordinator failed on execution %r", key, extra={"execution_id": key.decode()}
+                )
                 letters += [(event.message, error) for event in group]
                 continue
             if result.checkpoint is not None:
@@ -326,9 +333,13 @@ def install(engine: Engine) -> None:
             letters += result.letters
             outputs += result.outputs
             rejections += result.rejections
-            for report in result.superseded:  # a late report: the attempt was superseded
-                engine.superseded_reports += 1
-                log.warning("ignored the report of %s: not the current attempt", report)
+            for execution_id, step_id, attempt, current in result.superseded:
+                engine.superseded_reports += 1  # a late report: the attempt was superseded
+                log.warning(
+                    "ignored the report of %s/%s attempt %d (current %d): not the current attempt",
+                    *(execution_id, step_id, attempt, current),
+                    extra={"execution_id": execution_id, "step_id": step_id, "attempt": attempt},
+                )
         for message, reason in letters:
             await engine.dead_letter(message, reason)
         for record in rejections:

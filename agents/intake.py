@@ -19,6 +19,7 @@ from redis.exceptions import RedisError
 
 from stepstream.agents.rate_limiter import RateLimiter
 from stepstream.infra.cache import write_rate_stats
+from stepstream.infra.metrics import METRICS
 from stepstream.schemas.codec import CODEC, EventCodecError
 from stepstream.streams.engine import ConsumedMessage, Engine
 from stepstream.streams.events import envelope, event_id, now_ms
@@ -44,6 +45,7 @@ def install(engine: Engine) -> None:
         limit: str | None = None,
         reset_at: int | None = None,
     ) -> None:
+        METRICS.executions.labels("rejected").inc()
         record = envelope(
             "rejected", request, code=code, reason=reason, limit=limit, reset_at=reset_at
         )
@@ -126,7 +128,7 @@ def install(engine: Engine) -> None:
         queued = deferred.get(scope.encode())
         if queued:  # earlier starts of this user wait: this one waits behind them
             deferred[scope.encode()] = [*queued, request]
-            limiter.record(request["tenant_id"], "deferred")
+            limiter.record(request["tenant_id"], "deferred", scope.split(":")[0])
             return
         refusal = limiter.check(request, definition, now_ms())
         if refusal is None:
@@ -135,9 +137,9 @@ def install(engine: Engine) -> None:
         elif limiter.policy(definition) is OverLimitPolicy.DEFER:
             deferred[scope.encode()] = [request]
             heapq.heappush(wakes, (refusal.reset_at_ms, scope, request["tenant_id"]))
-            limiter.record(request["tenant_id"], "deferred")
+            limiter.record(request["tenant_id"], "deferred", refusal.scope)
         else:
-            limiter.record(request["tenant_id"], "rejected")
+            limiter.record(request["tenant_id"], "rejected", refusal.scope)
             await reject(
                 request, "rate_limited", refusal.reason, refusal.limit, refusal.reset_at_ms
             )

@@ -20,6 +20,7 @@ import asyncpg
 from aiokafka import ConsumerRecord
 
 from stepstream.infra.definition_store import save_definition
+from stepstream.infra.metrics import METRICS
 from stepstream.schemas.codec import CODEC, DecodedEvent, EventCodecError
 from stepstream.streams.engine import Engine
 from stepstream.streams.groups import commit, group_consumer
@@ -201,19 +202,20 @@ class Persister:
 
     async def write(self, executions: Rows, steps: Rows, replays: Rows, rejected: Rows) -> None:
         pool = await self.engine.database()
-        async with pool.acquire() as connection, connection.transaction():
-            if executions:
-                await connection.executemany(UPSERT_EXECUTION, executions)
-            if steps:
-                await connection.execute(STAGE_STEPS)  # once per connection; emptied at commit
-                await connection.copy_records_to_table(
-                    "steps_in", records=steps, columns=STEP_COLUMNS
-                )
-                await connection.execute(INSERT_STAGED_STEPS)
-            if replays:
-                await connection.executemany(INSERT_REPLAY, replays)
-            if rejected:
-                await connection.executemany(INSERT_REJECTED, rejected)
+        with METRICS.timed_query("persist_batch"):
+            async with pool.acquire() as connection, connection.transaction():
+                if executions:
+                    await connection.executemany(UPSERT_EXECUTION, executions)
+                if steps:
+                    await connection.execute(STAGE_STEPS)  # per connection; emptied at commit
+                    await connection.copy_records_to_table(
+                        "steps_in", records=steps, columns=STEP_COLUMNS
+                    )
+                    await connection.execute(INSERT_STAGED_STEPS)
+                if replays:
+                    await connection.executemany(INSERT_REPLAY, replays)
+                if rejected:
+                    await connection.executemany(INSERT_REJECTED, rejected)
 
     async def check_definitions(self, messages: list[ConsumerRecord[bytes, bytes]]) -> None:
         """Definitions published straight onto the topic, past `register`, are checked

@@ -16,6 +16,7 @@ from typing import Any
 
 from faust.types import TableT
 
+from stepstream.infra.metrics import METRICS
 from stepstream.streams.settings import Settings
 from stepstream.workflows import WorkflowDefinition
 from stepstream.workflows.rate_limit import OverLimitPolicy, RateLimit, decide, window_start
@@ -26,6 +27,11 @@ class Refusal:
     limit: str  # e.g. "user:10/60s"
     reason: str
     reset_at_ms: int
+
+    @property
+    def scope(self) -> str:
+        """user, workflow (a definition's own limit per user) or tenant."""
+        return self.limit.split(":")[0]
 
 
 class RateLimiter:
@@ -103,7 +109,10 @@ class RateLimiter:
         if self.counts.get(expired) is not None:
             del self.counts[expired]
 
-    def record(self, tenant: str, outcome: str) -> None:
+    def record(self, tenant: str, outcome: str, scope: str = "all") -> None:
+        """A decision, for `stats` (per tenant) and Prometheus (per scope: the scope
+        that refused a start, or `all` for one every scope allowed)."""
+        METRICS.rate_limit_decisions.labels(scope, outcome).inc()
         key = tenant.encode()
         totals = dict(self.stats.get(key) or {})
         totals[outcome] = totals.get(outcome, 0) + 1

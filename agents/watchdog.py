@@ -19,6 +19,7 @@ from typing import Any
 from faust.types import TableT
 
 from stepstream.agents.checkpoints import Checkpoints
+from stepstream.infra.metrics import METRICS
 from stepstream.streams.engine import Engine
 from stepstream.streams.events import now_ms
 from stepstream.workflows import Command, ExecutionState, announce
@@ -64,8 +65,10 @@ class Watchdog:
                 " outstanding steps again",
                 state.execution_id,
                 "; ".join(w.describe(now) for w in waiting),
+                extra={"execution_id": state.execution_id, "workflow_id": state.definition.id},
             )
             self.resumed += 1
+            METRICS.watchdog_resumes.inc()
             for command in announce(state):
                 await emit(state, origin, command)
             longest = max(state.definition.timeout_ms(w.step_id) for w in waiting)
@@ -80,6 +83,7 @@ def install(
     @engine.app.timer(interval=CHECK_INTERVAL_SECONDS)  # type: ignore[untyped-decorator]
     async def look_for_stalls() -> None:
         await watchdog.check(now_ms(), checkpoints.of, emit)
+        METRICS.in_flight.set(len(watchdog.deadlines))  # the executions it watches
 
     @engine.app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def forget(sender: Any, *args: Any, **kwargs: Any) -> None:

@@ -160,36 +160,63 @@ def db_seed() -> None:
 @click.command()
 @output_option
 def stats(output: str) -> None:
-    """Cache statistics of every worker (hits, misses, hit rate) and workflow starts per
-    tenant (allowed, rejected, deferred by rate limiting), from Redis."""
+    """The seed's four figures beside their targets, then every cache's requests, from
+    the live workers' metrics (added up); then workflow starts per tenant (allowed,
+    rejected, deferred by rate limiting), from Redis."""
     import redis.asyncio as aioredis
     from rich.console import Console
     from rich.table import Table
 
-    from stepstream.infra.cache import read_rate_stats, read_shared_stats
+    from stepstream.client.figures import add_up, scrape, seed_figures
+    from stepstream.infra.cache import read_rate_stats
+    from stepstream.streams.announcements import read_announcements
+    from stepstream.streams.events import now_ms
+    from stepstream.streams.topics import TopicNames
 
     settings = load_settings()
+    topic = TopicNames.for_prefix(settings.topic_prefix).workers
 
-    async def read() -> tuple[dict[str, dict[str, int]], dict[str, dict[str, int]]]:
+    async def read() -> tuple[dict[str, str], dict[str, dict[str, int]]]:
+        workers = await read_announcements(settings.kafka_bootstrap_servers, topic)
+        now = now_ms()
+        texts = await scrape([w for w in workers if w.live(now)])
         client = aioredis.from_url(settings.redis_url, socket_connect_timeout=2)
         try:
-            prefix = settings.topic_prefix
-            return await read_shared_stats(client, prefix), await read_rate_stats(client, prefix)
+            return texts, await read_rate_stats(client, settings.topic_prefix)
         finally:
             await client.aclose()
 
-    cache_counts, start_counts = run(read())
+    texts, start_counts = run(read())
+    samples = add_up(texts.values())
+    figures = seed_figures(samples)
+    caches: dict[str, dict[str, float]] = {}
+    for (name, labels), value in samples.items():
+        if name == "stepstream_cache_requests_total":
+            found = dict(labels)
+            caches.setdefault(found["cache"], {})[found["result"]] = value
     if output == "json":
-        print_json({"caches": cache_counts, "starts": start_counts})
+        print_json(
+            {
+                "workers": sorted(texts),
+                "figures": [vars(figure) for figure in figures],
+                "caches": caches,
+                "starts": start_counts,
+            }
+        )
         return
-    table = Table(title="caches (all workers, since Redis started)")
-    for column in ("cache", "hits", "misses", "hit rate", "entries in Redis"):
+    table = Table(title=f"the seed's figures ({len(texts)} live workers, since they started)")
+    for column in ("figure", "value", "target", ""):
         table.add_column(column)
-    for name, counts in sorted(cache_counts.items()):
-        hits, misses = counts.get("hits", 0), counts.get("misses", 0)
-        rate = f"{hits / (hits + misses):.1%}" if hits + misses else "-"
-        table.add_row(name, str(hits), str(misses), rate, str(counts.get("entries", 0)))
+    for figure in figures:
+        verdict = {True: "ok", False: "OFF TARGET", None: ""}[figure.met]
+        table.add_row(figure.name, figure.shown(), figure.target, verdict)
     Console().print(table)
+    cache_table = Table(title="cache requests")
+    for column in ("cache", "hit", "miss", "bypass"):
+        cache_table.add_column(column)
+    for name, counts in sorted(caches.items()):
+        cache_table.add_row(name, *(f"{counts.get(r, 0):.0f}" for r in ("hit", "miss", "bypass")))
+    Console().print(cache_table)
     starts_table = Table(title="workflow starts per tenant (rate limiting)")
     outcomes = ("allowed", "rejected", "deferred")
     for column in ("tenant", *outcomes):

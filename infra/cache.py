@@ -4,8 +4,9 @@
 * Concurrent loads of one key in a process make one call (single flight).
 * Redis failures never fail a caller: the cache is bypassed, a warning is logged once per
   outage, and `bypassed` counts the occurrences.
-* Hit and miss counts are also added to a Redis hash per cache, so `stepstream stats`
-  shows the totals of every worker.
+* Hits, misses and bypasses are counted in process (`stats`, and the Prometheus counter
+  `stepstream_cache_requests_total`): a hit in the local tier costs no round trip.
+  `stepstream stats` adds up every live worker's counters.
 """
 
 from __future__ import annotations
@@ -16,9 +17,12 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
+
+from stepstream.infra.metrics import METRICS
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +59,6 @@ class TieredCache:
         self._redis = redis
         self._ttl_ms = ttl_ms
         self._prefix = f"{prefix}:cache:{name}:"
-        self._stats_key = f"{prefix}:stats:{name}"
         self._max_local = max_local
         self._enabled = enabled
         self._clock = clock
@@ -71,6 +74,7 @@ class TieredCache:
         if not self._enabled:
             self.stats.misses += 1
             self.stats.loads += 1
+            self._requests("bypass").inc()
             return await load()
         value = self._local_get(key)
         if value is None:
@@ -79,10 +83,10 @@ class TieredCache:
                 self._local_put(key, value)
         if value is not None:
             self.stats.hits += 1
-            await self._count("hits")
+            self._requests("hit").inc()
             return value
         self.stats.misses += 1
-        await self._count("misses")
+        self._requests("bypass" if self._redis_down else "miss").inc()
         return await self._single_flight(key, load)
 
     async def invalidate(self, key: str) -> None:
@@ -126,8 +130,8 @@ class TieredCache:
         while len(self._local) > self._max_local:
             self._local.popitem(last=False)
 
-    async def _count(self, field: str) -> None:
-        await self._redis_call(lambda r: r.hincrby(self._stats_key, field, 1))
+    def _requests(self, result: str) -> Any:
+        return METRICS.cache_requests.labels(self.name, result)
 
     async def _redis_call(self, call: Callable[[aioredis.Redis], Awaitable[object]]) -> str | None:
         if self._redis is None:
@@ -148,19 +152,9 @@ class TieredCache:
         return result if isinstance(result, str) else None
 
 
-async def read_shared_stats(
-    redis: aioredis.Redis, prefix: str = "stepstream"
-) -> dict[str, dict[str, int]]:
-    """Every cache's hit and miss totals across workers, from Redis."""
-    result: dict[str, dict[str, int]] = {}
-    async for key in redis.scan_iter(match=f"{prefix}:stats:*"):
-        name = (key.decode() if isinstance(key, bytes) else key).rsplit(":", 1)[-1]
-        raw = await redis.hgetall(key)
-        counts = {(k.decode() if isinstance(k, bytes) else k): int(v) for k, v in raw.items()}
-        pattern = f"{prefix}:cache:{name}:*"
-        counts["entries"] = len([k async for k in redis.scan_iter(match=pattern)])
-        result[name] = counts
-    return result
+async def count_entries(redis: aioredis.Redis, prefix: str, name: str) -> int:
+    """How many entries a cache holds in Redis (a scan: for `stats`, not a hot path)."""
+    return len([key async for key in redis.scan_iter(match=f"{prefix}:cache:{name}:*")])
 
 
 async def write_rate_stats(

@@ -13,6 +13,7 @@ from typing import Any
 
 import asyncpg
 
+from stepstream.infra.metrics import METRICS
 from stepstream.infra.priority import PriorityService
 from stepstream.steps.packages import StepPackage
 from stepstream.steps.registry import PermanentStepError, StepContext
@@ -171,7 +172,8 @@ class MaintenanceSteps:
             ) from None
         pool = await self._pool()
         try:
-            row = await pool.fetchrow(CREATE_REQUEST, *values, business_key(context))
+            with METRICS.timed_query("create_request"):
+                row = await pool.fetchrow(CREATE_REQUEST, *values, business_key(context))
         except asyncpg.ForeignKeyViolationError as error:
             raise PermanentStepError(f"unknown property or asset: {error.detail}") from None
         return {"request_id": row["id"], "created": row["created"]}
@@ -179,16 +181,18 @@ class MaintenanceSteps:
     async def assign_priority(self, context: StepContext) -> dict[str, Any]:
         request_id = request_id_of(context)
         pool = await self._pool()
-        request = await pool.fetchrow(READ_REQUEST, request_id)
+        with METRICS.timed_query("read_request"):
+            request = await pool.fetchrow(READ_REQUEST, request_id)
         if request is None:
             raise PermanentStepError(f"maintenance request {request_id} does not exist")
         priority: PriorityService = await self.package.get("priority")
         decision = await priority.decide(
             context.tenant_id, request["title"], request["description"], request["category"]
         )
-        await pool.execute(
-            SET_PRIORITY, request_id, decision.priority, decision.source, decision.reason
-        )
+        with METRICS.timed_query("set_priority"):
+            await pool.execute(
+                SET_PRIORITY, request_id, decision.priority, decision.source, decision.reason
+            )
         return {
             "request_id": request_id,
             "priority": decision.priority,
@@ -202,9 +206,10 @@ class MaintenanceSteps:
         channel = str(context.config.get("channel", "email"))
         body = f"Maintenance request {request_id} received: {context.input.get('title', '')}"
         pool = await self._pool()
-        row = await pool.fetchrow(
-            OUTBOX, request_id, channel, recipient, body, business_key(context)
-        )
+        with METRICS.timed_query("write_outbox"):
+            row = await pool.fetchrow(
+                OUTBOX, request_id, channel, recipient, body, business_key(context)
+            )
         if row is None:  # another delivery of this step is writing it right now
             raise RuntimeError(f"notification {business_key(context)} is being written; retry")
         notification = {
@@ -222,7 +227,8 @@ class MaintenanceSteps:
     async def assign_technician(self, context: StepContext) -> dict[str, Any]:
         request_id = request_id_of(context)
         pool = await self._pool()
-        row = await pool.fetchrow(ASSIGN_TECHNICIAN, request_id)
+        with METRICS.timed_query("assign_technician"):
+            row = await pool.fetchrow(ASSIGN_TECHNICIAN, request_id)
         if row is None:
             raise PermanentStepError(f"maintenance request {request_id} does not exist")
         if row["technician_id"] is None:

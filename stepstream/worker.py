@@ -100,4 +100,7 @@ def run_worker(
     asyncio.set_event_loop(asyncio.new_event_loop())  # asyncio.run closed the last one
     engine = build_worker(settings, options, step_modules)
     trust_or_forget(options.data_dir, Path(engine.app.conf.tabledir))
-    Worker(engine.app, options.data_dir, loglevel=loglevel, quiet=True).execute_from_commandline()
+    worker = Worker(
+        engine.app, options.data_dir, settings.log_format, loglevel=loglevel, quiet=True
+    )
+    worker.execute_from_commandline()

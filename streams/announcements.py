@@ -29,6 +29,7 @@ class Announcement:
     started_at_ms: int
     seen_at_ms: int
     interval_ms: int
+    metrics_url: str | None = None
 
     def live(self, now: int) -> bool:
         return now - self.seen_at_ms <= MISSED_BEFORE_GONE * self.interval_ms
@@ -42,6 +43,7 @@ class Announcement:
             "started_at": self.started_at_ms,
             "timestamp": self.seen_at_ms,
             "interval_ms": self.interval_ms,
+            "metrics_url": self.metrics_url,
         }
 
     @classmethod
@@ -54,6 +56,7 @@ class Announcement:
             started_at_ms=record["started_at"],
             seen_at_ms=record["timestamp"],
             interval_ms=record["interval_ms"],
+            metrics_url=record.get("metrics_url"),
         )
 
 

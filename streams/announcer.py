@@ -1,11 +1,14 @@
-"""A worker announces what it serves (streams.announcements): at start, every interval,
-and a tombstone when it stops cleanly, so `register` and `stepstream workers` see it."""
+"""A worker serves its metrics (infra.metrics, on 127.0.0.1) and announces what it
+serves and where its metrics are (streams.announcements): at start, every interval, and
+a tombstone when it stops cleanly, so `register`, `stepstream workers` and `stepstream
+stats` find it."""
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, cast
 
+from stepstream.infra.metrics import METRICS, serve
 from stepstream.streams.announcements import ANNOUNCE_INTERVAL_MS, Announcement, encode
 from stepstream.streams.engine import Engine
 from stepstream.streams.events import now_ms
@@ -17,12 +20,15 @@ def install(engine: Engine) -> None:
     name = engine.options.name
     topic = engine.names.workers
     started = now_ms()
+    served: list[str] = []  # the metrics URL, once the server runs
 
     async def send(value: bytes | None) -> None:
         producer = await engine.producer()
         await producer.send_and_wait(topic, name.encode(), value, None, None, None)
 
     async def announce() -> None:
+        if not served:
+            await serve_metrics()
         announcement = Announcement(
             worker=name,
             step_types=tuple(sorted(engine.registry)),
@@ -31,11 +37,36 @@ def install(engine: Engine) -> None:
             started_at_ms=started,
             seen_at_ms=now_ms(),
             interval_ms=ANNOUNCE_INTERVAL_MS,
+            metrics_url=served[0] or None,
         )
         try:
             await send(encode(announcement))
         except Exception:
             log.warning("could not announce worker %s", name, exc_info=True)
+
+    async def serve_metrics() -> None:
+        try:
+            _, port = await serve(engine.settings.metrics_port, lambda: engine.ready)
+        except OSError as error:  # the port is taken: the worker runs on, unobserved
+            log.error("cannot serve metrics on port %s: %s", engine.settings.metrics_port, error)
+            served.append("")
+            return
+        served.append(f"http://127.0.0.1:{port}/metrics")
+        log.info("worker %s serves metrics on %s", name, served[0])
+
+    @engine.app.timer(interval=5.0)  # type: ignore[untyped-decorator]
+    async def measure_lag() -> None:
+        """The coordinator group's lag on this worker's partitions: what is on them past
+        the offset committed for them."""
+        consumer = engine.app.consumer
+        committed = cast(Any, consumer)._committed_offset  # noqa: SLF001 - no public view
+        lag = 0
+        for tp in engine.assigned:
+            if tp.topic in engine.names.all():
+                highwater = consumer.highwater(tp)
+                if highwater is not None:
+                    lag += max(0, highwater - (committed.get(tp) or 0))
+        METRICS.consumer_lag.labels(engine.app.conf.id).set(lag)
 
     engine.app.task(announce)
     engine.app.timer(interval=ANNOUNCE_INTERVAL_MS / 1000)(announce)

@@ -16,6 +16,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from stepstream.infra.metrics import METRICS
 from stepstream.schemas.codec import CODEC, EventCodecError
 from stepstream.streams.events import now_ms
 from stepstream.workflows import (
@@ -98,10 +99,14 @@ class DefinitionCatalog:
     async def lookup(
         self, workflow_id: str, version: int = 0, timeout: float = 10.0
     ) -> WorkflowDefinition | None:
-        """Like `get`, but on a miss first read up to the topic's current end."""
+        """Like `get`, but on a miss first read up to the topic's current end. Counted
+        as the definitions cache (`stepstream_cache_requests_total{cache="definitions"}`):
+        the catalog is the in-process copy of the definitions topic."""
         found = self.get(workflow_id, version)
         if found is not None or self._consumer is None:
+            METRICS.cache_requests.labels("definitions", "hit" if found else "miss").inc()
             return found
+        METRICS.cache_requests.labels("definitions", "miss").inc()
         await self.caught_up(timeout)
         return self.get(workflow_id, version)
 

@@ -18,9 +18,10 @@ import faust
 import redis.asyncio as aioredis
 from faust.types import TP, EventT, ProducerT, StreamT, TableT
 
+from stepstream.infra.metrics import METRICS
 from stepstream.schemas.codec import CODEC, EventCodecError
 from stepstream.steps.registry import StepContext, StepRegistry
-from stepstream.streams import faust_fixes, log_throttle
+from stepstream.streams import faust_fixes, log_format, log_throttle
 from stepstream.streams.codec import register_codec
 from stepstream.streams.definitions import DefinitionCatalog
 from stepstream.streams.events import envelope, now_ms
@@ -48,9 +49,12 @@ class ConsumedMessage(Protocol):
 class Worker(faust.Worker):
     """faust's worker, with the clean-shutdown mark of `local_store` in `data_dir`."""
 
-    def __init__(self, app: faust.App, data_dir: Path, **options: Any) -> None:
+    def __init__(
+        self, app: faust.App, data_dir: Path, log_format: str = "text", **options: Any
+    ) -> None:
         super().__init__(app, **options)
         self.data_dir = data_dir
+        self.log_format = log_format
 
     def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
         """faust leaves the root logger at DEBUG and filters in the handler, so every
@@ -61,6 +65,8 @@ class Worker(faust.Worker):
         for handler in logger.handlers:  # the loggers' levels filter, so `ready_log` shows
             handler.setLevel(logging.NOTSET)
         log_throttle.install(logger)
+        if self.log_format == "json":
+            log_format.use_json(logger)
 
     async def on_shutdown(self) -> None:
         """Runs after the app (agents, tables, producer) has stopped."""
@@ -110,6 +116,7 @@ class Engine:
     stale_events: int = 0  # dropped by the generation fence
     superseded_reports: int = 0  # step reports of an attempt that was no longer current
     assigned: set[TP] = field(default_factory=set)  # kept by faust's rebalance signals
+    ready: bool = False  # partitions assigned and recovered: /healthz answers 200
 
     async def database(self) -> asyncpg.Pool:
         """The worker's PostgreSQL pool, created on first use: a worker whose steps never
@@ -262,6 +269,7 @@ class Engine:
         topic, partition and offset point at the whole record. Never raises: a letter
         that cannot be sent is logged, and the returned future carries the failure."""
         payload = message.value or b""
+        METRICS.dead_letters.labels(message.topic).inc()
         record: dict[str, Any] = {
             "event_id": f"{message.topic}/{message.partition}/{message.offset}",
             "timestamp": now_ms(),
@@ -297,7 +305,11 @@ class Engine:
             failed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
             failed.set_exception(failure)
             return failed
-        log.warning("dead-lettered %s: %s", record["event_id"], record["error"])
+        context = {
+            "execution_id": record.get("execution_id"),
+            "workflow_id": record.get("workflow_id"),
+        }
+        log.warning("dead-lettered %s: %s", record["event_id"], record["error"], extra=context)
         return cast(asyncio.Future[Any], delivery)
 
 
@@ -373,9 +385,11 @@ def create_engine(settings: Settings, options: WorkerOptions, registry: StepRegi
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def revoked(sender: Any, revoked: set[TP], **kwargs: Any) -> None:
         engine.assigned -= set(revoked)
+        engine.ready = False  # a rebalance: ready again once it is complete
 
     @app.on_rebalance_complete.connect  # type: ignore[arg-type]
     async def say_ready(sender: Any, **kwargs: Any) -> None:
+        engine.ready = True
         inputs = sorted(tp for tp in engine.assigned if tp.topic in names.all())
         ready_log.info(
             "worker %s ready: %d partitions of %s (consumer generation %s)",

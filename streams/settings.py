@@ -77,6 +77,13 @@ def _parse_choice(*choices: str) -> Callable[[str], str]:
     return parse
 
 
+def _parse_port(raw: str) -> int:
+    value = int(raw.strip())
+    if not 0 <= value <= 65_535:
+        raise ValueError("expected a port number, 0 to 65535 (0: any free port)")
+    return value
+
+
 def _parse_topic_prefix(raw: str) -> str:
     value = raw.strip()
     allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
@@ -114,6 +121,10 @@ class Settings:
     # How often the coordinator commits what it consumed. Longer: less commit work, more
     # events processed again after a crash (they are idempotent; nothing is lost).
     commit_interval_ms: int = 1_000
+    # A worker's /metrics and /healthz, on 127.0.0.1; 0: a free port, announced (see
+    # `stepstream workers`). Give each worker its own fixed port for Prometheus to scrape.
+    metrics_port: int = 0
+    log_format: str = "text"  # or "json": one JSON object per line
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -165,6 +176,8 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "max_input_bytes": ("WORKFLOW_MAX_INPUT_BYTES", _parse_positive_int),
     "watchdog_margin_ms": ("WORKFLOW_WATCHDOG_MARGIN_MS", _parse_positive_int),
     "commit_interval_ms": ("STEPSTREAM_COMMIT_INTERVAL_MS", _parse_positive_int),
+    "metrics_port": ("STEPSTREAM_METRICS_PORT", _parse_port),
+    "log_format": ("STEPSTREAM_LOG_FORMAT", _parse_choice("text", "json")),
 }
 
 VARIABLE_NAMES: frozenset[str] = frozenset(variable for variable, _ in ENVIRONMENT.values())

@@ -114,3 +114,19 @@ def deadline(definition: WorkflowDefinition, step_id: str, step: StepState) -> i
     if definition.step_by_id[step_id].queue is None or step.ready_at_ms is None:
         return None
     return max(step.ready_at_ms, step.alive_at_ms or 0) + definition.timeout_ms(step_id)
+
+
+def ran_in_parallel(state: ExecutionState) -> bool:
+    """Whether two steps were outstanding at once: released before the other finished
+    (the seed's "parallel execution rate" counts executions where this held)."""
+    spans = sorted(
+        (step.ready_at_ms, step.finished_at_ms)
+        for step in state.steps.values()
+        if step.ready_at_ms is not None and step.finished_at_ms is not None
+    )
+    latest_finish = None
+    for released, finished in spans:
+        if latest_finish is not None and released < latest_finish:
+            return True
+        latest_finish = finished if latest_finish is None else max(latest_finish, finished)
+    return False

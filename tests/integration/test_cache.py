@@ -10,7 +10,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from stepstream.infra.ai import PriorityDecision
-from stepstream.infra.cache import TieredCache, read_shared_stats
+from stepstream.infra.cache import TieredCache, count_entries
+from stepstream.infra.metrics import METRICS
 from stepstream.infra.priority import PriorityService
 
 
@@ -37,6 +38,10 @@ class Loader:
         return f"{self.value}{self.calls}"
 
 
+def requests(result: str) -> tuple[str, dict[str, str]]:
+    return "stepstream_cache_requests_total", {"cache": "ai", "result": result}
+
+
 def cache(
     redis: aioredis.Redis | None, prefix: str, ttl_ms: int = 60_000, **options: object
 ) -> TieredCache:
@@ -48,13 +53,17 @@ async def test_a_miss_loads_and_later_lookups_hit_even_on_another_worker(
 ) -> None:
     prefix = f"test:{run_token}:a"
     load = Loader()
+    counted = {r: METRICS.registry.get_sample_value(*requests(r)) or 0 for r in ("hit", "miss")}
     first, second = cache(shared, prefix), cache(shared, prefix)  # two workers
     assert await first.get_or_load("k", load) == "v1"
     assert await first.get_or_load("k", load) == "v1"  # local tier
     assert await second.get_or_load("k", load) == "v1"  # Redis tier
     assert load.calls == 1
     assert (first.stats.misses, first.stats.hits, second.stats.hits) == (1, 1, 1)
-    assert (await read_shared_stats(shared, prefix))["ai"] == {"hits": 2, "misses": 1, "entries": 1}
+    assert await count_entries(shared, prefix, "ai") == 1
+    # Counted in process (no Redis round trip): two hits, one miss.
+    for result, more in (("hit", 2), ("miss", 1)):
+        assert METRICS.registry.get_sample_value(*requests(result)) == counted[result] + more
 
 
 async def test_entries_expire_in_both_tiers(

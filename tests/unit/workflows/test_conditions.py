@@ -47,10 +47,10 @@ def started(text: str, workflow_input: dict[str, Any] | None = None) -> Executio
 
 
 def complete(
-    state: ExecutionState, step_id: str, output: Any = None
+    state: ExecutionState, step_id: str, output: Any = None, at_ms: int = 1
 ) -> tuple[ExecutionState, tuple[object, ...]]:
     attempt = state.steps[step_id].attempt
-    return reduce(state, StepCompleted(step_id, attempt, output or {}, at_ms=1))
+    return reduce(state, StepCompleted(step_id, attempt, output or {}, at_ms=at_ms))
 
 
 def test_a_false_condition_skips_the_step_and_says_what_it_saw() -> None:
@@ -206,3 +206,21 @@ def test_plans_show_conditions_as_dashed_labelled_edges() -> None:
     dot = to_dot(definition)
     label = 'label="when: steps.assess.priority == \\"URGENT\\""'
     assert f'"assess" -> "escalate" [style=dashed, {label}];' in dot
+
+
+def test_parallel_means_two_steps_outstanding_at_once() -> None:
+    from stepstream.workflows.state import ran_in_parallel
+
+    state = started(ESCALATION)
+    state, _ = complete(state, "assess", {"priority": "URGENT"}, at_ms=10)  # releases two
+    assert not ran_in_parallel(state)  # only one step has finished so far
+    state, _ = complete(state, "assign", at_ms=20)
+    state, _ = complete(state, "escalate", at_ms=30)
+    assert ran_in_parallel(state)
+    chain = started(
+        "id: c\nversion: 1\nsteps:\n  - {id: a, type: noop}\n"
+        "  - {id: b, type: noop, dependsOn: [a]}\n"
+    )
+    chain, _ = complete(chain, "a", at_ms=10)
+    chain, _ = complete(chain, "b", at_ms=20)
+    assert not ran_in_parallel(chain)
