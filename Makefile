@@ -8,7 +8,7 @@ INSTALLED := $(VENV)/.installed
 SERVICES_ENV := $(VENV)/services.env
 PYTEST_ARGS ?=
 
-.PHONY: run test chaos lint services services-down venv
+.PHONY: run test chaos lint services services-down venv browser
 
 venv: $(INSTALLED)
 
@@ -31,7 +31,11 @@ services-down: $(INSTALLED)
 run: services
 	set -a && . ./$(SERVICES_ENV) && set +a && $(STEPSTREAM) run
 
-test: services
+# The console's tests need a browser (chromium and chromedriver, from apt).
+browser:
+	bash infra/local/services.sh browser
+
+test: services browser
 	set -a && . ./$(SERVICES_ENV) && set +a && $(VENV)/bin/pytest $(PYTEST_ARGS)
 
 # The full chaos scenario (workers killed and restarted under load); `make test` runs a

@@ -224,3 +224,19 @@ def stats(output: str) -> None:
     for tenant, totals in sorted(start_counts.items()):
         starts_table.add_row(tenant, *(str(totals.get(outcome, 0)) for outcome in outcomes))
     Console().print(starts_table)
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8420, show_default=True, help="Port to listen on.")
+def console(host: str, port: int) -> None:
+    """Serve the operator console: executions (filtered, paginated), each one's live graph
+    and attempts, why its steps wait, actions (retry, rerun from a step, resume, cancel,
+    bulk retry), dead letters and redrive, the seed's figures. Actions need
+    STEPSTREAM_CONSOLE_TOKEN; without it the console is read-only."""
+    from stepstream.console.server import run_console
+
+    settings = load_settings()
+    mode = "actions need the operator token" if settings.console_token else "read-only"
+    click.echo(f"console on http://{host}:{port}/ ({mode})")
+    run_console(settings, host, port)

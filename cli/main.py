@@ -13,7 +13,7 @@ import click
 from stepstream.cli.definitions import plan_command, register
 from stepstream.cli.errors import Commands
 from stepstream.cli.executions import describe, list_command, start, status
-from stepstream.cli.local import db, run_demo, services, smoke, stats, topics, worker
+from stepstream.cli.local import console, db, run_demo, services, smoke, stats, topics, worker
 from stepstream.cli.operators import cancel, dead_letters, explain, replay, stalled, workers
 
 
@@ -52,5 +52,6 @@ for command in (
     dead_letters,
     workers,
     stats,
+    console,
 ):
     main.add_command(command)

@@ -16,7 +16,6 @@ import json
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any
 
 import asyncpg
@@ -105,9 +104,7 @@ class WorkflowClient:
             raise
         return self
 
-    async def __aexit__(
-        self, *exc: tuple[type[BaseException], BaseException, TracebackType]
-    ) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         if self._catalog:
             await self._catalog.stop()
         if self._database:

@@ -37,11 +37,12 @@ WHERE ($1::text IS NULL OR workflow_id = $1)
   AND ($4::timestamptz IS NULL OR started_at >= $4)
   AND ($5::timestamptz IS NULL OR started_at < $5)
   AND ($6::timestamptz IS NULL OR (started_at, execution_id) < ($6, $7))
+  AND ($9::text IS NULL OR input ->> $9 = $10)
 ORDER BY started_at DESC, execution_id DESC
 LIMIT $8
 """
 
-TERMINAL = frozenset({"completed", "failed", "rejected"})
+TERMINAL = frozenset({"completed", "failed", "cancelled", "rejected"})
 
 
 @dataclass(frozen=True)
@@ -131,12 +132,17 @@ async def list_executions(
     until: datetime | None = None,
     limit: int = 50,
     after: str | None = None,
+    input_value: tuple[str, str] | None = None,
 ) -> Page:
     """Newest first. Pages are keyset-paginated: a token names the last row shown, so a
-    page costs the same at any depth and rows arriving meanwhile do not shift pages."""
+    page costs the same at any depth and rows arriving meanwhile do not shift pages.
+    `input_value` (key, value): only executions whose input has that top-level value."""
     cursor_at, cursor_id = decode_token(after) if after else (None, None)
+    key, value = input_value or (None, None)
     rows = await connection.fetch(
-        LIST, workflow_id, status, tenant_id, since, until, cursor_at, cursor_id, limit + 1
+        LIST,
+        *(workflow_id, status, tenant_id, since, until, cursor_at, cursor_id, limit + 1),
+        *(key, value),
     )
     records = [ExecutionRecord(**{name: row[name] for name in _COLUMNS}) for row in rows]
     more = len(records) > limit

@@ -125,6 +125,9 @@ class Settings:
     # `stepstream workers`). Give each worker its own fixed port for Prometheus to scrape.
     metrics_port: int = 0
     log_format: str = "text"  # or "json": one JSON object per line
+    # The operator console's actions (retry, rerun, resume, redrive) need it; without
+    # one the console is read-only.
+    console_token: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -178,6 +181,7 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "commit_interval_ms": ("STEPSTREAM_COMMIT_INTERVAL_MS", _parse_positive_int),
     "metrics_port": ("STEPSTREAM_METRICS_PORT", _parse_port),
     "log_format": ("STEPSTREAM_LOG_FORMAT", _parse_choice("text", "json")),
+    "console_token": ("STEPSTREAM_CONSOLE_TOKEN", str.strip),
 }
 
 VARIABLE_NAMES: frozenset[str] = frozenset(variable for variable, _ in ENVIRONMENT.values())

@@ -72,6 +72,23 @@ ensure_packages() {
   fi
 }
 
+# The operator console's tests drive a real browser: Debian's chromium and its matching
+# chromedriver (Selenium), installed like the services.
+cmd_browser() {
+  if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+      log "installing chromium and chromium-driver with apt-get"
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >&2 \
+        || { apt-get update -q >&2 \
+             && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >&2; } \
+        || die "could not install chromium and chromium-driver"
+    else
+      die "missing chromium and chromium-driver (apt-get install chromium chromium-driver)"
+    fi
+  fi
+  command -v chromium
+}
+
 ensure_kafka_jars() {
   [ -f "$KAFKA_LIBS/.complete" ] && return
   log "resolving org.apache.kafka:kafka_2.13:$KAFKA_VERSION from Maven Central into $KAFKA_LIBS"
@@ -274,5 +291,6 @@ case "${1:-}" in
   down) shift; select_services "$@"; cmd_down ;;
   status) cmd_status ;;
   env) print_env ;;
-  *) echo "usage: $0 up|down [kafka|postgres|redis ...] | status | env" >&2; exit 2 ;;
+  browser) cmd_browser ;;
+  *) echo "usage: $0 up|down [kafka|postgres|redis ...] | status | env | browser" >&2; exit 2 ;;
 esac

@@ -12,7 +12,18 @@ import stepstream
 
 PACKAGE = Path(stepstream.__file__).resolve().parent
 ROOT = PACKAGE.parent
-ROLES = ("agents", "cli", "client", "demo", "infra", "schemas", "steps", "streams", "workflows")
+ROLES = (
+    "agents",
+    "cli",
+    "client",
+    "console",
+    "demo",
+    "infra",
+    "schemas",
+    "steps",
+    "streams",
+    "workflows",
+)
 OLD_ROOTS = set(ROLES)
 
 

@@ -1,0 +1,201 @@
+"""The console's pages as HTML: plain server-rendered markup, one stylesheet and one
+small script of our own (console/static), nothing fetched from the internet. Pure:
+data in, markup out; every value from outside is escaped."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from html import escape
+from typing import Any
+from urllib.parse import urlencode
+
+from stepstream.client.figures import Figure
+from stepstream.console.dag import to_svg
+from stepstream.infra.executions import ExecutionRecord, Page
+from stepstream.workflows import WorkflowDefinition
+
+STATUSES = ("", "running", "completed", "failed", "cancelled", "rejected")
+
+
+def layout(title: str, body: str, message: str = "", writable: bool = False) -> str:
+    notice = f'<p class="message" role="status">{escape(message)}</p>' if message else ""
+    mode = "" if writable else '<span class="readonly">read-only</span>'
+    return (
+        "<!doctype html><html lang=en><head><meta charset=utf-8>"
+        f"<title>{escape(title)} · stepstream</title>"
+        '<link rel="stylesheet" href="/static/console.css"></head><body>'
+        '<nav><a href="/executions">executions</a><a href="/dead-letters">dead letters</a>'
+        f'<a href="/figures">figures</a>{mode}</nav><main><h1>{escape(title)}</h1>'
+        f'{notice}{body}</main><script src="/static/console.js"></script></body></html>'
+    )
+
+
+def _field(name: str, value: str, label: str, kind: str = "text") -> str:
+    return (
+        f'<label>{escape(label)} <input type="{kind}" name="{name}"'
+        f' value="{escape(value)}"></label>'
+    )
+
+
+def _operator_fields() -> str:
+    return (
+        '<label>operator <input name="by" required placeholder="who asks"></label>'
+        '<label>token <input name="token" type="password" required></label>'
+    )
+
+
+def executions_page(
+    filters: Mapping[str, str], page: Page, writable: bool, message: str = ""
+) -> str:
+    status_options = "".join(
+        f'<option value="{s}"{" selected" if filters.get("status", "") == s else ""}>'
+        f"{s or 'any'}</option>"
+        for s in STATUSES
+    )
+    form = (
+        '<form class="filters" method="get" action="/executions">'
+        + _field("workflow", filters.get("workflow", ""), "workflow")
+        + f'<label>status <select name="status">{status_options}</select></label>'
+        + _field("tenant", filters.get("tenant", ""), "tenant")
+        + _field("since", filters.get("since", ""), "since", "datetime-local")
+        + _field("until", filters.get("until", ""), "until", "datetime-local")
+        + _field("input", filters.get("input", ""), "input key=value")
+        + '<button type="submit">filter</button></form>'
+    )
+    rows = "".join(
+        f'<tr data-execution="{escape(e.execution_id)}">'
+        f'<td><a href="/executions/{escape(e.execution_id)}">{escape(e.execution_id)}</a></td>'
+        f"<td>{escape(e.workflow_id)} v{e.workflow_version}</td>"
+        f'<td class="status {escape(e.status)}">{escape(e.status)}</td>'
+        f"<td>{escape(e.tenant_id)}</td><td>{e.started_at:%Y-%m-%d %H:%M:%S}</td>"
+        f"<td>{escape(e.error or '')}</td></tr>"
+        for e in page.executions
+    )
+    table = (
+        '<table class="executions"><thead><tr><th>execution</th><th>workflow</th>'
+        "<th>status</th><th>tenant</th><th>started</th><th>error</th></tr></thead>"
+        f"<tbody>{rows or '<tr><td colspan=6>none</td></tr>'}</tbody></table>"
+    )
+    more = ""
+    if page.next_token:
+        query = urlencode({**{k: v for k, v in filters.items() if v}, "after": page.next_token})
+        more = f'<p><a class="next" href="/executions?{escape(query)}">next page</a></p>'
+    bulk = ""
+    if writable and filters.get("status") == "failed":
+        hidden = "".join(
+            f'<input type="hidden" name="{escape(k)}" value="{escape(v)}">'
+            for k, v in filters.items()
+            if v
+        )
+        bulk = (
+            '<form class="bulk" method="post" action="/actions/bulk-retry">'
+            f"{hidden}{_operator_fields()}"
+            '<label>reason <input name="reason"></label>'
+            '<button type="submit">retry every failed execution that matches</button></form>'
+        )
+    return layout("executions", form + bulk + table + more, message, writable)
+
+
+def execution_page(
+    record: ExecutionRecord,
+    definition: WorkflowDefinition | None,
+    states: Mapping[str, str],
+    reasons: Mapping[str, str],
+    writable: bool,
+    message: str = "",
+) -> str:
+    head = (
+        f"<p>workflow {escape(record.workflow_id)} v{record.workflow_version}, tenant "
+        f"{escape(record.tenant_id)}, status "
+        f'<strong id="status" class="status {escape(record.status)}">{escape(record.status)}'
+        f"</strong>{' — ' + escape(record.error) if record.error else ''}</p>"
+    )
+    graph = to_svg(definition, states) if definition is not None else ""
+    waits = "".join(
+        f"<li><strong>{escape(step)}</strong>: {escape(why)}</li>" for step, why in reasons.items()
+    )
+    why = f'<h2>why steps are not running</h2><ul class="reasons">{waits}</ul>' if waits else ""
+    attempts = "".join(
+        f"<tr><td>{escape(a.step_id)}</td><td>{a.attempt}</td>"
+        f'<td class="status {escape(a.status)}">{escape(a.status)}</td>'
+        f"<td>{escape(a.worker or '')}</td><td>{escape(a.started_at or '')}</td>"
+        f"<td>{escape(a.finished_at or '')}</td>"
+        f"<td><pre>{escape(_input_of(record, definition, a.step_id))}</pre></td>"
+        f"<td><pre>{escape(json.dumps(a.output) if a.output is not None else '')}</pre></td>"
+        f"<td>{escape(a.error or '')}</td></tr>"
+        for a in record.steps
+    )
+    timeline = (
+        '<h2>attempts</h2><table class="attempts"><thead><tr><th>step</th><th>attempt</th>'
+        "<th>status</th><th>worker</th><th>started</th><th>finished</th><th>input</th>"
+        f"<th>output</th><th>error</th></tr></thead><tbody>{attempts}</tbody></table>"
+    )
+    actions = _actions(record, definition) if writable else ""
+    body = (
+        f'<section id="execution" data-execution="{escape(record.execution_id)}"'
+        f' data-live="{"no" if record.ended else "yes"}">{head}{graph}</section>'
+        f"{actions}{why}{timeline}"
+    )
+    return layout(f"execution {record.execution_id}", body, message, writable)
+
+
+def _input_of(record: ExecutionRecord, definition: WorkflowDefinition | None, step: str) -> str:
+    """What the step was given: the workflow input and its dependencies' outputs."""
+    if definition is None or step not in definition.step_by_id:
+        return ""
+    outputs = record.outputs or {}
+    done = {a.step_id: a.output for a in record.steps if a.status == "completed"}
+    steps = {d: outputs.get(d, done.get(d)) for d in definition.step_by_id[step].depends_on}
+    return json.dumps({"input": record.input, "steps": steps})
+
+
+def _actions(record: ExecutionRecord, definition: WorkflowDefinition | None) -> str:
+    choices = [("retry", "retry the failed step"), ("resume", "resume"), ("cancel", "cancel")]
+    if record.ended and definition is not None:
+        choices.append(("rerun-from", "rerun from a step"))
+    options = "".join(f'<option value="{v}">{escape(label)}</option>' for v, label in choices)
+    steps = "".join(
+        f'<option value="{escape(s.id)}">{escape(s.id)}</option>'
+        for s in (definition.steps if definition else ())
+    )
+    return (
+        f'<form class="actions" method="post" action="/executions/{escape(record.execution_id)}'
+        f'/actions"><label>action <select name="action">{options}</select></label>'
+        f'<label>step <select name="step"><option value=""></option>{steps}</select></label>'
+        f'<label>reason <input name="reason"></label>{_operator_fields()}'
+        '<button type="submit">send</button></form>'
+    )
+
+
+def dead_letters_page(letters: Iterable[Any], writable: bool, message: str = "") -> str:
+    rows = "".join(
+        f"<tr><td>{escape(letter.letter_id)}</td><td>{escape(letter.execution_id or '-')}</td>"
+        f"<td>{escape(letter.error)}</td></tr>"
+        for letter in letters
+    )
+    redrive = (
+        '<form class="redrive" method="post" action="/actions/redrive">'
+        f'{_operator_fields()}<button type="submit">re-drive every letter once</button></form>'
+        if writable
+        else ""
+    )
+    table = (
+        '<table class="letters"><thead><tr><th>letter</th><th>execution</th><th>reason</th>'
+        f"</tr></thead><tbody>{rows or '<tr><td colspan=3>none</td></tr>'}</tbody></table>"
+    )
+    return layout("dead letters", redrive + table, message, writable)
+
+
+def figures_page(figures: Iterable[Figure], workers: int, writable: bool) -> str:
+    rows = "".join(
+        f'<tr class="{"" if f.met is None else "ok" if f.met else "off"}">'
+        f"<td>{escape(f.name)}</td><td>{escape(f.shown())}</td><td>{escape(f.target)}</td></tr>"
+        for f in figures
+    )
+    body = (
+        f"<p>{workers} live workers, added up since they started.</p>"
+        '<table class="figures"><thead><tr><th>figure</th><th>value</th><th>target</th>'
+        f"</tr></thead><tbody>{rows}</tbody></table>"
+    )
+    return layout("figures", body, writable=writable)
