@@ -130,7 +130,7 @@ def test_only_the_stepstream_root_is_installed(installed: Path, outside: Path) -
     probe = (
         "import importlib.util, stepstream\n"
         "stray = [n for n in ('streams', 'agents', 'workflows', 'schemas', 'steps', 'infra',"
-        " 'client', 'cli', 'demo') if importlib.util.find_spec(n)]\n"
+        " 'client', 'cli', 'demo', 'console') if importlib.util.find_spec(n)]\n"
         "print(stray, stepstream.WorkflowClient.__module__, stepstream.__version__)"
     )
     result = subprocess.run(
