@@ -18,7 +18,7 @@ from stepstream.schemas.codec import CODEC
 from stepstream.steps.registry import PermanentStepError, StepContext
 from stepstream.streams.engine import Engine
 from stepstream.streams.events import envelope, now_ms, to_json
-from stepstream.streams.groups import OnRevoke, commit, group_consumer
+from stepstream.streams.groups import LagGauge, OnRevoke, commit, group_consumer
 from stepstream.streams.offsets import OffsetTracker
 
 log = logging.getLogger(__name__)
@@ -104,9 +104,11 @@ class Executor:
         consumer.subscribe([names.step_ready], listener=OnRevoke(revoked))
         await consumer.start()
         next_commit = time.monotonic()
+        lag = LagGauge(f"{self.engine.settings.topic_prefix}-executor")
         try:
             while True:
                 batches = await consumer.getmany(timeout_ms=COMMIT_INTERVAL_MS)
+                await lag.measure(consumer)
                 for tp, messages in batches.items():
                     for message in messages:
                         await self.slots.acquire()

@@ -23,7 +23,7 @@ from stepstream.infra.definition_store import save_definition
 from stepstream.infra.metrics import METRICS
 from stepstream.schemas.codec import CODEC, DecodedEvent, EventCodecError
 from stepstream.streams.engine import Engine
-from stepstream.streams.groups import commit, group_consumer
+from stepstream.streams.groups import LagGauge, commit, group_consumer
 from stepstream.streams.topics import declare_topics
 from stepstream.workflows import InvalidDefinition, build_definition
 
@@ -304,9 +304,11 @@ class Persister:
             ]
         )
         await consumer.start()
+        lag = LagGauge(f"{self.engine.settings.topic_prefix}-persister")
         try:
             while True:
                 batches = await consumer.getmany(timeout_ms=BATCH_WINDOW_MS, max_records=BATCH_SIZE)
+                await lag.measure(consumer)
                 messages = [m for ms in batches.values() for m in ms]
                 if not messages:
                     continue

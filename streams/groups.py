@@ -8,11 +8,13 @@ runs in the worker process, in its own consumer group, and commits its own offse
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
+from stepstream.infra.metrics import METRICS
 from stepstream.streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -60,3 +62,26 @@ class OnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
         return None
+
+
+class LagGauge:
+    """A group's lag on this worker's partitions (`stepstream_consumer_lag{group}`): the
+    records past each partition's position, measured every few seconds at most from what
+    the consumer already knows (no request to the broker)."""
+
+    def __init__(self, group: str, every_seconds: float = 5.0) -> None:
+        self.group = group
+        self.every = every_seconds
+        self.next_at = 0.0
+
+    async def measure(self, consumer: AIOKafkaConsumer) -> None:
+        now = time.monotonic()
+        if now < self.next_at:
+            return
+        self.next_at = now + self.every
+        lag = 0
+        for tp in consumer.assignment():
+            highwater = consumer.highwater(tp)
+            if highwater is not None:
+                lag += max(0, highwater - await consumer.position(tp))
+        METRICS.consumer_lag.labels(self.group).set(lag)

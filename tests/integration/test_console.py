@@ -102,6 +102,8 @@ def console_process(env: dict[str, str], log: Path) -> Iterator[str]:
 def console(
     settings: Settings, run_token: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Settings, str, Path]]:
+    """A worker and a console on this run's topics. PostgreSQL is shared by every test
+    run: the tests name their executions and business values with the run's token."""
     env = engine_env(settings, f"test-{run_token}-console", STEPSTREAM_CONSOLE_TOKEN=TOKEN)
     engine = Settings.from_env(env)
     asyncio.run(prepare(engine, SLOW_DIAMOND, FAILS_ONCE))
@@ -187,12 +189,13 @@ def act(browser: webdriver.Chrome, form: str, token: str = TOKEN, **fields: str)
 
 
 def test_a_started_workflow_turns_green_live(
-    console: tuple[Settings, str, Path], browser: webdriver.Chrome
+    console: tuple[Settings, str, Path], browser: webdriver.Chrome, run_token: str
 ) -> None:
     settings, base, workdir = console
-    start(settings, "console-diamond", "console-live")
-    recorded(settings, "console-live")
-    browser.get(f"{base}/executions/console-live")
+    execution_id = f"{run_token}-live"
+    start(settings, "console-diamond", execution_id)
+    recorded(settings, execution_id)
+    browser.get(f"{base}/executions/{execution_id}")
     browser.execute_script("window.notReloaded = true")
     until(browser, lambda b: step_states(b).get("b") == "running")
     screenshot(browser, workdir, "execution-running")
@@ -206,12 +209,13 @@ def test_a_started_workflow_turns_green_live(
 
 
 def test_a_failed_execution_is_retried_from_its_page(
-    console: tuple[Settings, str, Path], browser: webdriver.Chrome
+    console: tuple[Settings, str, Path], browser: webdriver.Chrome, run_token: str
 ) -> None:
     settings, base, workdir = console
-    start(settings, "console-fails-once", "console-retry")
-    recorded(settings, "console-retry", "failed")
-    browser.get(f"{base}/executions/console-retry")
+    execution_id = f"{run_token}-retry"
+    start(settings, "console-fails-once", execution_id)
+    recorded(settings, execution_id, "failed")
+    browser.get(f"{base}/executions/{execution_id}")
     assert "failed" in browser.find_element(By.ID, "status").text
     screenshot(browser, workdir, "execution-failed")
     act(browser, "actions", action="retry", reason="fixed the card")
@@ -227,15 +231,15 @@ def test_a_failed_execution_is_retried_from_its_page(
 
 
 def test_failed_executions_matching_a_filter_are_retried_in_bulk(
-    console: tuple[Settings, str, Path], browser: webdriver.Chrome
+    console: tuple[Settings, str, Path], browser: webdriver.Chrome, run_token: str
 ) -> None:
     settings, base, workdir = console
-    ids = [f"console-bulk-{n}" for n in range(3)]
+    ids = [f"{run_token}-bulk-{n}" for n in range(3)]
     for execution_id in ids:
-        start(settings, "console-fails-once", execution_id, batch="B7")
+        start(settings, "console-fails-once", execution_id, batch=f"B7-{run_token}")
     for execution_id in ids:
         recorded(settings, execution_id, "failed")
-    browser.get(f"{base}/executions?status=failed&input=batch%3DB7")
+    browser.get(f"{base}/executions?status=failed&input=batch%3DB7-{run_token}")
     listed = browser.find_elements(By.CSS_SELECTOR, "table.executions tbody tr[data-execution]")
     assert sorted(r.get_attribute("data-execution") for r in listed) == ids
     screenshot(browser, workdir, "executions-failed")
@@ -243,7 +247,7 @@ def test_failed_executions_matching_a_filter_are_retried_in_bulk(
     assert "for 3 of 3 failed executions" in browser.find_element(By.CLASS_NAME, "message").text
 
     def all_completed(b: webdriver.Chrome) -> bool:
-        b.get(f"{base}/executions?status=completed&input=batch%3DB7")
+        b.get(f"{base}/executions?status=completed&input=batch%3DB7-{run_token}")
         rows = b.find_elements(By.CSS_SELECTOR, "table.executions tbody tr[data-execution]")
         return len(rows) == 3
 
@@ -251,16 +255,17 @@ def test_failed_executions_matching_a_filter_are_retried_in_bulk(
 
 
 def test_a_filter_survives_a_reload(
-    console: tuple[Settings, str, Path], browser: webdriver.Chrome
+    console: tuple[Settings, str, Path], browser: webdriver.Chrome, run_token: str
 ) -> None:
     settings, base, workdir = console
-    start(settings, "console-fails-once", "console-filtered", batch="F1")
-    recorded(settings, "console-filtered", "failed")
+    execution_id = f"{run_token}-filtered"
+    start(settings, "console-fails-once", execution_id, batch=f"F1-{run_token}")
+    recorded(settings, execution_id, "failed")
     browser.get(f"{base}/executions")
     form = browser.find_element(By.CSS_SELECTOR, "form.filters")
     form.find_element(By.NAME, "workflow").send_keys("console-fails-once")
     Select(form.find_element(By.NAME, "status")).select_by_value("failed")
-    form.find_element(By.NAME, "input").send_keys("batch=F1")
+    form.find_element(By.NAME, "input").send_keys(f"batch=F1-{run_token}")
     form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
     until(browser, lambda b: "workflow=console-fails-once" in b.current_url)
     browser.refresh()
@@ -268,26 +273,27 @@ def test_a_filter_survives_a_reload(
     assert form.find_element(By.NAME, "workflow").get_attribute("value") == "console-fails-once"
     status = Select(form.find_element(By.NAME, "status")).first_selected_option
     assert status.get_attribute("value") == "failed"
-    assert form.find_element(By.NAME, "input").get_attribute("value") == "batch=F1"
+    assert form.find_element(By.NAME, "input").get_attribute("value") == f"batch=F1-{run_token}"
     listed = browser.find_elements(By.CSS_SELECTOR, "table.executions tbody tr[data-execution]")
-    assert [r.get_attribute("data-execution") for r in listed] == ["console-filtered"]
+    assert [r.get_attribute("data-execution") for r in listed] == [execution_id]
     screenshot(browser, workdir, "executions-filtered")
 
 
 def test_an_action_without_the_token_is_refused(
-    console: tuple[Settings, str, Path], browser: webdriver.Chrome
+    console: tuple[Settings, str, Path], browser: webdriver.Chrome, run_token: str
 ) -> None:
     settings, base, workdir = console
-    start(settings, "console-fails-once", "console-refused")
-    recorded(settings, "console-refused", "failed")
-    browser.get(f"{base}/executions/console-refused")
+    execution_id = f"{run_token}-refused"
+    start(settings, "console-fails-once", execution_id)
+    recorded(settings, execution_id, "failed")
+    browser.get(f"{base}/executions/{execution_id}")
     act(browser, "actions", token="not-the-token", action="retry")
     assert browser.find_element(By.CLASS_NAME, "refused").text == "refused: wrong operator token"
     screenshot(browser, workdir, "refused")
-    browser.get(f"{base}/executions/console-refused")
+    browser.get(f"{base}/executions/{execution_id}")
     assert browser.find_element(By.ID, "status").text == "failed"  # nothing was sent
     request = urllib.request.Request(
-        f"{base}/executions/console-refused/actions",
+        f"{base}/executions/{execution_id}/actions",
         data=b"action=retry&by=ops",  # no token at all
         method="POST",
     )

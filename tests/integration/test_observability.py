@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -104,6 +105,13 @@ def test_the_worker_serves_its_metrics_and_health_on_its_loopback_port(
     assert sample(text, "stepstream_scheduling_delay_seconds_count") >= 20
     assert sample(text, "stepstream_cache_requests_total", cache="definitions", result="hit") >= 5
     assert not re.search(r'(tenant|user|execution)(_id)?="', text)  # bounded labels only
+    prefix = settings.topic_prefix
+    groups = [f"{prefix}-{role}" for role in ("engine", "executor", "persister")]
+    deadline = time.monotonic() + 30  # each group is measured every 5 s
+    while not all(f'stepstream_consumer_lag{{group="{g}"}}' in text for g in groups):
+        assert time.monotonic() < deadline, f"lag of {groups} not all measured: {text}"
+        time.sleep(0.5)  # polling the endpoint with a deadline
+        _, text = get(url)
 
 
 def test_every_metric_the_dashboard_and_alerts_name_exists_on_a_worker(
