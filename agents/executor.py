@@ -108,7 +108,7 @@ class Executor:
         try:
             while True:
                 batches = await consumer.getmany(timeout_ms=COMMIT_INTERVAL_MS)
-                await lag.measure(consumer)
+                lag.measure(consumer)
                 for tp, messages in batches.items():
                     for message in messages:
                         await self.slots.acquire()

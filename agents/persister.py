@@ -308,7 +308,7 @@ class Persister:
         try:
             while True:
                 batches = await consumer.getmany(timeout_ms=BATCH_WINDOW_MS, max_records=BATCH_SIZE)
-                await lag.measure(consumer)
+                lag.measure(consumer)
                 messages = [m for ms in batches.values() for m in ms]
                 if not messages:
                     continue

@@ -67,21 +67,26 @@ class OnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
 class LagGauge:
     """A group's lag on this worker's partitions (`stepstream_consumer_lag{group}`): the
     records past each partition's position, measured every few seconds at most from what
-    the consumer already knows (no request to the broker)."""
+    the consumer already knows. It awaits nothing and raises nothing: it runs inside the
+    consumer's loop, where a wait or an error would stall the group's work."""
 
     def __init__(self, group: str, every_seconds: float = 5.0) -> None:
         self.group = group
         self.every = every_seconds
         self.next_at = 0.0
 
-    async def measure(self, consumer: AIOKafkaConsumer) -> None:
+    def measure(self, consumer: AIOKafkaConsumer) -> None:
         now = time.monotonic()
         if now < self.next_at:
             return
         self.next_at = now + self.every
-        lag = 0
-        for tp in consumer.assignment():
-            highwater = consumer.highwater(tp)
-            if highwater is not None:
-                lag += max(0, highwater - await consumer.position(tp))
+        try:  # aiokafka's own view of its partitions (no public sync API has it)
+            assignment = consumer._subscription.subscription.assignment  # noqa: SLF001
+            lag = 0
+            for tp in list(assignment.tps):
+                state = assignment.state_value(tp)
+                if state is not None and state.highwater is not None and state.has_valid_position:
+                    lag += max(0, state.highwater - state.position)
+        except AttributeError:  # no assignment right now (a rebalance)
+            return
         METRICS.consumer_lag.labels(self.group).set(lag)

@@ -192,7 +192,7 @@ def test_a_started_workflow_turns_green_live(
     console: tuple[Settings, str, Path], browser: webdriver.Chrome, run_token: str
 ) -> None:
     settings, base, workdir = console
-    execution_id = f"{run_token}-live"
+    execution_id = f"{run_token}-console-live"
     start(settings, "console-diamond", execution_id)
     recorded(settings, execution_id)
     browser.get(f"{base}/executions/{execution_id}")
@@ -212,7 +212,7 @@ def test_a_failed_execution_is_retried_from_its_page(
     console: tuple[Settings, str, Path], browser: webdriver.Chrome, run_token: str
 ) -> None:
     settings, base, workdir = console
-    execution_id = f"{run_token}-retry"
+    execution_id = f"{run_token}-console-retry"
     start(settings, "console-fails-once", execution_id)
     recorded(settings, execution_id, "failed")
     browser.get(f"{base}/executions/{execution_id}")
@@ -234,7 +234,7 @@ def test_failed_executions_matching_a_filter_are_retried_in_bulk(
     console: tuple[Settings, str, Path], browser: webdriver.Chrome, run_token: str
 ) -> None:
     settings, base, workdir = console
-    ids = [f"{run_token}-bulk-{n}" for n in range(3)]
+    ids = [f"{run_token}-console-bulk-{n}" for n in range(3)]
     for execution_id in ids:
         start(settings, "console-fails-once", execution_id, batch=f"B7-{run_token}")
     for execution_id in ids:
@@ -258,7 +258,7 @@ def test_a_filter_survives_a_reload(
     console: tuple[Settings, str, Path], browser: webdriver.Chrome, run_token: str
 ) -> None:
     settings, base, workdir = console
-    execution_id = f"{run_token}-filtered"
+    execution_id = f"{run_token}-console-filtered"
     start(settings, "console-fails-once", execution_id, batch=f"F1-{run_token}")
     recorded(settings, execution_id, "failed")
     browser.get(f"{base}/executions")
@@ -283,7 +283,7 @@ def test_an_action_without_the_token_is_refused(
     console: tuple[Settings, str, Path], browser: webdriver.Chrome, run_token: str
 ) -> None:
     settings, base, workdir = console
-    execution_id = f"{run_token}-refused"
+    execution_id = f"{run_token}-console-refused"
     start(settings, "console-fails-once", execution_id)
     recorded(settings, execution_id, "failed")
     browser.get(f"{base}/executions/{execution_id}")
