@@ -18,7 +18,7 @@ from stepstream.schemas.codec import CODEC
 from stepstream.steps.registry import PermanentStepError, StepContext
 from stepstream.streams.engine import Engine
 from stepstream.streams.events import envelope, now_ms, to_json
-from stepstream.streams.groups import LagGauge, OnRevoke, commit, group_consumer
+from stepstream.streams.groups import LagGauge, OnRevoke, commit, group_consumer, keep_running
 from stepstream.streams.offsets import OffsetTracker
 
 log = logging.getLogger(__name__)
@@ -161,8 +161,7 @@ class Executor:
 
 
 def install(engine: Engine) -> None:
-    executor = Executor(engine, engine.options.executor_concurrency)
-
     @engine.app.task  # type: ignore[untyped-decorator]
     async def run_executor() -> None:
-        await executor.run()
+        concurrency = engine.options.executor_concurrency
+        await keep_running("executor", lambda: Executor(engine, concurrency).run())

@@ -23,7 +23,7 @@ from stepstream.infra.definition_store import save_definition
 from stepstream.infra.metrics import METRICS
 from stepstream.schemas.codec import CODEC, DecodedEvent, EventCodecError
 from stepstream.streams.engine import Engine
-from stepstream.streams.groups import LagGauge, commit, group_consumer
+from stepstream.streams.groups import LagGauge, commit, group_consumer, keep_running
 from stepstream.streams.topics import declare_topics
 from stepstream.workflows import InvalidDefinition, build_definition
 
@@ -323,8 +323,6 @@ class Persister:
 
 
 def install(engine: Engine) -> None:
-    persister = Persister(engine)
-
     @engine.app.task  # type: ignore[untyped-decorator]
     async def run_persister() -> None:
-        await persister.run()
+        await keep_running("persister", lambda: Persister(engine).run())

@@ -7,9 +7,10 @@ runs in the worker process, in its own consumer group, and commits its own offse
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
@@ -90,3 +91,20 @@ class LagGauge:
         except AttributeError:  # no assignment right now (a rebalance)
             return
         METRICS.consumer_lag.labels(self.group).set(lag)
+
+
+async def keep_running(
+    name: str, start: Callable[[], Awaitable[None]], pause_seconds: float = 1.0
+) -> None:
+    """Run a group's loop, and start it again, fresh, if it stops on an error. The loops
+    run as faust app tasks, and faust drops a task's exception without a word: a loop
+    that died would leave its partitions assigned and unconsumed."""
+    while True:
+        try:
+            await start()
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # logged, then a fresh start
+            log.exception("%s stopped on an error; starting it again", name)
+            await asyncio.sleep(pause_seconds)
