@@ -25,40 +25,17 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from stepstream.client import WorkflowClient
 from stepstream.streams.settings import Settings
-from tests.integration.workers import definition, engine_env, prepare, running_worker
+from tests.integration.workers import (
+    FAILS_ONCE,
+    SLOW_DIAMOND,
+    engine_env,
+    prepare,
+    running_worker,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / ".artifacts" / "console"
 TOKEN = "s3cret-operator-token"
-
-SLOW_DIAMOND = definition(
-    {
-        "id": "console-diamond",
-        "version": 1,
-        "steps": [
-            {"id": "a", "type": "noop"},
-            {"id": "b", "type": "sleep", "dependsOn": ["a"], "config": {"seconds": 2}},
-            {"id": "c", "type": "sleep", "dependsOn": ["a"], "config": {"seconds": 2}},
-            {"id": "d", "type": "noop", "dependsOn": ["b", "c"]},
-        ],
-    }
-)
-# Fails for good on its first attempt only: an operator's retry completes it.
-FAILS_ONCE = definition(
-    {
-        "id": "console-fails-once",
-        "version": 1,
-        "steps": [
-            {"id": "a", "type": "noop"},
-            {
-                "id": "b",
-                "type": "fail",
-                "dependsOn": ["a"],
-                "config": {"permanent": True, "attempts": 1},
-            },
-        ],
-    }
-)
 
 
 def free_port() -> int:
@@ -168,6 +145,15 @@ def recorded(settings: Settings, execution_id: str, status: str | None = None) -
     asyncio.run(go())
 
 
+def open_failed(
+    browser: webdriver.Chrome, settings: Settings, base: str, execution_id: str
+) -> None:
+    """Start a fails-once execution, and open its page once it is recorded as failed."""
+    start(settings, "fails-once", execution_id)
+    recorded(settings, execution_id, "failed")
+    browser.get(f"{base}/executions/{execution_id}")
+
+
 def step_states(browser: webdriver.Chrome) -> dict[str, str]:
     return {
         node.get_attribute("data-step"): node.get_attribute("class").split()[-1]
@@ -193,7 +179,7 @@ def test_a_started_workflow_turns_green_live(
 ) -> None:
     settings, base, workdir = console
     execution_id = f"{run_token}-console-live"
-    start(settings, "console-diamond", execution_id)
+    start(settings, "slow-diamond", execution_id)
     recorded(settings, execution_id)
     browser.get(f"{base}/executions/{execution_id}")
     browser.execute_script("window.notReloaded = true")
@@ -213,9 +199,7 @@ def test_a_failed_execution_is_retried_from_its_page(
 ) -> None:
     settings, base, workdir = console
     execution_id = f"{run_token}-console-retry"
-    start(settings, "console-fails-once", execution_id)
-    recorded(settings, execution_id, "failed")
-    browser.get(f"{base}/executions/{execution_id}")
+    open_failed(browser, settings, base, execution_id)
     assert "failed" in browser.find_element(By.ID, "status").text
     screenshot(browser, workdir, "execution-failed")
     act(browser, "actions", action="retry", reason="fixed the card")
@@ -236,7 +220,7 @@ def test_failed_executions_matching_a_filter_are_retried_in_bulk(
     settings, base, workdir = console
     ids = [f"{run_token}-console-bulk-{n}" for n in range(3)]
     for execution_id in ids:
-        start(settings, "console-fails-once", execution_id, batch=f"B7-{run_token}")
+        start(settings, "fails-once", execution_id, batch=f"B7-{run_token}")
     for execution_id in ids:
         recorded(settings, execution_id, "failed")
     browser.get(f"{base}/executions?status=failed&input=batch%3DB7-{run_token}")
@@ -259,18 +243,18 @@ def test_a_filter_survives_a_reload(
 ) -> None:
     settings, base, workdir = console
     execution_id = f"{run_token}-console-filtered"
-    start(settings, "console-fails-once", execution_id, batch=f"F1-{run_token}")
+    start(settings, "fails-once", execution_id, batch=f"F1-{run_token}")
     recorded(settings, execution_id, "failed")
     browser.get(f"{base}/executions")
     form = browser.find_element(By.CSS_SELECTOR, "form.filters")
-    form.find_element(By.NAME, "workflow").send_keys("console-fails-once")
+    form.find_element(By.NAME, "workflow").send_keys("fails-once")
     Select(form.find_element(By.NAME, "status")).select_by_value("failed")
     form.find_element(By.NAME, "input").send_keys(f"batch=F1-{run_token}")
     form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-    until(browser, lambda b: "workflow=console-fails-once" in b.current_url)
+    until(browser, lambda b: "workflow=fails-once" in b.current_url)
     browser.refresh()
     form = browser.find_element(By.CSS_SELECTOR, "form.filters")
-    assert form.find_element(By.NAME, "workflow").get_attribute("value") == "console-fails-once"
+    assert form.find_element(By.NAME, "workflow").get_attribute("value") == "fails-once"
     status = Select(form.find_element(By.NAME, "status")).first_selected_option
     assert status.get_attribute("value") == "failed"
     assert form.find_element(By.NAME, "input").get_attribute("value") == f"batch=F1-{run_token}"
@@ -284,9 +268,7 @@ def test_an_action_without_the_token_is_refused(
 ) -> None:
     settings, base, workdir = console
     execution_id = f"{run_token}-console-refused"
-    start(settings, "console-fails-once", execution_id)
-    recorded(settings, execution_id, "failed")
-    browser.get(f"{base}/executions/{execution_id}")
+    open_failed(browser, settings, base, execution_id)
     act(browser, "actions", token="not-the-token", action="retry")
     assert browser.find_element(By.CLASS_NAME, "refused").text == "refused: wrong operator token"
     screenshot(browser, workdir, "refused")

@@ -22,50 +22,18 @@ from stepstream.streams.settings import Settings
 from stepstream.streams.topics import TopicNames
 from stepstream.workflows import ReplayAction, StepStatus, state_from_dict
 from tests.integration.workers import (
+    FAILS_ONCE,
     NOOP_DIAMOND,
+    SLOW_DIAMOND,
     SLOW_SECOND,
     WorkerProcess,
     cli,
-    definition,
     engine_env,
     lose_step_ready,
     prepare,
     read_topic,
     wait_for_checkpoints,
     wait_until_ready,
-)
-
-# b fails permanently on its first attempt only: a fault an operator fixes, then retries.
-FAILS_ONCE = definition(
-    {
-        "id": "fails-once",
-        "version": 1,
-        "steps": [
-            {"id": "a", "type": "noop"},
-            {
-                "id": "b",
-                "type": "fail",
-                "dependsOn": ["a"],
-                "config": {"permanent": True, "attempts": 1},
-            },
-            {"id": "c", "type": "noop", "dependsOn": ["b"]},
-        ],
-    }
-)
-
-
-# A diamond whose two branches take 3 s: a cancel lands while they run.
-SLOW_DIAMOND = definition(
-    {
-        "id": "slow-diamond",
-        "version": 1,
-        "steps": [
-            {"id": "a", "type": "noop"},
-            {"id": "b", "type": "sleep", "dependsOn": ["a"], "config": {"seconds": 3}},
-            {"id": "c", "type": "sleep", "dependsOn": ["a"], "config": {"seconds": 3}},
-            {"id": "d", "type": "noop", "dependsOn": ["b", "c"]},
-        ],
-    }
 )
 
 

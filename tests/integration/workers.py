@@ -245,3 +245,37 @@ async def own_property(database_url: str) -> dict[str, int]:
     finally:
         await connection.close()
     return {"property_id": property_id, "asset_id": asset_id}
+
+
+# b fails permanently on its first attempt only: a fault an operator fixes, then retries.
+FAILS_ONCE = definition(
+    {
+        "id": "fails-once",
+        "version": 1,
+        "steps": [
+            {"id": "a", "type": "noop"},
+            {
+                "id": "b",
+                "type": "fail",
+                "dependsOn": ["a"],
+                "config": {"permanent": True, "attempts": 1},
+            },
+            {"id": "c", "type": "noop", "dependsOn": ["b"]},
+        ],
+    }
+)
+
+
+# A diamond whose two branches take 3 s: a cancel lands while they run.
+SLOW_DIAMOND = definition(
+    {
+        "id": "slow-diamond",
+        "version": 1,
+        "steps": [
+            {"id": "a", "type": "noop"},
+            {"id": "b", "type": "sleep", "dependsOn": ["a"], "config": {"seconds": 3}},
+            {"id": "c", "type": "sleep", "dependsOn": ["a"], "config": {"seconds": 3}},
+            {"id": "d", "type": "noop", "dependsOn": ["b", "c"]},
+        ],
+    }
+)
