@@ -333,7 +333,7 @@ def create_engine(settings: Settings, options: WorkerOptions, registry: StepRegi
         broker_session_timeout=10.0,
         broker_heartbeat_interval=1.0,
         broker_commit_interval=settings.commit_interval_ms / 1000,
-        producer_linger_ms=2,
+        producer_linger_ms=settings.producer_linger_ms,
         producer_partitioner=cached_partitioner,
         producer_acks=-1,
         stream_wait_empty=False,

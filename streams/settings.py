@@ -37,6 +37,13 @@ def _parse_positive_int(raw: str) -> int:
     return value
 
 
+def _parse_non_negative_int(raw: str) -> int:
+    value = int(raw.strip())
+    if value < 0:
+        raise ValueError("expected 0 or a positive integer")
+    return value
+
+
 def _parse_non_empty(raw: str) -> str:
     if not raw.strip():
         raise ValueError("expected a non-empty value")
@@ -121,6 +128,10 @@ class Settings:
     # How often the coordinator commits what it consumed. Longer: less commit work, more
     # events processed again after a crash (they are idempotent; nothing is lost).
     commit_interval_ms: int = 1_000
+    # How long the worker's producer waits to fill a batch. Longer: fewer, larger
+    # requests, less CPU per step and more steps/s at load; each hop waits up to this
+    # long when the engine is idle (bench/pipeline.py, README "Benchmarks").
+    producer_linger_ms: int = 10
     # A worker's /metrics and /healthz, on 127.0.0.1; 0: a free port, announced (see
     # `stepstream workers`). Give each worker its own fixed port for Prometheus to scrape.
     metrics_port: int = 0
@@ -179,6 +190,7 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "max_input_bytes": ("WORKFLOW_MAX_INPUT_BYTES", _parse_positive_int),
     "watchdog_margin_ms": ("WORKFLOW_WATCHDOG_MARGIN_MS", _parse_positive_int),
     "commit_interval_ms": ("STEPSTREAM_COMMIT_INTERVAL_MS", _parse_positive_int),
+    "producer_linger_ms": ("STEPSTREAM_PRODUCER_LINGER_MS", _parse_non_negative_int),
     "metrics_port": ("STEPSTREAM_METRICS_PORT", _parse_port),
     "log_format": ("STEPSTREAM_LOG_FORMAT", _parse_choice("text", "json")),
     "console_token": ("STEPSTREAM_CONSOLE_TOKEN", str.strip),
