@@ -96,6 +96,20 @@ def serving(
         worker.wait(timeout=30)
 
 
+async def released(settings: Settings, tasks: str, execution_id: str, attempt: int) -> None:
+    """Wait until the coordinator has released this attempt of the execution's step on
+    the queue's topic (an earlier attempt timed out)."""
+    await read_topic(
+        settings,
+        tasks,
+        until=lambda events: any(
+            e.record["execution_id"] == execution_id and e.record["attempt"] == attempt
+            for e in events
+        ),
+        timeout=60,
+    )
+
+
 engine_worker: list[WorkerProcess] = []
 
 
@@ -202,18 +216,9 @@ def test_the_coordinator_times_out_a_queue_step_nobody_reports(
         async with WorkflowClient(settings) as client:
             await client.start_workflow("slow-queue", {}, "t", "u", "queues-timeout")
             await client.flush()
-            await read_topic(
-                settings,
-                tasks,
-                until=lambda events: any(e.record["attempt"] == 2 for e in events),
-                timeout=60,
-            )
-            late = external_worker(env, "nobody-yet", "late-1", tmp_path / "late.log")
-            try:
+            await released(settings, tasks, "queues-timeout", attempt=2)
+            with serving(env, "nobody-yet", "late-1", tmp_path / "late.log"):
                 return (await client.wait_for("queues-timeout", timeout=60)).record
-            finally:
-                late.terminate()
-                late.wait(timeout=30)
 
     record = asyncio.run(run())
     outputs = json.loads(str(record["outputs_json"]))
@@ -240,21 +245,9 @@ def test_a_malformed_report_is_dead_lettered_and_the_step_times_out(
             await client.start_workflow("slow-queue", {}, "t", "u", "queues-garbage")
             await client.flush()
             await client.send_raw(names.step_completed, b"\x00{oops", b"queues-garbage")
-            await read_topic(
-                settings,
-                tasks,
-                until=lambda events: any(
-                    e.record["execution_id"] == "queues-garbage" and e.record["attempt"] == 2
-                    for e in events
-                ),
-                timeout=60,
-            )
-            fixed = external_worker(env, "nobody-yet", "fixed-1", tmp_path / "fixed.log")
-            try:
+            await released(settings, tasks, "queues-garbage", attempt=2)
+            with serving(env, "nobody-yet", "fixed-1", tmp_path / "fixed.log"):
                 return (await client.wait_for("queues-garbage", timeout=60)).status
-            finally:
-                fixed.terminate()
-                fixed.wait(timeout=30)
 
     assert asyncio.run(run()) == "completed"
     letters = cli(
@@ -323,17 +316,7 @@ def test_a_worker_killed_mid_step_times_out_and_the_retry_completes(
         first.kill()  # mid-step: it has sent a heartbeat and no report
         first.wait(timeout=30)
 
-    asyncio.run(
-        read_topic(
-            settings,
-            tasks,
-            until=lambda events: any(
-                e.record["execution_id"] == "queues-fragile" and e.record["attempt"] == 2
-                for e in events
-            ),
-            timeout=60,
-        )
-    )
+    asyncio.run(released(settings, tasks, "queues-fragile", attempt=2))
 
     async def outcome() -> Outcome:
         async with WorkflowClient(settings) as client:
