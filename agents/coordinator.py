@@ -167,7 +167,7 @@ def run_of(state: ExecutionState) -> tuple[int, ...]:
 
 def install(engine: Engine) -> None:
     names = engine.names
-    table = engine.executions
+    table = engine.stream_tables().executions
     checkpoints = Checkpoints(table, engine.settings)
     # Retries and queue steps' timeouts, by wall clock: (due_ms, sequence, execution_id,
     # kind, origin). The sequence breaks ties (steps released together fall due together),

@@ -34,8 +34,9 @@ RATE_STATS_MIRROR_SECONDS = 2.0
 
 def install(engine: Engine) -> None:
     names = engine.names
-    limiter = RateLimiter(engine.settings, engine.rate_counts, engine.rate_stats)
-    deferred = engine.rate_deferred
+    tables = engine.stream_tables()
+    limiter = RateLimiter(engine.settings, tables.rate_counts, tables.rate_stats)
+    deferred = tables.rate_deferred
     wakes: list[tuple[int, str, str]] = []  # (due_ms, scope, tenant)
 
     async def reject(
@@ -59,7 +60,7 @@ def install(engine: Engine) -> None:
         """Record the start (its time and pinned version) and emit WorkflowStarted; for a
         start already admitted (`first` False), emit the same WorkflowStarted again."""
         if first:
-            engine.started[request["execution_id"].encode()] = [now_ms(), definition.version]
+            tables.started[request["execution_id"].encode()] = [now_ms(), definition.version]
         pinned = {**request, "workflow_version": definition.version}
         record = envelope(
             "started",
@@ -113,7 +114,7 @@ def install(engine: Engine) -> None:
         if invalid is not None:
             await reject(request, invalid.code, invalid.reason, invalid.limit)
             return
-        started = engine.started.get(request["execution_id"].encode())
+        started = tables.started.get(request["execution_id"].encode())
         if started is not None:
             log.info("start of %s seen before: announced again", request["execution_id"])
             await readmit(request, started)
@@ -149,7 +150,7 @@ def install(engine: Engine) -> None:
         queue = list(deferred.get(scope.encode()) or [])
         while queue:
             request = queue[0]
-            if engine.started.get(request["execution_id"].encode()) is not None:
+            if tables.started.get(request["execution_id"].encode()) is not None:
                 queue.pop(0)  # the same start was requested twice while waiting
                 continue
             definition = await resolve(request)
@@ -213,11 +214,11 @@ def install(engine: Engine) -> None:
             limiter.changed |= set(changed)
             log.warning("rate stats not mirrored to Redis: %r", error)
 
-    @engine.rate_stats.on_recover
+    @tables.rate_stats.on_recover
     async def mirror_taken_over_totals() -> None:
         """A worker taking over partitions mirrors their totals in full: what the last
         owner counted in its final seconds may not have reached Redis."""
-        limiter.changed |= {key.decode() for key in engine.rate_stats.keys()}
+        limiter.changed |= {key.decode() for key in tables.rate_stats.keys()}
 
     @deferred.on_recover
     async def rearm_deferred() -> None:

@@ -7,9 +7,11 @@ The same work on both: N executions of the 4-step no-op diamond. Celery runs it 
 canvas chain(step, group(step, step), step) (a chord: step 4 waits for 2 and 3) on the
 local Redis (its own database number, flushed before and after), one worker with the
 prefork pool and concurrency 2, the way Celery is usually deployed. The engine runs one
-worker on the local Kafka (bench/pipeline.py's saturation phase). Printed per run:
-steps/s and worker CPU per step (from /proc, the worker and its pool processes); at the
-end, the engine/Celery ratio of each. Asserts nothing.
+worker on the local Kafka (bench/pipeline.py's saturation phase), in each of its layouts
+(--layouts): one process, or split in two processes by role (a coordinator, and an
+executor and persister), as Celery's prefork pool is a main process and two children.
+Printed per run: steps/s and worker CPU per step (from /proc, every process of the worker
+or Celery's pool); at the end, the engine/Celery ratio of each. Asserts nothing.
 """
 
 from __future__ import annotations
@@ -24,10 +26,15 @@ from pathlib import Path
 
 import redis
 from celery import chain, group
-from pipeline import cpu_seconds, fresh_engine, saturation  # bench/ is on sys.path
+from pipeline import (  # bench/ is on sys.path
+    cpu_seconds,
+    fresh_engine,
+    saturation,
+    start_workers,
+)
 
 from stepstream.client.workflow_client import WorkflowClient
-from stepstream.demo.worker_process import WorkerProcess, wait_until_ready
+from stepstream.demo.worker_process import wait_until_ready
 from stepstream.streams.settings import Settings
 from stepstream.streams.topics import delete_topics_with_prefix
 
@@ -89,13 +96,13 @@ def run_celery(settings: Settings, executions: int) -> tuple[float, float]:
     return steps / elapsed, cpu / steps * 1e6
 
 
-async def run_engine(executions: int) -> tuple[float, float]:
+async def run_engine(executions: int, split: bool) -> tuple[float, float]:
     env, settings, workdir = await fresh_engine()
-    worker = WorkerProcess("peer-engine", env, workdir, ("--concurrency", "64"))
+    workers = start_workers(env, workdir, 1, split=split)
     try:
-        await wait_until_ready(settings, [worker], timeout=120)
+        await wait_until_ready(settings, workers, timeout=120)
         async with WorkflowClient(settings) as client:
-            pids = [worker.process.pid]
+            pids = [worker.process.pid for worker in workers]
             before = cpu_seconds(pids)
             started = time.perf_counter()
             await saturation(settings, client, executions, pids)
@@ -103,7 +110,8 @@ async def run_engine(executions: int) -> tuple[float, float]:
             elapsed = time.perf_counter() - started
             cpu = cpu_seconds(pids) - before
     finally:
-        worker.stop()
+        for worker in workers:
+            worker.stop()
         await delete_topics_with_prefix(settings.kafka_bootstrap_servers, settings.topic_prefix)
     steps = executions * 4
     return steps / elapsed, cpu / steps * 1e6
@@ -113,16 +121,28 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--executions", type=int, default=3000)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument(
+        "--layouts",
+        default="one,split",
+        help="the engine's layouts, alternated: one (one process) and split (a coordinator "
+        "process and an executor and persister process)",
+    )
     args = parser.parse_args()
+    layouts = args.layouts.split(",")
     settings = Settings.from_env()
     print(f"{os.cpu_count()} cores shared with Kafka, PostgreSQL and Redis")
-    engine, celery = [], []
+    runs: list[tuple[str, tuple[float, float], tuple[float, float]]] = []
     for _ in range(args.rounds):
-        engine.append(asyncio.run(run_engine(args.executions)))
-        celery.append(run_celery(settings, args.executions))
-    for (e_rate, e_cpu), (c_rate, c_cpu) in zip(engine, celery, strict=True):
+        engine = {}
+        for layout in layouts:
+            print(f"engine, layout {layout}:")
+            engine[layout] = asyncio.run(run_engine(args.executions, split=layout == "split"))
+        celery = run_celery(settings, args.executions)
+        runs += [(layout, engine[layout], celery) for layout in layouts]
+    for layout, (e_rate, e_cpu), (c_rate, c_cpu) in runs:
         print(
-            f"engine/celery: steps/s {e_rate / c_rate:.2f}x, CPU per step {c_cpu / e_cpu:.2f}x less"
+            f"engine ({layout})/celery: steps/s {e_rate / c_rate:.2f}x, "
+            f"CPU per step {c_cpu / e_cpu:.2f}x less"
         )
 
 

@@ -311,9 +311,9 @@ def rss_mb(pid: int) -> float:
 
 
 async def in_flight_memory(
-    settings: Settings, client: WorkflowClient, worker: WorkerProcess, executions: int
+    settings: Settings, client: WorkflowClient, workers: list[WorkerProcess], executions: int
 ) -> None:
-    before = rss_mb(worker.process.pid)
+    before = [rss_mb(worker.process.pid) for worker in workers]
     ids = [
         await client.start_workflow("hold", {}, f"t{n % 16}", f"m{n}") for n in range(executions)
     ]
@@ -325,10 +325,29 @@ async def in_flight_memory(
         ready = await read_all(settings, names.step_ready)
         if sum(e.record["workflow_id"] == "hold" for e in ready) >= executions:
             break
-    print(
-        f"[5] RSS of one worker: {before:.0f} MB idle, {rss_mb(worker.process.pid):.0f} MB with "
-        f"{len(ids)} executions in flight"
-    )
+    for worker, idle in zip(workers, before, strict=True):
+        print(
+            f"[5] RSS of {worker.name}: {idle:.0f} MB idle, {rss_mb(worker.process.pid):.0f} MB "
+            f"with {len(ids)} executions in flight"
+        )
+
+
+def start_workers(
+    env: dict[str, str], workdir: Path, count: int, concurrency: int = 64, split: bool = False
+) -> list[WorkerProcess]:
+    """`count` workers, each one process, or with `split` two: `--roles coordinator` and
+    `--roles executor,persister` (the steps and PostgreSQL on the second core)."""
+    role_sets = ("coordinator", "executor,persister") if split else (None,)
+    return [
+        WorkerProcess(
+            f"bench-worker-{n}" + (f"-{roles.split(',')[0]}" if roles else ""),
+            env,
+            workdir,
+            ("--concurrency", str(concurrency), *(("--roles", roles) if roles else ())),
+        )
+        for n in range(count)
+        for roles in role_sets
+    ]
 
 
 async def fresh_engine() -> tuple[dict[str, str], Settings, Path]:
@@ -352,20 +371,21 @@ async def main() -> None:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--workers", type=int, default=1, help="worker processes in the group")
     parser.add_argument("--phases", default="12345", help="which phases to run, e.g. 23")
+    parser.add_argument(
+        "--split",
+        action="store_true",
+        help="each worker as two processes: the coordinator, and the executor and persister",
+    )
     args = parser.parse_args()
     env, settings, workdir = await fresh_engine()
     prefix = settings.topic_prefix
-    workers = [
-        WorkerProcess(f"bench-worker-{n}", env, workdir, ("--concurrency", str(args.concurrency)))
-        for n in range(args.workers)
-    ]
-    worker = workers[0]
+    workers = start_workers(env, workdir, args.workers, args.concurrency, args.split)
     try:
         await wait_until_ready(settings, workers, timeout=120)
         print(
             f"broker {settings.kafka_bootstrap_servers}, {settings.topic_partitions} "
-            f"partitions, {args.workers} worker process(es) (executor concurrency "
-            f"{args.concurrency} each), "
+            f"partitions, {args.workers} worker(s) in {len(workers)} process(es) (executor "
+            f"concurrency {args.concurrency} each), "
             f"store rocksdb, {os.cpu_count()} cores shared with the broker"
         )
         engine = None
@@ -384,7 +404,7 @@ async def main() -> None:
                 print(f"    engine / raw bound = {engine / bound:.2f}")
         if "5" in args.phases:
             async with WorkflowClient(settings, follow_outcomes=False) as client:
-                await in_flight_memory(settings, client, worker, args.executions)
+                await in_flight_memory(settings, client, workers, args.executions)
     finally:
         for each in workers:
             each.stop()

@@ -12,6 +12,7 @@ import click
 
 from stepstream.cli.errors import ExitCode
 from stepstream.cli.support import load_settings, output_option, print_json, run
+from stepstream.streams.roles import ROLES
 
 SERVICES_SCRIPT = Path(__file__).resolve().parent.parent / "infra" / "local" / "services.sh"
 
@@ -53,6 +54,16 @@ def run_demo() -> None:
     sys.exit(asyncio.run(demo(load_settings())))
 
 
+def parse_roles(context: click.Context, parameter: click.Parameter, value: str) -> frozenset[str]:
+    roles = frozenset(role.strip() for role in value.split(",") if role.strip())
+    unknown = sorted(roles - set(ROLES))
+    if unknown or not roles:
+        raise click.BadParameter(
+            f"{', '.join(unknown) or 'none given'}: the roles are {', '.join(ROLES)}"
+        )
+    return roles
+
+
 @click.command()
 @click.option("--name", default=None, help="Worker name (default: host-pid).")
 @click.option(
@@ -70,6 +81,14 @@ def run_demo() -> None:
     multiple=True,
     help="A module defining step packages (repeatable); installed ones load by themselves.",
 )
+@click.option(
+    "--roles",
+    default=",".join(ROLES),
+    show_default=True,
+    callback=parse_roles,
+    help="What this process runs, comma-separated: coordinator (the intake and the "
+    "coordinator, with their tables), executor, persister.",
+)
 def worker(
     name: str | None,
     data_dir: Path | None,
@@ -77,15 +96,18 @@ def worker(
     store: str,
     loglevel: str,
     step_modules: tuple[str, ...],
+    roles: frozenset[str],
 ) -> None:
     """Run a worker: intake and coordinator (faust agents), executor and persister, with
-    the built-in steps and every step package installed or named with --steps."""
+    the built-in steps and every step package installed or named with --steps. With
+    --roles, a process runs part of them: e.g. one `--roles coordinator` and one
+    `--roles executor,persister`, each on a core of its own."""
     from stepstream.streams.engine import WorkerOptions, default_data_dir
     from stepstream.worker import run_worker
 
     settings = load_settings()
     name = name or f"{os.uname().nodename}-{os.getpid()}"
-    options = WorkerOptions(name, data_dir or default_data_dir(name), store, concurrency)
+    options = WorkerOptions(name, data_dir or default_data_dir(name), store, concurrency, roles)
     run_worker(settings, options, loglevel, step_modules)
 
 

@@ -215,7 +215,7 @@ def workers(show_all: bool, output: str) -> None:
         click.echo(
             f"{a.worker}: {'live' if a.live(now) else 'gone'}, seen"
             f" {(now - a.seen_at_ms) / 1000:.0f} s ago; serves {', '.join(serves) or 'nothing'};"
-            f" types {', '.join(a.step_types) or 'any'}"
+            f" types {', '.join(a.step_types) or ('any' if serves else '-')}"
         )
 
 

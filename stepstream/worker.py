@@ -24,8 +24,15 @@ from stepstream.steps.packages import load_packages
 from stepstream.streams import announcer
 from stepstream.streams.engine import Engine, Worker, WorkerOptions, create_engine
 from stepstream.streams.local_store import trust_or_forget
+from stepstream.streams.roles import ROLES
 from stepstream.streams.settings import Settings
 from stepstream.streams.topics import TopicNames, declare_topics
+
+AGENTS_OF_ROLE = {
+    "coordinator": (intake, coordinator),
+    "executor": (executor,),
+    "persister": (persister,),
+}
 
 
 @contextlib.asynccontextmanager
@@ -64,7 +71,9 @@ def build_worker(
     settings: Settings, options: WorkerOptions, step_modules: Sequence[str] = ()
 ) -> Engine:
     """The engine with every step type registered (built-in, maintenance, the installed
-    step packages and those of `step_modules`) and the four agents installed."""
+    step packages and those of `step_modules`) and the agents of its roles installed. A
+    worker without the executor role still knows every step type: its catalog accepts
+    only definitions whose step types are registered."""
     registry = default_registry()
     for package in load_packages(step_modules):
         registry.include(package)
@@ -73,8 +82,10 @@ def build_worker(
         engine.database, lambda: priority_service(settings), engine.publish_notification
     )
     registry.include(maintenance.package)
-    for agent in (intake, coordinator, executor, persister):
-        agent.install(engine)
+    for role in ROLES:
+        if role in options.roles:
+            for agent in AGENTS_OF_ROLE[role]:
+                agent.install(engine)
     announcer.install(engine)
     return engine
 

@@ -21,6 +21,7 @@ def install(engine: Engine) -> None:
     topic = engine.names.workers
     started = now_ms()
     served: list[str] = []  # the metrics URL, once the server runs
+    runs_steps = "executor" in engine.options.roles
 
     async def send(value: bytes | None) -> None:
         producer = await engine.producer()
@@ -31,9 +32,9 @@ def install(engine: Engine) -> None:
             await serve_metrics()
         announcement = Announcement(
             worker=name,
-            step_types=tuple(sorted(engine.registry)),
+            step_types=tuple(sorted(engine.registry)) if runs_steps else (),
             queues=(),
-            builtin_executor=True,
+            builtin_executor=runs_steps,
             started_at_ms=started,
             seen_at_ms=now_ms(),
             interval_ms=ANNOUNCE_INTERVAL_MS,
@@ -54,7 +55,6 @@ def install(engine: Engine) -> None:
         served.append(f"http://127.0.0.1:{port}/metrics")
         log.info("worker %s serves metrics on %s", name, served[0])
 
-    @engine.app.timer(interval=5.0)  # type: ignore[untyped-decorator]
     async def measure_lag() -> None:
         """The coordinator group's lag on this worker's partitions: what is on them past
         the offset committed for them."""
@@ -67,6 +67,9 @@ def install(engine: Engine) -> None:
                 if highwater is not None:
                     lag += max(0, highwater - (committed.get(tp) or 0))
         METRICS.consumer_lag.labels(engine.app.conf.id).set(lag)
+
+    if engine.tables is not None:  # the coordinator role
+        engine.app.timer(interval=5.0)(measure_lag)
 
     engine.app.task(announce)
     engine.app.timer(interval=ANNOUNCE_INTERVAL_MS / 1000)(announce)

@@ -27,6 +27,7 @@ from stepstream.streams.definitions import DefinitionCatalog
 from stepstream.streams.events import envelope, now_ms
 from stepstream.streams.local_store import mark_clean
 from stepstream.streams.partitioner import cached_partitioner
+from stepstream.streams.roles import ROLES
 from stepstream.streams.settings import Settings
 from stepstream.streams.topics import TopicNames
 
@@ -92,6 +93,18 @@ class WorkerOptions:
     data_dir: Path
     store: str = "rocksdb://"
     executor_concurrency: int = 32
+    roles: frozenset[str] = frozenset(ROLES)
+
+
+@dataclass(frozen=True)
+class Tables:
+    """The coordinator role's state, changelog-backed."""
+
+    executions: TableT[bytes, Any]
+    started: TableT[bytes, Any]
+    rate_counts: TableT[bytes, Any]
+    rate_stats: TableT[bytes, Any]
+    rate_deferred: TableT[bytes, Any]
 
 
 @dataclass
@@ -101,11 +114,7 @@ class Engine:
     app: faust.App
     names: TopicNames
     topics: dict[str, faust.TopicT]
-    executions: TableT[bytes, Any]
-    started: TableT[bytes, Any]
-    rate_counts: TableT[bytes, Any]
-    rate_stats: TableT[bytes, Any]
-    rate_deferred: TableT[bytes, Any]
+    tables: Tables | None  # None in a worker without the coordinator role
     catalog: DefinitionCatalog
     registry: StepRegistry
     _catalog_started: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -117,6 +126,11 @@ class Engine:
     superseded_reports: int = 0  # step reports of an attempt that was no longer current
     assigned: set[TP] = field(default_factory=set)  # kept by faust's rebalance signals
     ready: bool = False  # partitions assigned and recovered: /healthz answers 200
+
+    def stream_tables(self) -> Tables:
+        if self.tables is None:
+            raise RuntimeError(f"worker {self.options.name} does not have the coordinator role")
+        return self.tables
 
     async def database(self) -> asyncpg.Pool:
         """The worker's PostgreSQL pool, created on first use: a worker whose steps never
@@ -313,14 +327,31 @@ class Engine:
         return cast(asyncio.Future[Any], delivery)
 
 
+def declare_tables(app: faust.App, partitions: int) -> Tables:
+    # Keys are the execution id's bytes, as on the topics (key_type=bytes selects the raw
+    # codec for the store and the changelog alike). Checkpoints are JSON; the coordinator
+    # encodes them itself (value_type=bytes) because faust would encode each value twice,
+    # once for the store and once for the changelog.
+    return Tables(
+        executions=app.Table("executions", partitions=partitions, key_type=bytes, value_type=bytes),
+        started=app.Table("started", partitions=partitions, key_type=bytes),
+        rate_counts=app.Table("rate-counts", partitions=partitions, key_type=bytes),
+        rate_stats=app.Table("rate-stats", partitions=partitions, key_type=bytes),
+        rate_deferred=app.Table("rate-deferred", partitions=partitions, key_type=bytes),
+    )
+
+
 def create_engine(settings: Settings, options: WorkerOptions, registry: StepRegistry) -> Engine:
-    """The app, its topics and tables. The catalog accepts definitions whose step types
-    are in `registry`, including those registered after this call."""
+    """The app, its topics and, with the coordinator role, its tables. The catalog accepts
+    definitions whose step types are in `registry`, including those registered after this
+    call. A worker without the coordinator role is an app of its own (`<prefix>-steps`):
+    one in `<prefix>-engine` would take a share of the coordinator's partitions."""
     names = TopicNames.for_prefix(settings.topic_prefix)
     faust_fixes.apply()
     register_codec()
+    coordinates = "coordinator" in options.roles
     app = faust.App(
-        f"{settings.topic_prefix}-engine",
+        f"{settings.topic_prefix}-{'engine' if coordinates else 'steps'}",
         broker=f"kafka://{settings.kafka_bootstrap_servers}",
         store=options.store,
         datadir=str(options.data_dir),
@@ -352,28 +383,13 @@ def create_engine(settings: Settings, options: WorkerOptions, registry: StepRegi
         for name in names.all()
         if name not in names.catalogs()
     }
-    # Keys are the execution id's bytes, as on the topics (key_type=bytes selects the raw
-    # codec for the store and the changelog alike). Checkpoints are JSON; the coordinator
-    # encodes them itself (value_type=bytes) because faust would encode each value twice,
-    # once for the store and once for the changelog.
-    executions = app.Table(
-        "executions", partitions=settings.topic_partitions, key_type=bytes, value_type=bytes
-    )
-    started = app.Table("started", partitions=settings.topic_partitions, key_type=bytes)
-    rate_counts = app.Table("rate-counts", partitions=settings.topic_partitions, key_type=bytes)
-    rate_stats = app.Table("rate-stats", partitions=settings.topic_partitions, key_type=bytes)
-    rate_deferred = app.Table("rate-deferred", partitions=settings.topic_partitions, key_type=bytes)
     engine = Engine(
         settings=settings,
         options=options,
         app=app,
         names=names,
         topics=topics,
-        executions=executions,
-        started=started,
-        rate_counts=rate_counts,
-        rate_stats=rate_stats,
-        rate_deferred=rate_deferred,
+        tables=declare_tables(app, settings.topic_partitions) if coordinates else None,
         catalog=DefinitionCatalog(settings.kafka_bootstrap_servers, names.definitions, registry),
         registry=registry,
     )
