@@ -112,6 +112,34 @@ def scheduling_delays(completed: list[DecodedEvent], ids: set[str]) -> list[floa
     return delays
 
 
+def hops(
+    completed: list[DecodedEvent], ready: list[DecodedEvent], ids: set[str]
+) -> tuple[list[float], list[float]]:
+    """The scheduling delay's two hops, in ms: the last dependency's completion -> the
+    coordinator's StepReady (the executor's send, the coordinator's fetch and batch), and
+    that StepReady -> the step started (the coordinator's send, the executor's fetch)."""
+    finished = {
+        (e.record["execution_id"], e.record["step_id"]): e.record["finished_at"]
+        for e in completed
+        if e.record["execution_id"] in ids
+    }
+    started = {
+        (e.record["execution_id"], e.record["step_id"]): e.record["started_at"]
+        for e in completed
+        if e.record["execution_id"] in ids
+    }
+    deps = {"step-2": ["step-1"], "step-3": ["step-1"], "step-4": ["step-2", "step-3"]}
+    to_ready, to_start = [], []
+    for event in ready:
+        execution_id, step = event.record["execution_id"], event.record["step_id"]
+        if execution_id not in ids or step not in deps or (execution_id, step) not in started:
+            continue
+        released = max(finished[(execution_id, d)] for d in deps[step])
+        to_ready.append(event.record["timestamp"] - released)
+        to_start.append(started[(execution_id, step)] - event.record["timestamp"])
+    return to_ready, to_start
+
+
 async def one_second_steps(settings: Settings, client: WorkflowClient) -> None:
     execution_id = await client.start_workflow("diamond-1s", {}, "bench", "bench")
     started = time.perf_counter()
@@ -239,11 +267,18 @@ async def paced(
         ids.append(await client.start_workflow("diamond-noop", {}, f"t{n % 16}", f"p{n}"))
     await asyncio.gather(*(client.wait_for(i, timeout=300) for i in ids))
     names = TopicNames.for_prefix(settings.topic_prefix)
-    delays = scheduling_delays(await read_all(settings, names.step_completed), set(ids))
+    completed = await read_all(settings, names.step_completed)
+    delays = scheduling_delays(completed, set(ids))
+    to_ready, to_start = hops(completed, await read_all(settings, names.step_ready), set(ids))
     print(
         f"[3] paced at {steps_per_second:,} steps/s for {seconds:g} s: scheduling delay "
         f"p50 {percentile(delays, 0.5):.0f} ms, p99 {percentile(delays, 0.99):.0f} ms, "
         f"max {max(delays):.0f} ms, mean {statistics.fmean(delays):.1f} ms"
+    )
+    print(
+        "    hops, p50/p99: completed -> ready "
+        f"{percentile(to_ready, 0.5):.0f}/{percentile(to_ready, 0.99):.0f} ms, "
+        f"ready -> started {percentile(to_start, 0.5):.0f}/{percentile(to_start, 0.99):.0f} ms"
     )
 
 

@@ -22,6 +22,7 @@ from stepstream.infra.metrics import METRICS
 from stepstream.schemas.codec import CODEC, EventCodecError
 from stepstream.steps.registry import StepContext, StepRegistry
 from stepstream.streams import faust_fixes, log_format, log_throttle
+from stepstream.streams.batches import take_available
 from stepstream.streams.codec import register_codec
 from stepstream.streams.definitions import DefinitionCatalog
 from stepstream.streams.events import envelope, now_ms
@@ -209,13 +210,14 @@ class Engine:
         stream: StreamT[Any],
         handle: Callable[[StreamT[Any], Sequence[EventT[Any]]], Awaitable[None]],
         size: int = 500,
-        within: float = 0.01,
     ) -> None:
-        """Run `handle` on batches of up to `size` events (waiting at most `within`
-        seconds to fill one), those this worker still owns. faust acknowledges a batch
-        after `handle` returns, whatever it raised, so `handle` deals with each event's
-        errors itself; an error escaping it dead-letters the whole batch."""
-        async for events in cast(faust.Stream[Any], stream).take_events(size, within):
+        """Run `handle` on batches of up to `size` events, those this worker still owns: a
+        batch is what is waiting, handed over at once (`streams.batches`; at most the
+        batch window while events keep coming). Each batch is acknowledged after `handle`
+        returns, whatever it raised, so `handle` deals with each event's errors itself; an
+        error escaping it dead-letters the whole batch."""
+        within = self.settings.batch_window_ms / 1000
+        async for events in take_available(cast(faust.Stream[Any], stream), size, within):
             owned = [event for event in events if self.fenced(event)]
             if not owned:
                 continue

@@ -132,6 +132,9 @@ class Settings:
     # requests, less CPU per step and more steps/s at load; each hop waits up to this
     # long when the engine is idle (bench/pipeline.py, README "Benchmarks").
     producer_linger_ms: int = 10
+    # The longest the coordinator keeps adding to a batch while events keep coming; a
+    # batch is handed over at once when nothing more is waiting (streams.batches).
+    batch_window_ms: int = 10
     # A worker's /metrics and /healthz, on 127.0.0.1; 0: a free port, announced (see
     # `stepstream workers`). Give each worker its own fixed port for Prometheus to scrape.
     metrics_port: int = 0
@@ -191,6 +194,7 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "watchdog_margin_ms": ("WORKFLOW_WATCHDOG_MARGIN_MS", _parse_positive_int),
     "commit_interval_ms": ("STEPSTREAM_COMMIT_INTERVAL_MS", _parse_positive_int),
     "producer_linger_ms": ("STEPSTREAM_PRODUCER_LINGER_MS", _parse_non_negative_int),
+    "batch_window_ms": ("STEPSTREAM_BATCH_WINDOW_MS", _parse_positive_int),
     "metrics_port": ("STEPSTREAM_METRICS_PORT", _parse_port),
     "log_format": ("STEPSTREAM_LOG_FORMAT", _parse_choice("text", "json")),
     "console_token": ("STEPSTREAM_CONSOLE_TOKEN", str.strip),

@@ -44,7 +44,8 @@ async def persisted_statuses(database_url: str, ids: list[str]) -> dict[str, str
     connection = await asyncpg.connect(database_url)
     try:
         rows = await connection.fetch(
-            "SELECT execution_id, status FROM workflow_executions WHERE execution_id = ANY($1::text[])",
+            "SELECT execution_id, status FROM workflow_executions"
+            " WHERE execution_id = ANY($1::text[])",
             ids,
         )
     finally:
