@@ -1,6 +1,9 @@
 """The fault loop: SIGKILL a worker, restart it on the same data directory, and now and
 then let a third worker join (a rebalance) and kill another worker while it runs.
 
+A worker is one process, or in the split layout two (`--roles coordinator` and `--roles
+executor,persister`), and then each process is a victim of its own.
+
 The pauses here are the fault schedule itself (how long a worker lives, how long it
 stays down), not synchronisation: what the test waits for, it waits for by condition.
 """
@@ -50,6 +53,18 @@ FULL = Scenario(
 )
 
 
+# The processes of the two workers, by name, with their role arguments.
+LAYOUTS: dict[str, dict[str, tuple[str, ...]]] = {
+    "one": {"chaos-w1": (), "chaos-w2": ()},
+    "split": {
+        "chaos-w1-coordinator": ("--roles", "coordinator"),
+        "chaos-w2-steps": ("--roles", "executor,persister"),
+        "chaos-w2-coordinator": ("--roles", "coordinator"),
+        "chaos-w1-steps": ("--roles", "executor,persister"),
+    },
+}
+
+
 @dataclass
 class Faults:
     """Kills and restarts workers until told to stop; counts what it did."""
@@ -57,13 +72,15 @@ class Faults:
     scenario: Scenario
     env: dict[str, str]
     workdir: Path
+    processes: dict[str, tuple[str, ...]]  # a layout's processes, the victims in turn
     workers: dict[str, WorkerProcess] = field(default_factory=dict)
     kills: int = 0
     rebalance_kills: int = 0
     logs: set[Path] = field(default_factory=set)
 
     def start(self, name: str) -> None:
-        self.workers[name] = WorkerProcess(name, self.env, self.workdir)
+        roles = self.processes.get(name, ())  # the joiner runs every role
+        self.workers[name] = WorkerProcess(name, self.env, self.workdir, roles)
         self.logs.add(self.workers[name].log_path)
 
     def log_lines(self, marker: str) -> int:
@@ -82,7 +99,7 @@ class Faults:
         self.start(name)
 
     async def run(self, until: asyncio.Event) -> None:
-        victims = itertools.cycle(["chaos-w1", "chaos-w2"])
+        victims = itertools.cycle(self.processes)
         joiner = "chaos-w3"
         while not until.is_set():
             await asyncio.sleep(self.scenario.kill_every)  # the fault schedule

@@ -24,7 +24,7 @@ from stepstream.infra.db import migrate
 from stepstream.streams.settings import Settings
 from stepstream.streams.topics import TopicNames
 from stepstream.workflows import parse_definition
-from tests.chaos.faults import FULL, SHORT, Faults, Scenario
+from tests.chaos.faults import FULL, LAYOUTS, SHORT, Faults, Scenario
 from tests.chaos.verifier import evidence, verify
 from tests.integration.workers import (
     engine_env,
@@ -122,7 +122,9 @@ async def wait_for_outcomes(engine: Settings, ids: set[str], timeout: float) -> 
         )
 
 
+@pytest.mark.parametrize("layout", ["one", "split"])
 async def test_no_execution_is_lost_or_stuck_while_workers_are_killed(
+    layout: str,
     settings: Settings,
     kafka_bootstrap: str,
     run_token: str,
@@ -131,19 +133,20 @@ async def test_no_execution_is_lost_or_stuck_while_workers_are_killed(
     scenario: Scenario,
     tmp_path: Path,
 ) -> None:
-    env = engine_env(settings, f"test-{run_token}-chaos", DATABASE_URL=chaos_database_url)
+    env = engine_env(settings, f"test-{run_token}-chaos-{layout}", DATABASE_URL=chaos_database_url)
     engine = Settings.from_env(env)
     await prepare(engine, SLEEPY, parse_definition(REFERENCE.read_text()))
-    faults = Faults(scenario, env, tmp_path)
-    faults.start("chaos-w1")
-    faults.start("chaos-w2")
+    faults = Faults(scenario, env, tmp_path, LAYOUTS[layout])
+    for name in LAYOUTS[layout]:
+        faults.start(name)
     try:
         await wait_until_ready(engine, list(faults.workers.values()), 120)
         loading = asyncio.Event()
         fault_loop = asyncio.create_task(faults.run(until=loading))
         async with WorkflowClient(engine, follow_outcomes=False) as client:
             maintenance = await maintenance_input(chaos_database_url)
-            diamonds, requests = await start_at_pace(client, scenario, run_token, maintenance)
+            token = f"{run_token}-{layout}"  # the schema is shared by both layouts
+            diamonds, requests = await start_at_pace(client, scenario, token, maintenance)
         loading.set()
         await fault_loop
         ids = diamonds | requests
@@ -151,7 +154,7 @@ async def test_no_execution_is_lost_or_stuck_while_workers_are_killed(
         verdict = await verify(engine, ids, requests, chaos_database_url)
         verdict.watchdog_resumes = faults.log_lines("watchdog: execution")
         verdict.stale_dropped = faults.log_lines("fetched before a rebalance")
-        line = verdict.line(faults.kills, faults.rebalance_kills)
+        line = f"[{layout}] " + verdict.line(faults.kills, faults.rebalance_kills)
         print(line)
         if not verdict.ok or verdict.watchdog_resumes:
             stalled = faults.stalled_executions()
