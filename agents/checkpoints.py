@@ -15,7 +15,8 @@ comparing step states. The table stays the truth: the memory is emptied whenever
 partitions are revoked, and refilled from the table.
 
 Reads and writes inside an event use faust's current event for the partition; the
-coordinator sets it per execution.
+coordinator sets it per execution. Writes go to the store at once and to the changelog
+with the coordinator's batch (`streams.changelog`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any
 
 from faust.types import TableT
 
+from stepstream.streams.changelog import Changelog
 from stepstream.streams.events import from_json, to_json_bytes
 from stepstream.streams.settings import Settings
 from stepstream.workflows import (
@@ -65,8 +67,9 @@ class UnknownExecution(LookupError):
 
 
 class Checkpoints:
-    def __init__(self, table: TableT[bytes, Any], settings: Settings) -> None:
+    def __init__(self, table: TableT[bytes, Any], changelog: Changelog, settings: Settings) -> None:
         self.table = table
+        self.changelog = changelog
         self.settings = settings
         self.memo: DefinitionMemo = {}
         self.recent: dict[bytes, Loaded] = {}
@@ -121,9 +124,9 @@ class Checkpoints:
         for part, value in writes:
             if part is None:
                 record = {"state": value, "origin": origin, "applied": applied}
-                self.table[key] = to_json_bytes(record)
+                self.changelog.put(key, to_json_bytes(record), partition)
             else:
-                self.table[stored_part_key(key, part)] = to_json_bytes(value)
+                self.changelog.put(stored_part_key(key, part), to_json_bytes(value), partition)
         if state.status is ExecutionStatus.RUNNING:
             self.recent[key] = loaded
             self.delta[key] = delta
@@ -168,5 +171,5 @@ class Checkpoints:
             return
         key = definition_key(definition.id, definition.version).encode()
         if self.table.get(key) is None:
-            self.table[key] = to_json_bytes(definition_to_dict(definition))
+            self.changelog.put(key, to_json_bytes(definition_to_dict(definition)), partition)
         self.stored_definitions.add(known)

@@ -27,6 +27,7 @@ from stepstream.agents.checkpoints import Checkpoints, Loaded, UnknownExecution
 from stepstream.agents.counting import count_commands, count_report
 from stepstream.agents.watchdog import install as install_watchdog
 from stepstream.schemas.codec import CODEC, EventCodecError
+from stepstream.streams.changelog import Changelog
 from stepstream.streams.engine import ConsumedMessage, Engine
 from stepstream.streams.events import envelope, from_json, now_ms, to_json
 from stepstream.streams.partitioner import partition_index
@@ -168,7 +169,8 @@ def run_of(state: ExecutionState) -> tuple[int, ...]:
 def install(engine: Engine) -> None:
     names = engine.names
     table = engine.stream_tables().executions
-    checkpoints = Checkpoints(table, engine.settings)
+    changelog = Changelog(engine.app, table)
+    checkpoints = Checkpoints(table, changelog, engine.settings)
     # Retries and queue steps' timeouts, by wall clock: (due_ms, sequence, execution_id,
     # kind, origin). The sequence breaks ties (steps released together fall due together),
     # so the heap never compares two origins.
@@ -301,8 +303,9 @@ def install(engine: Engine) -> None:
 
     async def handle_batch(stream: StreamT[Any], events: Sequence[EventT[Any]]) -> None:
         """Each execution's events of the batch applied in order, its checkpoint written
-        once; then every output handed to the producer. faust commits the batch's
-        offsets only after its producer flush (faust_fixes 3): commit last."""
+        once; then the checkpoints' changelog records and every output handed to the
+        producer. faust commits the batch's offsets only after its producer flush
+        (faust_fixes 3): commit last."""
         by_key: dict[bytes, list[EventT[Any]]] = {}
         letters: list[tuple[ConsumedMessage, Exception | str]] = []
         partitions = engine.settings.topic_partitions
@@ -340,6 +343,7 @@ def install(engine: Engine) -> None:
                     *(execution_id, step_id, attempt, current),
                     extra={"execution_id": execution_id, "step_id": step_id, "attempt": attempt},
                 )
+        await changelog.send()  # the batch's checkpoints, before what they emit
         for message, reason in letters:
             await engine.dead_letter(message, reason)
         for record in rejections:

@@ -201,7 +201,7 @@ async def engine_rate(executions: int) -> float:
     try:
         await wait_until_ready(settings, [worker], timeout=120)
         async with WorkflowClient(settings) as client:
-            return await saturation(settings, client, executions)
+            return await saturation(settings, client, executions, {worker.name: worker.process.pid})
     finally:
         worker.stop()
         await delete_topics_with_prefix(settings.kafka_bootstrap_servers, settings.topic_prefix)

@@ -105,7 +105,7 @@ async def run_engine(executions: int, split: bool) -> tuple[float, float]:
             pids = [worker.process.pid for worker in workers]
             before = cpu_seconds(pids)
             started = time.perf_counter()
-            await saturation(settings, client, executions, pids)
+            await saturation(settings, client, executions, {w.name: w.process.pid for w in workers})
             # saturation() prints its own line; the CPU here is the same window.
             elapsed = time.perf_counter() - started
             cpu = cpu_seconds(pids) - before

@@ -98,7 +98,7 @@ def faust_relay(
             if mode in ("produce", "table", "table-memory") or seen in (1, count):
                 await producer.send(out, key, event.value, None, None, None)
 
-    Worker(app, loglevel="warning", quiet=True).execute_from_commandline()
+    Worker(app, Path(datadir), loglevel="warning", quiet=True).execute_from_commandline()
 
 
 async def raw_relay(bootstrap: str, prefix: str, count: int) -> None:

@@ -213,15 +213,23 @@ async def start_and_wait(
 
 
 async def saturation(
-    settings: Settings, client: WorkflowClient, executions: int, pids: list[int]
+    settings: Settings, client: WorkflowClient, executions: int, workers: dict[str, int]
 ) -> float:
+    """`workers`: the worker processes' pids by name; each one's CPU per step is printed
+    when there are several."""
+    pids = list(workers.values())
     cpu_before = cpu_seconds(pids)
+    each_before = {name: cpu_seconds([pid]) for name, pid in workers.items()}
     others = service_pids()
     others_before = {name: cpu_of_alive(ps) for name, ps in others.items()}
     ids, elapsed = await start_and_wait(client, "diamond-noop", executions)
     steps = executions * 4
     await quiesce(settings)  # the persister's share of the work is part of a step's cost
     cpu_per_step_us = (cpu_seconds(pids) - cpu_before) / steps * 1e6
+    each_us = {
+        name: (cpu_seconds([pid]) - each_before[name]) / steps * 1e6
+        for name, pid in workers.items()
+    }
     others_us = {
         name: (cpu_of_alive(ps) - others_before[name]) / steps * 1e6 for name, ps in others.items()
     }
@@ -234,6 +242,11 @@ async def saturation(
         f"scheduling delay p50 {percentile(delays, 0.5):.0f} ms, "
         f"p99 {percentile(delays, 0.99):.0f} ms (queueing included)"
     )
+    if len(workers) > 1:
+        print(
+            "    worker CPU per step by process: "
+            + ", ".join(f"{name} {us:.0f} us" for name, us in each_us.items())
+        )
     print(
         "    CPU per step elsewhere: "
         + ", ".join(f"{name} {us:.0f} us" for name, us in others_us.items())
@@ -321,19 +334,21 @@ async def raw_bound(settings: Settings, steps: int) -> float:
             for records in (await sink.getmany(timeout_ms=200)).values():
                 seen += len(records)
 
-    started = time.perf_counter()
+    started, cpu_before = time.perf_counter(), time.process_time()
     tasks = [asyncio.create_task(relay()), asyncio.create_task(drain())]
     for n in range(steps):
         await producer.send(topic_a, payload, key=str(n % 1000).encode())
     await asyncio.gather(*tasks)
     elapsed = time.perf_counter() - started
+    cpu_us = (time.process_time() - cpu_before) / steps * 1e6
     for client in (relay_in, sink):
         await client.stop()
     await producer.stop()
     await delete_topics_with_prefix(bootstrap, prefix)
     print(
         f"[4] raw aiokafka bound, {steps} steps (3 produces + 2 consumes each): "
-        f"{elapsed:.1f} s, {steps / elapsed:,.0f} steps/s"
+        f"{elapsed:.1f} s, {steps / elapsed:,.0f} steps/s, {cpu_us:.0f} us of CPU per step (the "
+        "producer of the starts included)"
     )
     return steps / elapsed
 
@@ -428,7 +443,7 @@ async def main() -> None:
             if "1" in args.phases:
                 await one_second_steps(settings, client)
             if "2" in args.phases:
-                pids = [w.process.pid for w in workers]
+                pids = {w.name: w.process.pid for w in workers}
                 engine = await saturation(settings, client, args.executions, pids)
             if "3" in args.phases:
                 for steps_per_second in (200, 1_000):  # the saturated one last
