@@ -16,7 +16,7 @@ from typing import Any, Protocol, cast
 import asyncpg
 import faust
 import redis.asyncio as aioredis
-from faust.types import TP, EventT, ProducerT, StreamT, TableT
+from faust.types import TP, EventT, ProducerT, StreamT
 
 from stepstream.infra.metrics import METRICS
 from stepstream.schemas.codec import CODEC, EventCodecError
@@ -30,6 +30,7 @@ from stepstream.streams.local_store import mark_clean
 from stepstream.streams.partitioner import cached_partitioner
 from stepstream.streams.roles import ROLES
 from stepstream.streams.settings import Settings
+from stepstream.streams.tables import Tables, declare_tables
 from stepstream.streams.topics import TopicNames
 
 log = logging.getLogger(__name__)
@@ -95,17 +96,6 @@ class WorkerOptions:
     store: str = "rocksdb://"
     executor_concurrency: int = 32
     roles: frozenset[str] = frozenset(ROLES)
-
-
-@dataclass(frozen=True)
-class Tables:
-    """The coordinator role's state, changelog-backed."""
-
-    executions: TableT[bytes, Any]
-    started: TableT[bytes, Any]
-    rate_counts: TableT[bytes, Any]
-    rate_stats: TableT[bytes, Any]
-    rate_deferred: TableT[bytes, Any]
 
 
 @dataclass
@@ -327,20 +317,6 @@ class Engine:
         }
         log.warning("dead-lettered %s: %s", record["event_id"], record["error"], extra=context)
         return cast(asyncio.Future[Any], delivery)
-
-
-def declare_tables(app: faust.App, partitions: int) -> Tables:
-    # Keys are the execution id's bytes, as on the topics (key_type=bytes selects the raw
-    # codec for the store and the changelog alike). Checkpoints are JSON; the coordinator
-    # encodes them itself (value_type=bytes) because faust would encode each value twice,
-    # once for the store and once for the changelog.
-    return Tables(
-        executions=app.Table("executions", partitions=partitions, key_type=bytes, value_type=bytes),
-        started=app.Table("started", partitions=partitions, key_type=bytes),
-        rate_counts=app.Table("rate-counts", partitions=partitions, key_type=bytes),
-        rate_stats=app.Table("rate-stats", partitions=partitions, key_type=bytes),
-        rate_deferred=app.Table("rate-deferred", partitions=partitions, key_type=bytes),
-    )
 
 
 def create_engine(settings: Settings, options: WorkerOptions, registry: StepRegistry) -> Engine:
