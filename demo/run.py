@@ -88,9 +88,10 @@ async def run_demo(settings: Settings) -> int:
         worker.stop()
 
     console.print()
-    steps = view.steps.values()
-    started = min(s.ready_at or 0 for s in steps)
-    finished = max(s.finished_at or 0 for s in steps)
+    ran = [s for s in view.steps.values() if s.ready_at is not None and s.finished_at]
+    # A skipped step has no times: counted as 0, it made the wall time an epoch date.
+    started = min((s.ready_at or 0 for s in ran), default=0)
+    finished = max((s.finished_at or 0 for s in ran), default=0)
     expected = plan(definition)
     console.print(
         f"wall time {(finished - started)} ms for {len(order)} steps in "

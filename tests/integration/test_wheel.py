@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -187,6 +188,10 @@ def test_run_the_demo_from_the_packaged_example(
     result = stepstream(installed, outside, env, "run", timeout=300)
     assert result.returncode == 0, f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     assert "completed" in result.stdout.splitlines()[-1]
+    # The wall time is the execution's, from its first release to its last step's end
+    # (a skipped step, which has no times, once made it an epoch date).
+    wall = re.search(r"wall time (\d+) ms", result.stdout)
+    assert wall is not None and 0 < int(wall.group(1)) < 300_000, result.stdout[-3000:]
 
 
 def test_an_installed_step_package_runs_its_steps(
