@@ -322,8 +322,10 @@ class Engine:
 def create_engine(settings: Settings, options: WorkerOptions, registry: StepRegistry) -> Engine:
     """The app, its topics and, with the coordinator role, its tables. The catalog accepts
     definitions whose step types are in `registry`, including those registered after this
-    call. A worker without the coordinator role is an app of its own (`<prefix>-steps`):
-    one in `<prefix>-engine` would take a share of the coordinator's partitions."""
+    call. A worker without the coordinator role is a producer-only app (`<prefix>-steps`):
+    it joins no faust group (in `<prefix>-engine` it would take a share of the
+    coordinator's partitions), and its executor and persister start at once instead of
+    after a first rebalance, which after a kill waits out the dead process's session."""
     names = TopicNames.for_prefix(settings.topic_prefix)
     faust_fixes.apply()
     register_codec()
@@ -396,5 +398,14 @@ def create_engine(settings: Settings, options: WorkerOptions, registry: StepRegi
     @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def stop_catalog(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
         await engine.close()
+
+    if not coordinates:
+        app.producer_only = True  # faust: a producer and app tasks, no consumer, no tables
+
+        @app.task  # type: ignore[untyped-decorator]
+        async def ready_at_start() -> None:
+            engine.ready = True
+            roles = ", ".join(sorted(options.roles))
+            ready_log.info("worker %s ready: no faust group (roles %s)", options.name, roles)
 
     return engine

@@ -6,6 +6,8 @@ coordinator's consumer group."""
 from __future__ import annotations
 
 import asyncio
+import json
+import urllib.request
 from collections import defaultdict
 from pathlib import Path
 
@@ -129,6 +131,14 @@ def test_the_workers_list_says_what_each_role_serves(
         assert "serves nothing; types -" in lines["listed-coordinator"], result.stdout
         assert "serves steps without a queue" in lines["listed-steps"], result.stdout
         assert "noop" in lines["listed-steps"]
+        # Both answer their readiness probe; the steps process has no faust group at all.
+        listed = json.loads(cli(env, "workers", "-o", "json").stdout)
+        for worker in listed:
+            healthz = worker["metrics_url"].replace("/metrics", "/healthz")
+            with urllib.request.urlopen(healthz, timeout=5) as response:
+                assert (response.status, response.read()) == (200, b"ready\n"), worker
+        members = asyncio.run(group_members(kafka_bootstrap, f"{engine.topic_prefix}-steps"))
+        assert members == []
     finally:
         coordinator.stop()
         steps.stop()
