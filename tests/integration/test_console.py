@@ -174,6 +174,14 @@ def act(browser: webdriver.Chrome, form: str, token: str = TOKEN, **fields: str)
     scope.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
 
 
+def action_message(browser: webdriver.Chrome) -> str:
+    """What the console says about the action just sent. A click on submit returns
+    before the next page has loaded (a bulk action takes a while: it is paced), so the
+    message is waited for, not looked up at once."""
+    messages = until(browser, lambda b: b.find_elements(By.CLASS_NAME, "message"))
+    return str(messages[0].text)
+
+
 def test_a_started_workflow_turns_green_live(
     console: tuple[Settings, str, Path], browser: webdriver.Chrome, run_token: str
 ) -> None:
@@ -203,7 +211,7 @@ def test_a_failed_execution_is_retried_from_its_page(
     assert "failed" in browser.find_element(By.ID, "status").text
     screenshot(browser, workdir, "execution-failed")
     act(browser, "actions", action="retry", reason="fixed the card")
-    assert "retry requested by ops (run 1)" in browser.find_element(By.CLASS_NAME, "message").text
+    assert "retry requested by ops (run 1)" in action_message(browser)
 
     def completed(b: webdriver.Chrome) -> bool:
         b.refresh()
@@ -228,7 +236,7 @@ def test_failed_executions_matching_a_filter_are_retried_in_bulk(
     assert sorted(r.get_attribute("data-execution") for r in listed) == ids
     screenshot(browser, workdir, "executions-failed")
     act(browser, "bulk", reason="provider back")
-    assert "for 3 of 3 failed executions" in browser.find_element(By.CLASS_NAME, "message").text
+    assert "for 3 of 3 failed executions" in action_message(browser)
 
     def all_completed(b: webdriver.Chrome) -> bool:
         b.get(f"{base}/executions?status=completed&input=batch%3DB7-{run_token}")
