@@ -10,7 +10,7 @@ import asyncio
 import json
 import logging
 import time
-from typing import Any
+from typing import Any, cast
 
 from aiokafka import ConsumerRecord, TopicPartition
 
@@ -19,6 +19,7 @@ from stepstream.steps.registry import PermanentStepError, StepContext
 from stepstream.streams.engine import Engine
 from stepstream.streams.events import envelope, now_ms, to_json
 from stepstream.streams.groups import LagGauge, OnRevoke, commit, group_consumer, keep_running
+from stepstream.streams.guard import GroupMember
 from stepstream.streams.offsets import OffsetTracker
 
 log = logging.getLogger(__name__)
@@ -101,10 +102,18 @@ class Executor:
             await commit(consumer, self.offsets.take_positions())
             self.offsets.forget(partitions)
 
+        def busy() -> set[TopicPartition]:
+            if self.slots.locked():  # every slot taken: at capacity, not stuck
+                return set(consumer.assignment())
+            return cast(set[TopicPartition], self.offsets.running())
+
         consumer.subscribe([names.step_ready], listener=OnRevoke(revoked))
         await consumer.start()
         next_commit = time.monotonic()
-        lag = LagGauge(f"{self.engine.settings.topic_prefix}-executor")
+        group = f"{self.engine.settings.topic_prefix}-executor"
+        lag = LagGauge(group)
+        member = GroupMember(group, consumer, busy, lambda tp: self.offsets.forget([tp]))
+        self.engine.guard.watch(member)
         try:
             while True:
                 batches = await consumer.getmany(timeout_ms=COMMIT_INTERVAL_MS)
@@ -125,6 +134,7 @@ class Executor:
                     next_commit = time.monotonic() + COMMIT_INTERVAL_MS / 1000
                     await commit(consumer, self.offsets.take_positions())
         finally:
+            self.engine.guard.unwatch(member)
             for task in self.running:
                 task.cancel()
             await commit(consumer, self.offsets.take_positions())

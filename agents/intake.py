@@ -18,6 +18,7 @@ from faust.types import EventT, StreamT
 from redis.exceptions import RedisError
 
 from stepstream.agents.rate_limiter import RateLimiter
+from stepstream.agents.start_watchdog import install as install_start_watchdog
 from stepstream.infra.cache import write_rate_stats
 from stepstream.infra.metrics import METRICS
 from stepstream.schemas.codec import CODEC, EventCodecError
@@ -196,6 +197,8 @@ def install(engine: Engine) -> None:
             await engine.dead_letter(
                 event.message, f"unexpected {decoded.name} on {names.workflow_start}"
             )
+
+    install_start_watchdog(engine, tables.started)
 
     @engine.app.agent(engine.topics[names.workflow_start], name="intake")
     async def intake(stream: StreamT[Any]) -> None:

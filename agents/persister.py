@@ -17,13 +17,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
-from aiokafka import ConsumerRecord
+from aiokafka import ConsumerRecord, TopicPartition
 
 from stepstream.infra.definition_store import save_definition
 from stepstream.infra.metrics import METRICS
 from stepstream.schemas.codec import CODEC, DecodedEvent, EventCodecError
 from stepstream.streams.engine import Engine
 from stepstream.streams.groups import LagGauge, commit, group_consumer, keep_running
+from stepstream.streams.guard import GroupMember
 from stepstream.streams.topics import declare_topics
 from stepstream.workflows import InvalidDefinition, build_definition
 
@@ -304,7 +305,11 @@ class Persister:
             ]
         )
         await consumer.start()
-        lag = LagGauge(f"{self.engine.settings.topic_prefix}-persister")
+        group = f"{self.engine.settings.topic_prefix}-persister"
+        lag = LagGauge(group)
+        writing: set[TopicPartition] = set()  # a batch's partitions while it is written
+        member = GroupMember(group, consumer, lambda: set(writing))
+        self.engine.guard.watch(member)
         try:
             while True:
                 batches = await consumer.getmany(timeout_ms=BATCH_WINDOW_MS, max_records=BATCH_SIZE)
@@ -312,13 +317,17 @@ class Persister:
                 messages = [m for ms in batches.values() for m in ms]
                 if not messages:
                     continue
+                writing.update(batches)
                 try:
                     await self.persist(messages)
                 except Exception:
                     log.exception("persister: batch of %d events not written", len(messages))
+                finally:
+                    writing.clear()
                 positions = {tp: ms[-1].offset + 1 for tp, ms in batches.items() if ms}
                 await commit(consumer, positions)
         finally:
+            self.engine.guard.unwatch(member)
             await consumer.stop()
 
 

@@ -161,9 +161,10 @@ def dead_letters(
 @output_option
 def stalled(show_all: bool, output: str) -> None:
     """Executions with outstanding steps and no progress beyond those steps' timeouts
-    plus WORKFLOW_WATCHDOG_MARGIN_MS, with what each waits for. Workers' watchdogs
-    announce their steps again on their own; this shows what they are looking at."""
-    from stepstream.client.watch import read_checkpoints
+    plus WORKFLOW_WATCHDOG_MARGIN_MS, with what each waits for, and start requests with
+    no outcome past that margin. Workers' watchdogs announce both again on their own;
+    this shows what they are looking at."""
+    from stepstream.client.watch import read_checkpoints, stalled_starts
     from stepstream.streams.events import now_ms
     from stepstream.workflows import state_from_dict
     from stepstream.workflows.stalls import waiting_on
@@ -175,6 +176,11 @@ def stalled(show_all: bool, output: str) -> None:
         waiting = waiting_on(state_from_dict(checkpoint["state"]), settings.watchdog_margin_ms)
         if waiting and (show_all or waiting[0].deadline_ms <= now):
             shown[execution_id] = [w.describe(now) for w in waiting]
+    for start in run(stalled_starts(settings, now)):
+        shown[start.execution_id] = [
+            f"start requested {(now - start.requested_at_ms) // 1000} s ago, not started"
+            f" (workflow-start/{start.partition}/{start.offset})"
+        ]
     if output == "json":
         print_json(shown)
     elif shown:

@@ -18,6 +18,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.partitioner import murmur2
 
 from stepstream.schemas.codec import CODEC, DecodedEvent, EventCodecError
+from stepstream.streams.pending_starts import PendingStart, pending_starts
 from stepstream.streams.settings import Settings
 from stepstream.streams.topics import TopicNames
 from stepstream.workflows.checkpoint import (
@@ -224,6 +225,31 @@ async def read_checkpoint(settings: Settings, execution_id: str) -> dict[str, An
     """One execution's latest checkpoint: only its changelog partition is read."""
     partition = partition_for(execution_id, settings.topic_partitions)
     return (await read_checkpoints(settings, [partition])).get(execution_id)
+
+
+async def stalled_starts(settings: Settings, now_ms: int) -> list[PendingStart]:
+    """Start requests the engine group has not committed past, older than the watchdog's
+    margin, whose execution the intake's `started` table does not hold: skipped, or
+    waiting behind a stalled partition. Only what is past the commit is read."""
+    names = TopicNames.for_prefix(settings.topic_prefix)
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    consumer = reader(settings)
+    await admin.start()
+    await consumer.start()
+    try:
+        partitions = [
+            TopicPartition(names.workflow_start, p) for p in range(settings.topic_partitions)
+        ]
+        group = f"{settings.topic_prefix}-engine"
+        pending = await pending_starts(admin, consumer, group, partitions)
+    finally:
+        await consumer.stop()
+        await admin.close()
+    old = [p for p in pending if p.requested_at_ms <= now_ms - settings.watchdog_margin_ms]
+    if not old:
+        return []
+    started = await read_changelog(settings, "started", sorted({p.partition for p in old}))
+    return [p for p in old if p.execution_id not in started]
 
 
 async def wait_for_commits(

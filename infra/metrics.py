@@ -92,6 +92,19 @@ class Metrics:
             " plus the margin) and announced again.",
             registry=registry,
         )
+        self.start_resumes = Counter(
+            "stepstream_start_resumes_total",
+            "Start requests with no outcome past WORKFLOW_WATCHDOG_MARGIN_MS that the start"
+            " watchdog published again.",
+            registry=registry,
+        )
+        self.partition_stalls = Counter(
+            "stepstream_partition_stalls_total",
+            "Partitions the progress guard found stalled (assigned, records waiting, no"
+            " commit for STEPSTREAM_STALL_SECONDS), by group and by how it healed them.",
+            ["group", "heal"],
+            registry=registry,
+        )
         self.consumer_lag = Gauge(
             "stepstream_consumer_lag",
             "Records not yet consumed by this worker's members of each consumer group.",

@@ -25,7 +25,9 @@ from stepstream.streams import faust_fixes, log_format, log_throttle
 from stepstream.streams.batches import take_available
 from stepstream.streams.codec import register_codec
 from stepstream.streams.definitions import DefinitionCatalog
+from stepstream.streams.engine_group import EngineGroup
 from stepstream.streams.events import envelope, now_ms
+from stepstream.streams.guard import PartitionGuard
 from stepstream.streams.local_store import mark_clean
 from stepstream.streams.partitioner import cached_partitioner
 from stepstream.streams.roles import ROLES
@@ -108,6 +110,7 @@ class Engine:
     tables: Tables | None  # None in a worker without the coordinator role
     catalog: DefinitionCatalog
     registry: StepRegistry
+    guard: PartitionGuard
     _catalog_started: asyncio.Lock = field(default_factory=asyncio.Lock)
     _catalog_running: bool = False
     _pool: asyncpg.Pool | None = None
@@ -372,7 +375,15 @@ def create_engine(settings: Settings, options: WorkerOptions, registry: StepRegi
         tables=declare_tables(app, settings.topic_partitions) if coordinates else None,
         catalog=DefinitionCatalog(settings.kafka_bootstrap_servers, names.definitions, registry),
         registry=registry,
+        guard=PartitionGuard(settings.kafka_bootstrap_servers, settings.stall_seconds),
     )
+    if coordinates:
+        inputs = {names.workflow_start, names.executions, names.step_completed, names.replay}
+        engine.guard.watch(EngineGroup(engine, inputs))
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def guard_progress() -> None:
+        await engine.guard.run()
 
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def assigned(sender: Any, assigned: set[TP], **kwargs: Any) -> None:

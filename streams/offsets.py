@@ -35,6 +35,10 @@ class OffsetTracker:
             self._positions[partition] = oldest + 1
             self._advanced.add(partition)
 
+    def running(self) -> set[Hashable]:
+        """The partitions with offsets taken and not yet committable."""
+        return {partition for partition, running in self._open.items() if running}
+
     def in_flight(self) -> int:
         return sum(len(running) for running in self._open.values())
 

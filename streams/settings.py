@@ -135,6 +135,10 @@ class Settings:
     # The longest the coordinator keeps adding to a batch while events keep coming; a
     # batch is handed over at once when nothing more is waiting (streams.batches).
     batch_window_ms: int = 10
+    # The progress guard (streams.guard): a partition assigned here, with records past its
+    # committed offset and nothing in flight, whose commit has not moved for this long is
+    # reported and healed. Well above the commit interval and the batch window.
+    stall_seconds: float = 20.0
     # A worker's /metrics and /healthz, on 127.0.0.1; 0: a free port, announced (see
     # `stepstream workers`). Give each worker its own fixed port for Prometheus to scrape.
     metrics_port: int = 0
@@ -195,6 +199,7 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "commit_interval_ms": ("STEPSTREAM_COMMIT_INTERVAL_MS", _parse_positive_int),
     "producer_linger_ms": ("STEPSTREAM_PRODUCER_LINGER_MS", _parse_non_negative_int),
     "batch_window_ms": ("STEPSTREAM_BATCH_WINDOW_MS", _parse_positive_int),
+    "stall_seconds": ("STEPSTREAM_STALL_SECONDS", _parse_positive_float),
     "metrics_port": ("STEPSTREAM_METRICS_PORT", _parse_port),
     "log_format": ("STEPSTREAM_LOG_FORMAT", _parse_choice("text", "json")),
     "console_token": ("STEPSTREAM_CONSOLE_TOKEN", str.strip),

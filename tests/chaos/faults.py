@@ -66,22 +66,22 @@ LAYOUTS: dict[str, dict[str, tuple[str, ...]]] = {
 
 
 @dataclass
-class Faults:
-    """Kills and restarts workers until told to stop; counts what it did."""
+class Workers:
+    """The worker processes of a chaos test, by name, and what their logs say."""
 
-    scenario: Scenario
     env: dict[str, str]
     workdir: Path
-    processes: dict[str, tuple[str, ...]]  # a layout's processes, the victims in turn
+    processes: dict[str, tuple[str, ...]]  # a layout's processes, with their role arguments
     workers: dict[str, WorkerProcess] = field(default_factory=dict)
-    kills: int = 0
-    rebalance_kills: int = 0
     logs: set[Path] = field(default_factory=set)
 
-    def start(self, name: str) -> None:
-        roles = self.processes.get(name, ())  # the joiner runs every role
-        self.workers[name] = WorkerProcess(name, self.env, self.workdir, roles)
-        self.logs.add(self.workers[name].log_path)
+    def start(self, name: str, roles: tuple[str, ...] | None = None) -> WorkerProcess:
+        """Start `name` on its data directory (`workdir/name`: empty the first time)."""
+        if roles is None:
+            roles = self.processes.get(name, ())  # the joiner runs every role
+        self.workers[name] = worker = WorkerProcess(name, self.env, self.workdir, roles)
+        self.logs.add(worker.log_path)
+        return worker
 
     def log_lines(self, marker: str) -> int:
         """How many lines of every worker's log (restarts append) contain `marker`."""
@@ -90,6 +90,50 @@ class Faults:
             for path in self.logs
             for line in path.read_text(errors="replace").splitlines()
         )
+
+    def stalled_executions(self) -> list[str]:
+        """The executions the workers' watchdogs announced again, from their logs."""
+        marker = "watchdog: execution "
+        found = [
+            line.split(marker, 1)[1].split(" ", 1)[0]
+            for path in self.logs
+            for line in path.read_text(errors="replace").splitlines()
+            if marker in line
+        ]
+        return sorted(set(found))
+
+    def stop_all(self) -> None:
+        for worker in self.workers.values():
+            worker.stop()
+
+    def log_tails(self) -> str:
+        return "\n".join(f"--- {n}\n{w.log_tail(30)}" for n, w in self.workers.items())
+
+    def stall_reports(self, limit: int = 20) -> str:
+        """The progress guard's lines and faust's livelock detector's (a partition assigned
+        but not consumed), for the evidence of a failed run."""
+        markers = (
+            "progress guard: ",
+            "Stream stopped processing",
+            "not started processing",
+            "fetch request",
+        )
+        found = [
+            f"{path.stem}: {line[:400]}"
+            for path in self.logs
+            for line in path.read_text(errors="replace").splitlines()
+            if any(marker in line for marker in markers)
+        ]
+        return "\n".join(found[:limit]) or "no stall reported by the guard or faust"
+
+
+@dataclass
+class Faults(Workers):
+    """Kills and restarts workers until told to stop; counts what it did."""
+
+    scenario: Scenario = SHORT
+    kills: int = 0
+    rebalance_kills: int = 0
 
     async def kill_and_restart(self, name: str) -> None:
         self.workers[name].kill()
@@ -114,33 +158,3 @@ class Faults:
                 # ... and leaves for good, killed: its partitions move back.
                 self.workers.pop(joiner).kill()
                 self.kills += 1
-
-    def stalled_executions(self) -> list[str]:
-        """The executions the workers' watchdogs announced again, from their logs."""
-        marker = "watchdog: execution "
-        found = [
-            line.split(marker, 1)[1].split(" ", 1)[0]
-            for path in self.logs
-            for line in path.read_text(errors="replace").splitlines()
-            if marker in line
-        ]
-        return sorted(set(found))
-
-    def stop_all(self) -> None:
-        for worker in self.workers.values():
-            worker.stop()
-
-    def log_tails(self) -> str:
-        return "\n".join(f"--- {n}\n{w.log_tail(30)}" for n, w in self.workers.items())
-
-    def stall_reports(self, limit: int = 20) -> str:
-        """faust's livelock detector's lines (a partition assigned but not consumed), for
-        the evidence of a failed run."""
-        markers = ("Stream stopped processing", "not started processing", "fetch request")
-        found = [
-            f"{path.stem}: {line[:300]}"
-            for path in self.logs
-            for line in path.read_text(errors="replace").splitlines()
-            if any(marker in line for marker in markers)
-        ]
-        return "\n".join(found[:limit]) or "no stall reported by faust's livelock detector"

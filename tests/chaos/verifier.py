@@ -34,6 +34,7 @@ class Verdict:
     doubled_side_effects: list[str] = field(default_factory=list)
     watchdog_resumes: int = 0  # from the workers' logs: the safety net, not a delivery
     stale_dropped: int = 0  # events the generation fence dropped, from the workers' logs
+    guard_heals: int = 0  # stalled partitions the progress guard healed, from the logs
 
     @property
     def ok(self) -> bool:
@@ -45,12 +46,13 @@ class Verdict:
             or self.doubled_side_effects
         )
 
-    def line(self, kills: int, rebalance_kills: int) -> str:
+    def line(self, faults: str) -> str:
+        """The verdict, with `faults` saying what was done (kills, joins and leaves)."""
         head = "ALL-EXECUTIONS-COMPLETED" if self.ok else "EXECUTIONS-LOST"
         line = (
-            f"chaos: {head} {self.completed}/{self.expected}, kills {kills}"
-            f" ({rebalance_kills} during a rebalance), duplicates {self.duplicates}"
-            f" (identical ids), watchdog resumes {self.watchdog_resumes},"
+            f"chaos: {head} {self.completed}/{self.expected}, {faults}, duplicates"
+            f" {self.duplicates} (identical ids), watchdog resumes {self.watchdog_resumes},"
+            f" partitions healed by the guard {self.guard_heals},"
             f" stale events fenced {self.stale_dropped}"
         )
         if not self.ok:
