@@ -10,7 +10,7 @@ from faust.transport.consumer import Consumer
 from faust.types import TP
 from intervaltree import IntervalTree
 
-from stepstream.streams import faust_fixes
+from stepstream.streams.faust_fixes import commit_offsets, skipped_not_acked
 
 PARTITION = TP("stepstream.step-completed", 0)
 
@@ -29,16 +29,16 @@ def test_one_unacknowledged_offset_at_the_head_holds_the_commit_back() -> None:
     # Committed 100 means 100 is the next to process; 101 and 102 were acknowledged
     # first (around a rebalance). faust itself would commit 103 and lose 100.
     assert Consumer._new_offset(bookkeeping(100, [101, 102]), PARTITION) == 103
-    assert faust_fixes._new_offset(bookkeeping(100, [101, 102]), PARTITION) is None
+    assert commit_offsets._new_offset(bookkeeping(100, [101, 102]), PARTITION) is None
     # Committed 0 (a partition's first records) is checked too.
-    assert faust_fixes._new_offset(bookkeeping(0, [1, 2]), PARTITION) is None
+    assert commit_offsets._new_offset(bookkeeping(0, [1, 2]), PARTITION) is None
 
 
 def test_a_run_from_the_committed_offset_is_committed_up_to_its_first_gap() -> None:
     consumer = bookkeeping(100, [100, 101, 102, 104])
-    assert faust_fixes._new_offset(consumer, PARTITION) == 103
+    assert commit_offsets._new_offset(consumer, PARTITION) == 103
     assert consumer._acked[PARTITION] == [104]
-    assert faust_fixes._new_offset(bookkeeping(None, [7, 8]), PARTITION) == 9
+    assert commit_offsets._new_offset(bookkeeping(None, [7, 8]), PARTITION) == 9
 
 
 class Flow:
@@ -77,13 +77,13 @@ def message(offset: int, generation: int) -> Message:
 
 def test_events_skipped_during_a_rebalance_or_from_an_old_generation_are_not_acknowledged() -> None:
     suspended = consumer_of(generation=5, flowing=False)
-    assert not faust_fixes._ack(suspended, message(100, generation=5))
+    assert not skipped_not_acked._ack(suspended, message(100, generation=5))
     # faust itself would count it as done, and could commit past it unprocessed.
     assert Consumer.ack(consumer_of(generation=5, flowing=False), message(100, generation=5))
 
     flowing = consumer_of(generation=6, flowing=True)
-    assert not faust_fixes._ack(flowing, message(100, generation=5))
-    assert faust_fixes._ack(flowing, message(100, generation=6))
+    assert not skipped_not_acked._ack(flowing, message(100, generation=5))
+    assert skipped_not_acked._ack(flowing, message(100, generation=6))
     assert flowing._acked[PARTITION] == [100]
 
 
@@ -91,7 +91,7 @@ def test_offsets_acknowledged_twice_or_already_committed_do_not_slow_the_commit(
     # 100 and 101 were acknowledged in two generations (read again after a rebalance),
     # 98 and 99 are already committed: the whole run 100-104 is committed at once.
     consumer = bookkeeping(100, [98, 99, 100, 100, 101, 101, 102, 103, 104])
-    assert faust_fixes._new_offset(consumer, PARTITION) == 105
+    assert commit_offsets._new_offset(consumer, PARTITION) == 105
     assert consumer._acked[PARTITION] == []
 
 
@@ -100,8 +100,8 @@ def test_a_jump_faust_recorded_as_a_gap_is_not_taken_for_acknowledged_offsets() 
     # log has them, unprocessed: the commit stops at 101 (faust itself would say 104).
     assert Consumer._new_offset(bookkeeping_with_gap(), PARTITION) == 104
     consumer = bookkeeping_with_gap()
-    assert faust_fixes._new_offset(consumer, PARTITION) == 101
-    assert faust_fixes._new_offset(consumer, PARTITION) is None  # 101 not acknowledged
+    assert commit_offsets._new_offset(consumer, PARTITION) == 101
+    assert commit_offsets._new_offset(consumer, PARTITION) is None  # 101 not acknowledged
 
 
 def bookkeeping_with_gap() -> SimpleNamespace:

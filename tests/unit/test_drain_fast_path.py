@@ -7,7 +7,7 @@ import asyncio
 from types import SimpleNamespace
 from typing import Any
 
-from stepstream.streams.faust_fixes import _finish, _wait_first
+from stepstream.streams.faust_fixes.drain_fast_path import _finish, _wait_first
 
 
 class Consumer(SimpleNamespace):

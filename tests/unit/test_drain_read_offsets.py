@@ -22,7 +22,7 @@ from faust.transport.consumer import Consumer
 from faust.types import TP
 from mode.utils.logging import CompositeLogger
 
-from stepstream.streams import faust_fixes
+from stepstream.streams.faust_fixes import drain_read_offsets
 
 PARTITION = TP("stepstream.executions", 2)
 COMMITTED = 36
@@ -99,5 +99,5 @@ async def test_faust_drops_the_events_read_again_after_a_seek_that_races_deliver
 
 
 async def test_every_event_read_again_after_the_seek_is_delivered() -> None:
-    after_seek = await drain(faust_fixes._drain_messages)
+    after_seek = await drain(drain_read_offsets._drain_messages)
     assert after_seek == [38, 39, 40, 36, 37, 38, 39, 40]

@@ -10,7 +10,7 @@ from typing import Any
 from faust.transport.consumer import Consumer
 from faust.types import TP
 
-from stepstream.streams import faust_fixes
+from stepstream.streams.faust_fixes import livelock_detector
 
 SOURCE = TP("stepstream.step-completed", 0)
 CHANGELOG = TP("stepstream-engine-executions-changelog", 0)
@@ -41,5 +41,5 @@ async def test_faust_checks_paused_partitions_too() -> None:
 
 async def test_the_correction_checks_only_partitions_that_are_read() -> None:
     consumer, checked = consumer_with_a_paused_changelog()
-    await faust_fixes._verify_all_partitions_active(consumer)
+    await livelock_detector._verify_all_partitions_active(consumer)
     assert checked == [SOURCE]

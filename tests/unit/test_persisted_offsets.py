@@ -10,7 +10,7 @@ from faust.tables.base import Collection
 from faust.tables.manager import TableManager
 from faust.types import TP
 
-from stepstream.streams import faust_fixes
+from stepstream.streams.faust_fixes import persisted_offsets
 
 CHANGELOG = TP("stepstream-engine-executions-changelog", 3)
 SOURCE = TP("stepstream.step-completed", 3)
@@ -42,11 +42,11 @@ def table_and_manager() -> tuple[Any, Any, RecordingStore]:
 def test_the_newest_acknowledged_offset_is_saved_at_commit_and_not_per_record() -> None:
     table, manager, store = table_and_manager()
     for offset in (5, 9, 7):  # acknowledgements can arrive out of order
-        faust_fixes._on_changelog_sent(table, acknowledged(offset))
+        persisted_offsets._on_changelog_sent(table, acknowledged(offset))
     assert store.saved == []
-    faust_fixes._on_commit(manager, {SOURCE: 120})
+    persisted_offsets._on_commit(manager, {SOURCE: 120})
     assert store.saved == [(CHANGELOG, 9)]
-    faust_fixes._on_commit(manager, {SOURCE: 130})  # nothing new since
+    persisted_offsets._on_commit(manager, {SOURCE: 130})  # nothing new since
     assert store.saved == [(CHANGELOG, 9)]
 
 
