@@ -9,6 +9,10 @@ name it.
 A large execution's checkpoint is split (`stepstream.workflows.checkpoint.checkpoint_writes`): a
 header under the execution id and parts under `part_key`, in the same partition.
 
+Two indexes live beside the checkpoints (`stepstream.workflows.retention`): a key per
+running execution, from which recovery re-arms what is in flight, and a key per ended
+execution named by when its checkpoint leaves (WORKFLOW_RETENTION_SECONDS after its end).
+
 Running executions' checkpoints are also kept in memory as last written, so an event
 does not decode what the previous one encoded, and what changed since is found by
 comparing step states. The table stays the truth: the memory is emptied whenever
@@ -28,7 +32,9 @@ from faust.types import TableT
 
 from stepstream.streams.changelog import Changelog
 from stepstream.streams.events import from_json, to_json_bytes
+from stepstream.streams.partitioner import partition_index
 from stepstream.streams.settings import Settings
+from stepstream.streams.store_scan import keys_in_range
 from stepstream.workflows import (
     ExecutionState,
     ExecutionStatus,
@@ -49,8 +55,10 @@ from stepstream.workflows.checkpoint import (
     part_key,
     split_part_key,
 )
+from stepstream.workflows.retention import RUNNING_PREFIX, retire_due, retire_key, running_key
 
 DEFINITION_KEY = DEFINITION_KEY_PREFIX.encode()
+INTERNAL_KEY = b"#"  # definitions and indexes: execution ids start with a letter or digit
 ORIGIN_FIELDS = ("execution_id", "workflow_id", "workflow_version", "tenant_id", "user_id")
 
 # state, origin, offsets applied per input topic (None: not written yet, a new execution)
@@ -71,6 +79,7 @@ class Checkpoints:
         self.table = table
         self.changelog = changelog
         self.settings = settings
+        self.retention_ms = settings.retention_seconds * 1000
         self.memo: DefinitionMemo = {}
         self.recent: dict[bytes, Loaded] = {}
         self.delta: dict[bytes, frozenset[str]] = {}  # a split header's steps, as written
@@ -120,6 +129,7 @@ class Checkpoints:
         else:
             before = previous[0].steps
             changed = [i for i, step in state.steps.items() if step is not before.get(i)]
+        self._index(key, partition, state, origin, was_running=previous is not None)
         writes, delta = checkpoint_writes(state, self.delta.get(key, frozenset()), changed)
         for part, value in writes:
             if part is None:
@@ -134,22 +144,67 @@ class Checkpoints:
             self.recent.pop(key, None)
             self.delta.pop(key, None)
 
+    def _index(
+        self,
+        key: bytes,
+        partition: int,
+        state: ExecutionState,
+        origin: dict[str, Any],
+        was_running: bool,
+    ) -> None:
+        """Keep the running and retire indexes: an execution that starts (or is re-opened)
+        gets its running key; one that ends loses it and gets its retire key, whose value
+        is its tenant (the intake's key, for when its start id is forgotten)."""
+        running = running_key(state.execution_id).encode(errors="surrogateescape")
+        due = retire_due(state, self.retention_ms)
+        if due is None:
+            if not was_running:
+                self.changelog.put(running, b"", partition)
+            return
+        retire = retire_key(due, state.execution_id).encode(errors="surrogateescape")
+        self.changelog.put(retire, origin["tenant_id"].encode(), partition)
+        if was_running:
+            self.changelog.delete(running, partition)
+
+    def running(
+        self, partitions: Iterable[int]
+    ) -> Iterator[tuple[bytes, ExecutionState, dict[str, Any]]]:
+        """The running executions of these partitions, from the running index: what
+        recovery re-arms costs what is in flight, not what ever ran."""
+        start = RUNNING_PREFIX.encode()
+        stop = start[:-1] + bytes([start[-1] + 1])
+        for partition in partitions:
+            entries = keys_in_range(self.table, partition, start, stop, 2**31, self.partition_of)
+            for index_key, _ in entries:
+                key = index_key[len(start) :]
+                loaded = self.of(key)
+                if loaded is not None:
+                    yield key, *loaded
+
+    def delete(self, key: bytes, partition: int) -> None:
+        """Delete an execution's checkpoint (header and parts): it has left hot state."""
+        stored = self.table.get(key)
+        parts = from_json(stored)["state"].get("parts", 0) if stored is not None else 0
+        for part in range(parts):
+            self.changelog.delete(stored_part_key(key, part), partition)
+        self.changelog.delete(key, partition)
+        self.recent.pop(key, None)
+        self.delta.pop(key, None)
+
+    def partition_of(self, index_key: bytes) -> int:
+        """An index key's partition: its execution id's (memory stores do not know it)."""
+        execution_id = index_key.decode(errors="replace").rsplit("/", 1)[-1]
+        return partition_index(execution_id.encode(), self.settings.topic_partitions)
+
     def of(self, key: bytes) -> tuple[ExecutionState, dict[str, Any]] | None:
         """A checkpoint read outside an event (timers, recovery); None for other keys."""
-        if key.startswith(DEFINITION_KEY) or split_part_key(key.decode(errors="replace")):
+        if key.startswith(INTERNAL_KEY) or split_part_key(key.decode(errors="replace")):
             return None
         stored = self.table.get(key)
         if stored is None:
             return None
         checkpoint = from_json(stored)
         return self._state(key, checkpoint["state"]), checkpoint["origin"]
-
-    def every(self) -> Iterator[tuple[bytes, ExecutionState, dict[str, Any]]]:
-        """Every checkpoint of the partitions this worker has (after a recovery)."""
-        for key, _ in self.table.items():
-            loaded = self.of(key)
-            if loaded is not None:
-                yield key, *loaded
 
     def _state(self, key: bytes, data: dict[str, Any]) -> ExecutionState:
         """Read a checkpoint's state, with its parts and the definition it names from the

@@ -25,6 +25,7 @@ from faust.types import EventT, StreamT
 
 from stepstream.agents.checkpoints import Checkpoints, Loaded, UnknownExecution
 from stepstream.agents.counting import count_commands, count_report
+from stepstream.agents.retention import install as install_retention
 from stepstream.agents.watchdog import install as install_watchdog
 from stepstream.schemas.codec import CODEC, EventCodecError
 from stepstream.streams.changelog import Changelog
@@ -69,6 +70,7 @@ class Applied:
     rejections: list[dict[str, Any]] = field(default_factory=list)
     # Reports of attempts not current: (execution id, step id, attempt, current attempt).
     superseded: list[tuple[str, str, int, int]] = field(default_factory=list)
+    retention: list[dict[str, Any]] = field(default_factory=list)  # RetentionDue records
 
 
 def source_codes(names: Any) -> dict[str, str]:
@@ -267,6 +269,9 @@ def install(engine: Engine) -> None:
                 decoded = CODEC.decode(event.value)
                 if decoded.name == "StepSkipped":
                     continue  # its own announcement, for downstream consumers
+                if decoded.name == "RetentionDue":
+                    result.retention.append(decoded.record)  # applied after the batch's events
+                    continue
                 if current is None:
                     current = checkpoints.load(key, decoded.name, decoded.record)
                 core = core_event(decoded.name, decoded.record)
@@ -319,6 +324,7 @@ def install(engine: Engine) -> None:
                 by_key.setdefault(consumed.key, []).append(event)
         outputs: list[Output] = []
         rejections: list[dict[str, Any]] = []
+        retired: list[tuple[str, dict[str, Any]]] = []
         for key, group in by_key.items():
             # The store and the changelog take the partition from faust's current event.
             cast(faust.Stream[Any], stream)._set_current_event(group[-1])  # noqa: SLF001
@@ -336,6 +342,8 @@ def install(engine: Engine) -> None:
             letters += result.letters
             outputs += result.outputs
             rejections += result.rejections
+            for record in result.retention:  # in the partition's context, set above
+                retired += retention.apply(record, group[-1].message.partition)
             for execution_id, step_id, attempt, current in result.superseded:
                 engine.superseded_reports += 1  # a late report: the attempt was superseded
                 log.warning(
@@ -344,6 +352,7 @@ def install(engine: Engine) -> None:
                     extra={"execution_id": execution_id, "step_id": step_id, "attempt": attempt},
                 )
         await changelog.send()  # the batch's checkpoints, before what they emit
+        await retention.tell_intake(retired)
         for message, reason in letters:
             await engine.dead_letter(message, reason)
         for record in rejections:
@@ -356,6 +365,7 @@ def install(engine: Engine) -> None:
                 await engine.dead_letter(message, failure)
 
     watchdog = install_watchdog(engine, table, checkpoints, emit)
+    retention = install_retention(engine, checkpoints)
 
     channel = engine.app.topic(
         names.executions,
@@ -383,8 +393,10 @@ def install(engine: Engine) -> None:
 
     @table.on_recover
     async def rearm_timers() -> None:
-        """A worker that takes over partitions re-arms the timers their checkpoints hold."""
-        for key, state, origin in checkpoints.every():
+        """A worker that takes over partitions re-arms the timers their running
+        executions hold (from the running index: the cost of what is in flight)."""
+        partitions = {tp.partition for tp in engine.assigned if tp.topic == names.executions}
+        for key, state, origin in checkpoints.running(partitions):
             for command in announce(state):
                 if isinstance(command, ScheduleRetry | ScheduleTimeout):
                     due = {**origin, "step_id": command.step_id, "attempt": command.attempt}

@@ -183,6 +183,14 @@ def install(engine: Engine) -> None:
         elif deferred.get(scope.encode()) is not None:
             del deferred[scope.encode()]
 
+    def forget(record: dict[str, Any]) -> None:
+        """The coordinator deleted these executions' checkpoints (agents.retention): their
+        start ids deduplicate no more. In the event's partition, where their rows live."""
+        for entry in record["retired"]:
+            key = entry["execution_id"].encode()
+            if tables.started.get(key) is not None:
+                del tables.started[key]
+
     async def handle(event: EventT[Any]) -> None:
         try:
             decoded = CODEC.decode(event.value)
@@ -193,6 +201,8 @@ def install(engine: Engine) -> None:
             await start_requested(decoded.record, event.message)
         elif decoded.name == "RateLimitWake":
             await wake(decoded.record["scope"], event.message)
+        elif decoded.name == "RetentionDue":
+            forget(decoded.record)
         else:
             await engine.dead_letter(
                 event.message, f"unexpected {decoded.name} on {names.workflow_start}"

@@ -55,6 +55,9 @@ ON CONFLICT (execution_id) DO UPDATE SET
                  ELSE COALESCE(EXCLUDED.error, e.error) END,
     finished_at = COALESCE(EXCLUDED.finished_at, e.finished_at),
     updated_at = now()
+-- An id reused by another tenant after its first execution's retention (the engine has
+-- forgotten it) never touches the first tenant's history.
+WHERE e.tenant_id = EXCLUDED.tenant_id
 """
 
 # Step rows, the bulk of the trail, are copied into a staging table (COPY: no statement
@@ -70,19 +73,23 @@ STEP_COLUMNS = (
     "worker",
     "started_at",
     "finished_at",
+    "tenant_id",
 )
 STAGE_STEPS = """
 CREATE TEMP TABLE IF NOT EXISTS steps_in ON COMMIT DELETE ROWS AS
 SELECT execution_id, step_id, attempt, step_type, status, output, error, worker, started_at,
-    finished_at
+    finished_at, ''::text AS tenant_id
 FROM workflow_execution_steps WITH NO DATA
 """
+# A step row goes in unless its execution's row belongs to another tenant (an id reused
+# after retention); a row whose execution is not recorded yet goes in as before.
 INSERT_STAGED_STEPS = """
 INSERT INTO workflow_execution_steps (execution_id, step_id, attempt, step_type, status,
     output, error, worker, started_at, finished_at)
-SELECT execution_id, step_id, attempt, step_type, status, output, error, worker, started_at,
-    finished_at
-FROM steps_in
+SELECT s.execution_id, s.step_id, s.attempt, s.step_type, s.status, s.output, s.error,
+    s.worker, s.started_at, s.finished_at
+FROM steps_in s LEFT JOIN workflow_executions e ON e.execution_id = s.execution_id
+WHERE e.tenant_id IS NULL OR e.tenant_id = s.tenant_id
 ON CONFLICT (execution_id, step_id, attempt) DO NOTHING
 """
 
@@ -110,6 +117,20 @@ def when(ms: int | None) -> datetime | None:
 
 Rows = list[tuple[Any, ...]]
 
+RECORDED = frozenset(
+    {
+        "WorkflowStarted",
+        "WorkflowCompleted",
+        "WorkflowFailed",
+        "WorkflowCancelled",
+        "StepSkipped",
+        "StepCompleted",
+        "StepFailed",
+        "WorkflowRejected",
+        "ReplayRequested",
+    }
+)
+
 
 def rows_for(events: list[DecodedEvent]) -> tuple[Rows, Rows, Rows, Rows]:
     """(execution, step, replay request, rejected start) rows for the events the audit
@@ -119,6 +140,8 @@ def rows_for(events: list[DecodedEvent]) -> tuple[Rows, Rows, Rows, Rows]:
     replays: Rows = []
     rejected: Rows = []
     for event in events:
+        if event.name not in RECORDED:
+            continue  # internal events (clock ticks, retention, heartbeats)
         r = event.record
         head = (
             r["execution_id"],
@@ -161,7 +184,7 @@ def rows_for(events: list[DecodedEvent]) -> tuple[Rows, Rows, Rows, Rows]:
             cancelled = (None, None, None, r["reason"], when(r["started_at"]), when(r["timestamp"]))
             executions.append((*head, "cancelled", *cancelled))
         elif event.name == "StepSkipped":  # attempt 0: it never ran
-            skip = ("skipped", None, r["reason"], "", None, when(r["timestamp"]))
+            skip = ("skipped", None, r["reason"], "", None, when(r["timestamp"]), r["tenant_id"])
             steps.append((r["execution_id"], r["step_id"], 0, r["step_type"], *skip))
         elif event.name in ("StepCompleted", "StepFailed"):
             completed = event.name == "StepCompleted"
@@ -178,6 +201,7 @@ def rows_for(events: list[DecodedEvent]) -> tuple[Rows, Rows, Rows, Rows]:
                     r["worker"],
                     when(r["started_at"]),
                     when(r["finished_at"]),
+                    r["tenant_id"],
                 )
             )
         elif event.name == "WorkflowRejected" and r["code"] != "duplicate_execution_id":

@@ -10,6 +10,7 @@ starts it once, rejects it with its reason, or finds it started.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -24,6 +25,7 @@ from stepstream.streams.pending_starts import PendingStart, pending_starts
 log = logging.getLogger(__name__)
 
 CHECK_INTERVAL_SECONDS = 5.0
+CHECK_TIMEOUT_SECONDS = 30.0  # a look that hangs (the broker away) is cut off and said
 # A start announced again is not announced again before this many margins: its first
 # copy may still be on its way through a partition that is behind.
 QUIET_MARGINS = 10
@@ -98,7 +100,8 @@ def install(engine: Engine, started: TableT[bytes, Any]) -> StartWatchdog:
     @engine.app.timer(interval=CHECK_INTERVAL_SECONDS)  # type: ignore[untyped-decorator]
     async def look_for_stalled_starts() -> None:
         try:
-            await watchdog.check()
+            async with asyncio.timeout(CHECK_TIMEOUT_SECONDS):
+                await watchdog.check()
         except Exception as error:  # noqa: BLE001 - the broker away: the next look tries again
             log.warning("start watchdog: pending starts not read this time: %r", error)
 

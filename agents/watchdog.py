@@ -91,7 +91,10 @@ def install(
 
     @table.on_recover
     async def rebuild() -> None:
-        for key, state, _ in checkpoints.every():
+        """From the running index: what is in flight, not every checkpoint kept."""
+        executions = engine.names.executions
+        partitions = {tp.partition for tp in engine.assigned if tp.topic == executions}
+        for key, state, _ in checkpoints.running(partitions):
             watchdog.track(key, state)
 
     return watchdog

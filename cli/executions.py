@@ -65,8 +65,8 @@ async def _start(
 ) -> int:
     from rich.console import Console
 
-    from stepstream.cli.progress import follow
     from stepstream.client import WorkflowClient
+    from stepstream.client.progress import follow
 
     workflow_id, _, _, _, execution_id, version = request
     async with WorkflowClient(settings, follow_outcomes=wait and output == "json") as client:

@@ -28,6 +28,9 @@ from stepstream.workflows.checkpoint import (
     merge_parts,
     split_part_key,
 )
+from stepstream.workflows.retention import RETIRE_PREFIX, RUNNING_PREFIX
+
+INDEX_KEYS = (RUNNING_PREFIX.encode(), RETIRE_PREFIX.encode())
 
 TERMINAL_EVENTS = {
     "WorkflowCompleted",
@@ -184,8 +187,8 @@ async def read_changelog(
             while await consumer.position(partition) < ends[partition]:
                 batches = await consumer.getmany(partition, timeout_ms=1000)
                 for message in batches.get(partition, []):
-                    if message.key is None:
-                        continue
+                    if message.key is None or message.key.startswith(INDEX_KEYS):
+                        continue  # the coordinator's indexes: not JSON, not checkpoints
                     if message.value:
                         latest[message.key.decode()] = json.loads(message.value)
                     else:

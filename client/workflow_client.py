@@ -217,7 +217,13 @@ class WorkflowClient:
         `request_id` already applied sends nothing and returns that request's run."""
         stored = await read_checkpoint(self.settings, execution_id)
         if stored is None:
-            raise ReplayRefused(f"no checkpoint for execution {execution_id}")
+            retention = self.settings.retention_seconds
+            raise ReplayRefused(
+                f"no checkpoint for execution {execution_id}: it never started, or it ended"
+                f" more than WORKFLOW_RETENTION_SECONDS ({retention} s) ago and its state"
+                " has left the engine; a replay needs that state. Its history stays in"
+                f" PostgreSQL (stepstream describe {execution_id}); start it anew instead"
+            )
         state = state_from_dict(stored["state"])
         if request_id in state.replays:  # asked before, and applied: the same run again
             return state.replays.index(request_id) + 1

@@ -11,7 +11,7 @@ from pathlib import Path
 import asyncpg
 from rich.console import Console
 
-from stepstream.cli.progress import follow
+from stepstream.client.progress import follow
 from stepstream.client.workflow_client import WorkflowClient
 from stepstream.demo.data import seed
 from stepstream.demo.worker_process import WorkerProcess, prepare, wait_until_ready

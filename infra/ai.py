@@ -11,8 +11,6 @@ from typing import Any, Protocol
 
 import httpx
 
-from stepstream.steps.registry import PermanentStepError
-
 PRIORITIES = ("LOW", "MEDIUM", "HIGH", "URGENT")
 
 
@@ -84,8 +82,9 @@ class RulesClassifier:
         return PriorityDecision("LOW", "no urgent keyword found", "rules")
 
 
-class InvalidAIReply(PermanentStepError):
-    """The provider answered, but not with a priority we can use. Not retryable."""
+class InvalidAIReply(Exception):
+    """The provider answered, but not with a priority we can use. Not retryable: the
+    priority step turns it into a PermanentStepError (infra knows no step types)."""
 
 
 class AIProviderUnavailable(Exception):

@@ -92,6 +92,12 @@ class Metrics:
             " plus the margin) and announced again.",
             registry=registry,
         )
+        self.checkpoints_retired = Counter(
+            "stepstream_checkpoints_retired_total",
+            "Ended executions whose checkpoints left the tables, WORKFLOW_RETENTION_SECONDS"
+            " after their end.",
+            registry=registry,
+        )
         self.start_resumes = Counter(
             "stepstream_start_resumes_total",
             "Start requests with no outcome past WORKFLOW_WATCHDOG_MARGIN_MS that the start"

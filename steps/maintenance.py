@@ -13,6 +13,7 @@ from typing import Any
 
 import asyncpg
 
+from stepstream.infra.ai import InvalidAIReply
 from stepstream.infra.metrics import METRICS
 from stepstream.infra.priority import PriorityService
 from stepstream.steps.packages import StepPackage
@@ -186,9 +187,12 @@ class MaintenanceSteps:
         if request is None:
             raise PermanentStepError(f"maintenance request {request_id} does not exist")
         priority: PriorityService = await self.package.get("priority")
-        decision = await priority.decide(
-            context.tenant_id, request["title"], request["description"], request["category"]
-        )
+        try:
+            decision = await priority.decide(
+                context.tenant_id, request["title"], request["description"], request["category"]
+            )
+        except InvalidAIReply as error:  # asking again would get the same answer
+            raise PermanentStepError(str(error)) from error
         with METRICS.timed_query("set_priority"):
             await pool.execute(
                 SET_PRIORITY, request_id, decision.priority, decision.source, decision.reason

@@ -30,13 +30,20 @@ class Changelog:
         self.app = app
         self.table = table
         self.topic = table.changelog_topic.get_topic_name()
-        self.unsent: list[tuple[bytes, bytes, int]] = []
+        self.unsent: list[tuple[bytes, bytes | None, int]] = []
 
     def put(self, key: bytes, value: bytes, partition: int) -> None:
         """Write the store now (inside the event whose partition it is); the changelog
         record goes with the next `send`."""
         self.table.data[key] = value
         self.unsent.append((key, value, partition))
+
+    def delete(self, key: bytes, partition: int) -> None:
+        """Delete from the store now; the tombstone goes with the next `send` (compaction
+        then removes the key from the changelog)."""
+        if self.table.data.get(key) is not None:
+            del self.table.data[key]
+        self.unsent.append((key, None, partition))
 
     async def send(self) -> None:
         producer = await self.app.maybe_start_producer()

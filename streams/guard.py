@@ -120,7 +120,8 @@ class PartitionGuard:
             while True:
                 await asyncio.sleep(self.interval)  # the guard's cadence
                 try:
-                    await self.check(time.monotonic())
+                    async with asyncio.timeout(max(10.0, self.interval)):
+                        await self.check(time.monotonic())
                 except (TimeoutError, KafkaError, OSError) as error:
                     log.warning("progress guard: offsets not read this time: %r", error)
         finally:

@@ -125,6 +125,10 @@ class Settings:
     replication_factor: int = 1  # of the topics the worker creates (3 on a real cluster)
     max_input_bytes: int = 262_144  # a start's input JSON; larger starts are rejected
     watchdog_margin_ms: int = 30_000  # silence past a step's timeout before a resume
+    # How long an ended execution's checkpoint stays in the engine's tables (and its id
+    # deduplicates starts): a day covers producers retrying a start, late reports and an
+    # operator's retry of yesterday's failures; then PostgreSQL alone keeps the history.
+    retention_seconds: int = 86_400
     # How often the coordinator commits what it consumed. Longer: less commit work, more
     # events processed again after a crash (they are idempotent; nothing is lost).
     commit_interval_ms: int = 1_000
@@ -196,6 +200,7 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "replication_factor": ("STEPSTREAM_REPLICATION_FACTOR", _parse_positive_int),
     "max_input_bytes": ("WORKFLOW_MAX_INPUT_BYTES", _parse_positive_int),
     "watchdog_margin_ms": ("WORKFLOW_WATCHDOG_MARGIN_MS", _parse_positive_int),
+    "retention_seconds": ("WORKFLOW_RETENTION_SECONDS", _parse_positive_int),
     "commit_interval_ms": ("STEPSTREAM_COMMIT_INTERVAL_MS", _parse_positive_int),
     "producer_linger_ms": ("STEPSTREAM_PRODUCER_LINGER_MS", _parse_non_negative_int),
     "batch_window_ms": ("STEPSTREAM_BATCH_WINDOW_MS", _parse_positive_int),

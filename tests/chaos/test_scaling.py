@@ -24,6 +24,7 @@ from tests.chaos.verifier import evidence, verify
 from tests.integration.workers import engine_env, prepare, wait_until_ready
 
 
+@pytest.mark.timeout(900)  # the full loop: 140 s of load, then up to 300 s to finish
 @pytest.mark.parametrize("layout", ["one", "split"])
 async def test_no_execution_is_lost_or_stuck_while_workers_join_and_leave(
     layout: str,

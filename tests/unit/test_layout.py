@@ -95,3 +95,23 @@ def test_the_public_names_resolve() -> None:
         assert getattr(stepstream, name) is not None, name
     assert stepstream.__version__ != "0+unknown"
     assert (PACKAGE / "py.typed").is_file()
+
+
+def test_the_roles_import_each_other_without_a_circle() -> None:
+    """Lower layers never import upper ones: the roles' import graph has no cycle."""
+    graph = {role: set() for role in ROLES}
+    for role in ROLES:
+        for path in modules_of(role):
+            graph[role] |= {role_of(name) for name in imports_of(path)} & set(ROLES) - {role}
+    done: set[str] = set()
+
+    def visit(role: str, path: tuple[str, ...]) -> None:
+        assert role not in path, f"import circle: {' -> '.join((*path, role))}"
+        if role in done:
+            return
+        for used in sorted(graph[role]):
+            visit(used, (*path, role))
+        done.add(role)
+
+    for role in ROLES:
+        visit(role, ())

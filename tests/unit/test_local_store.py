@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
-from stepstream.streams.local_store import mark_clean, trust_or_forget
+from stepstream.streams.local_store import (
+    CLEAN_MARK,
+    TRUSTED_FOR_SECONDS,
+    mark_clean,
+    trust_or_forget,
+)
 
 
 def stores(tmp_path: Path) -> tuple[Path, Path]:
@@ -36,3 +43,15 @@ def test_stores_left_by_a_clean_stop_are_kept_once(tmp_path: Path) -> None:
     assert (table_dir / "executions.db").is_dir()
     # The mark is spent at start: a kill of this run must not be mistaken for clean.
     assert not trust_or_forget(data_dir, table_dir)
+
+
+def test_stores_stopped_longer_ago_than_tombstones_are_kept_are_rebuilt(tmp_path: Path) -> None:
+    """Retention's deletes made while the worker was away may have left the changelog."""
+    data_dir, table_dir = stores(tmp_path)
+    trust_or_forget(data_dir, table_dir)
+    (table_dir / "executions.db").mkdir(parents=True)
+    mark_clean(data_dir)
+    long_ago = time.time() - TRUSTED_FOR_SECONDS - 60
+    os.utime(data_dir / CLEAN_MARK, (long_ago, long_ago))
+    assert not trust_or_forget(data_dir, table_dir)
+    assert not table_dir.exists()
