@@ -278,7 +278,9 @@ def test_an_action_without_the_token_is_refused(
     execution_id = f"{run_token}-console-refused"
     open_failed(browser, settings, base, execution_id)
     act(browser, "actions", token="not-the-token", action="retry")
-    assert browser.find_element(By.CLASS_NAME, "refused").text == "refused: wrong operator token"
+    # The click returns before the answer's page has loaded: wait for it, as for messages.
+    refusals = until(browser, lambda b: b.find_elements(By.CLASS_NAME, "refused"))
+    assert refusals[0].text == "refused: wrong operator token"
     screenshot(browser, workdir, "refused")
     browser.get(f"{base}/executions/{execution_id}")
     assert browser.find_element(By.ID, "status").text == "failed"  # nothing was sent
