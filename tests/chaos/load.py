@@ -6,14 +6,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Protocol
 
 import asyncpg
 
 from stepstream.client.workflow_client import WorkflowClient
+from stepstream.demo.worker_process import wait_until_ready
 from stepstream.streams.settings import Settings
 from stepstream.streams.topics import TopicNames
+from tests.chaos.faults import Workers
+from tests.chaos.verifier import Verdict, evidence, verify
 from tests.integration.workers import read_topic, sleep_diamond
 
 
@@ -81,3 +85,39 @@ async def wait_for_outcomes(engine: Settings, ids: set[str], timeout: float) -> 
             until=lambda events: {e.record["execution_id"] for e in events} >= ids,
             timeout=timeout,
         )
+
+
+async def run_scenario(
+    engine: Settings,
+    workers: Workers,
+    faults: Callable[[asyncio.Event], Awaitable[None]],
+    describe_faults: Callable[[], str],
+    scenario: Load,
+    token: str,
+    database_url: str,
+    layout: str,
+) -> tuple[Verdict, str]:
+    """Start the load at its pace while `faults` runs, until the load is in; then wait
+    for every outcome and verify. Prints the verdict line, and the evidence when anything
+    had to be recovered; returns the verdict and its line."""
+    await wait_until_ready(engine, list(workers.workers.values()), 120)
+    loading = asyncio.Event()
+    fault_loop = asyncio.create_task(faults(loading))
+    async with WorkflowClient(engine, follow_outcomes=False) as client:
+        maintenance = await maintenance_input(database_url)
+        diamonds, requests = await start_at_pace(client, scenario, token, maintenance)
+    loading.set()
+    await fault_loop
+    ids = diamonds | requests
+    await wait_for_outcomes(engine, ids, scenario.deadline)
+    verdict = await verify(engine, ids, requests, database_url)
+    verdict.watchdog_resumes = workers.log_lines("watchdog: execution")
+    verdict.stale_dropped = workers.log_lines("fetched before a rebalance")
+    verdict.guard_heals = workers.log_lines("progress guard: ")
+    line = f"[{layout}] " + verdict.line(describe_faults())
+    print(line)
+    if not verdict.ok or verdict.watchdog_resumes or verdict.guard_heals:
+        stalled = workers.stalled_executions()
+        print(await evidence(engine, (verdict.missing + stalled)[:5]))
+        print(workers.stall_reports())
+    return verdict, line

@@ -8,19 +8,16 @@ CI runs the short scenario inside `make test`; `make chaos` runs the full one
 
 from __future__ import annotations
 
-import asyncio
 import os
 from pathlib import Path
 
 import pytest
 
-from stepstream.client.workflow_client import WorkflowClient
 from stepstream.streams.settings import Settings
 from stepstream.workflows import parse_definition
 from tests.chaos.faults import FULL, LAYOUTS, SHORT, Faults, Scenario
-from tests.chaos.load import REFERENCE, SLEEPY, maintenance_input, start_at_pace, wait_for_outcomes
-from tests.chaos.verifier import evidence, verify
-from tests.integration.workers import engine_env, prepare, wait_until_ready
+from tests.chaos.load import REFERENCE, SLEEPY, run_scenario
+from tests.integration.workers import engine_env, prepare
 
 
 @pytest.fixture(scope="module")
@@ -46,28 +43,16 @@ async def test_no_execution_is_lost_or_stuck_while_workers_are_killed(
     for name in LAYOUTS[layout]:
         faults.start(name)
     try:
-        await wait_until_ready(engine, list(faults.workers.values()), 120)
-        loading = asyncio.Event()
-        fault_loop = asyncio.create_task(faults.run(until=loading))
-        async with WorkflowClient(engine, follow_outcomes=False) as client:
-            maintenance = await maintenance_input(chaos_database_url)
-            token = f"{run_token}-{layout}"  # the schema is shared by both layouts
-            diamonds, requests = await start_at_pace(client, scenario, token, maintenance)
-        loading.set()
-        await fault_loop
-        ids = diamonds | requests
-        await wait_for_outcomes(engine, ids, scenario.deadline)
-        verdict = await verify(engine, ids, requests, chaos_database_url)
-        verdict.watchdog_resumes = faults.log_lines("watchdog: execution")
-        verdict.stale_dropped = faults.log_lines("fetched before a rebalance")
-        verdict.guard_heals = faults.log_lines("progress guard: ")
-        kills = f"kills {faults.kills} ({faults.rebalance_kills} during a rebalance)"
-        line = f"[{layout}] " + verdict.line(kills)
-        print(line)
-        if not verdict.ok or verdict.watchdog_resumes:
-            stalled = faults.stalled_executions()
-            print(await evidence(engine, (verdict.missing + stalled)[:5]))
-            print(faults.stall_reports())
+        verdict, line = await run_scenario(
+            engine,
+            faults,
+            lambda until: faults.run(until=until),
+            lambda: f"kills {faults.kills} ({faults.rebalance_kills} during a rebalance)",
+            scenario,
+            f"{run_token}-{layout}",
+            chaos_database_url,
+            layout,
+        )
         assert verdict.ok, f"{line}\n{faults.log_tails()}"
         # The watchdog is a safety net; here it must have had nothing to catch.
         assert verdict.watchdog_resumes == 0, line

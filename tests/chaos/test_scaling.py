@@ -8,20 +8,17 @@ CI runs the short loop inside `make test`; `make chaos` runs the long one
 
 from __future__ import annotations
 
-import asyncio
 import os
 from pathlib import Path
 
 import pytest
 
-from stepstream.client.workflow_client import WorkflowClient
 from stepstream.streams.settings import Settings
 from stepstream.workflows import parse_definition
 from tests.chaos.faults import LAYOUTS
-from tests.chaos.load import REFERENCE, SLEEPY, maintenance_input, start_at_pace, wait_for_outcomes
+from tests.chaos.load import REFERENCE, SLEEPY, run_scenario
 from tests.chaos.scaling import SCALE_FULL, SCALE_SHORT, Scaling
-from tests.chaos.verifier import evidence, verify
-from tests.integration.workers import engine_env, prepare, wait_until_ready
+from tests.integration.workers import engine_env, prepare
 
 
 @pytest.mark.timeout(900)  # the full loop: 140 s of load, then up to 300 s to finish
@@ -44,29 +41,18 @@ async def test_no_execution_is_lost_or_stuck_while_workers_join_and_leave(
     for name in base:
         scaling.start(name)
     try:
-        await wait_until_ready(engine, list(scaling.workers.values()), 120)
-        loading = asyncio.Event()
-        loop = asyncio.create_task(scaling.run(until=loading))
-        async with WorkflowClient(engine, follow_outcomes=False) as client:
-            maintenance = await maintenance_input(chaos_database_url)
-            token = f"{run_token}-{layout}"
-            diamonds, requests = await start_at_pace(client, scenario, token, maintenance)
-        loading.set()
-        await loop
-        ids = diamonds | requests
-        await wait_for_outcomes(engine, ids, scenario.deadline)
-        verdict = await verify(engine, ids, requests, chaos_database_url)
-        verdict.watchdog_resumes = scaling.log_lines("watchdog: execution")
-        verdict.stale_dropped = scaling.log_lines("fetched before a rebalance")
-        verdict.guard_heals = scaling.log_lines("progress guard: ")
-        line = f"[{layout}] " + verdict.line(scaling.summary())
-        print(line)
-        if not verdict.ok or verdict.watchdog_resumes or verdict.guard_heals:
-            stalled = scaling.stalled_executions()
-            print(await evidence(engine, (verdict.missing + stalled)[:5]))
-            print(scaling.stall_reports())
+        verdict, line = await run_scenario(
+            engine,
+            scaling,
+            lambda until: scaling.run(until=until),
+            scaling.summary,
+            scenario,
+            f"{run_token}-{layout}",
+            chaos_database_url,
+            layout,
+        )
         assert verdict.ok, f"{line}\n{scaling.log_tails()}"
-        assert (scaling.joins >= 2 and scaling.behind >= 1) or scenario is SCALE_SHORT, line
+        assert scaling.behind >= 1, line  # at least one join on a store far behind
         assert scaling.forced == 0, line  # a clean leave ends on SIGTERM
     finally:
         scaling.stop_all()
