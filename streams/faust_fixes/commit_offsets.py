@@ -10,6 +10,12 @@ loses it if the worker then dies. Found by reading faust while chasing the one c
 in which the watchdog had to resume executions (their step completions were never
 applied); whether it caused that run is not proven.
 
+A partition nobody has committed (faust reads a committed 0 as none) has its head at its
+first offset, which correction 2 records where it seeks such a partition to its
+beginning: faust committed past a first event dropped there. Found by this project's
+start-watchdog test, whose dropped start was committed past whenever a later start
+landed on the same fresh partition.
+
 faust code (faust-streaming 0.15.3, aiokafka 0.14):
 - Consumer._new_offset, in
   https://github.com/faust-streaming/faust/blob/v0.15.3/faust/transport/consumer.py
@@ -25,6 +31,15 @@ from typing import Any
 
 from faust.transport.consumer import Consumer
 from faust.utils.functional import consecutive_numbers
+
+
+def first_offsets(consumer: object) -> dict[Any, int]:
+    """The first offset of each partition this consumer read from its beginning, nobody
+    having committed it (kept by correction 2, on the consumer)."""
+    found: dict[Any, int] | None = consumer.__dict__.get("_stepstream_first_offsets")
+    if found is None:
+        found = consumer.__dict__["_stepstream_first_offsets"] = {}
+    return found
 
 
 def _new_offset(self: Consumer, tp: Any) -> int | None:
@@ -47,6 +62,10 @@ def _new_offset(self: Consumer, tp: Any) -> int | None:
     # committed past with no checkpoint and no StepReady). Gaps are ignored.
     self._gap[tp].clear()
     committed = self._committed_offset[tp]
+    if committed is None:  # never committed (or at 0, which faust reads as None): the
+        # head is the partition's first offset. Without it, an event dropped at the very
+        # start of a partition was committed past (seen: a start request lost for good).
+        committed = first_offsets(self).get(tp)
     # An offset acknowledged in two consumer generations (read again after a rebalance)
     # can be in the list twice, and offsets already committed can linger: either one
     # splits every run into runs of one, and the commit then crawls one offset at a

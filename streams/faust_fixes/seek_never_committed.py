@@ -33,22 +33,34 @@ from typing import Any
 
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
+from stepstream.streams.faust_fixes.commit_offsets import first_offsets
 
-async def _seek_to_committed_or_beginning(consumer: Any) -> Mapping[Any, int]:
+
+async def _seek_to_committed_or_beginning(
+    consumer: Any,
+) -> tuple[Mapping[Any, int], dict[Any, int]]:
+    """The committed offsets, and the first offset of each partition nobody committed
+    (where it was sought to)."""
     committed: Mapping[Any, int] = await consumer.seek_to_committed()
     never_committed = [tp for tp, offset in committed.items() if not offset]
     if never_committed:
         await consumer.seek_to_beginning(*never_committed)
-    return committed
+    return committed, {tp: await consumer.position(tp) for tp in never_committed}
 
 
 async def _seek_to_committed(self: AIOKafkaConsumerThread) -> Mapping[Any, int]:
     """Replaces `AIOKafkaConsumerThread.seek_to_committed` (runs in faust's consumer
-    thread, like the original)."""
-    result: Mapping[Any, int] = await self.call_thread(
+    thread, like the original). faust reads a committed offset of 0 as none at all, so
+    the first offsets of the partitions read from their beginning are kept for the
+    commit's head check (correction 5): their first record must be processed before any
+    commit passes it."""
+    committed: Mapping[Any, int]
+    first: dict[Any, int]
+    committed, first = await self.call_thread(
         _seek_to_committed_or_beginning, self._ensure_consumer()
     )
-    return result
+    first_offsets(self.consumer).update(first)
+    return committed
 
 
 def apply() -> None:

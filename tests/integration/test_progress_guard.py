@@ -91,6 +91,12 @@ async def test_a_start_with_no_outcome_is_listed_by_stalled_and_announced_again(
     try:
         await wait_until_ready(engine, [worker], 120)
         async with WorkflowClient(engine) as client:
+            # A later start on the same fresh partition, processed: the commit must still
+            # not pass the dropped one (it did: faust reads an uncommitted head as none).
+            later = await client.start_workflow(
+                "guard-diamond", {}, tenant, "u", f"{execution_id}-2"
+            )
+            assert (await client.wait_for(later, timeout=60)).status == "completed"
             outcome = await client.wait_for(execution_id, timeout=60)
         assert outcome.status == "completed"
         log = worker.log_path.read_text()

@@ -34,6 +34,18 @@ def test_one_unacknowledged_offset_at_the_head_holds_the_commit_back() -> None:
     assert commit_offsets._new_offset(bookkeeping(0, [1, 2]), PARTITION) is None
 
 
+def test_a_partition_nobody_committed_commits_nothing_past_its_first_offset() -> None:
+    """faust reads a committed 0 as None; correction 2 keeps where it read the partition
+    from, and the head check holds there too."""
+    dropped_head = bookkeeping(None, [1, 2])
+    commit_offsets.first_offsets(dropped_head)[PARTITION] = 0
+    assert Consumer._new_offset(bookkeeping(None, [1, 2]), PARTITION) == 3  # faust: lost
+    assert commit_offsets._new_offset(dropped_head, PARTITION) is None
+    whole = bookkeeping(None, [0, 1, 2])
+    commit_offsets.first_offsets(whole)[PARTITION] = 0
+    assert commit_offsets._new_offset(whole, PARTITION) == 3
+
+
 def test_a_run_from_the_committed_offset_is_committed_up_to_its_first_gap() -> None:
     consumer = bookkeeping(100, [100, 101, 102, 104])
     assert commit_offsets._new_offset(consumer, PARTITION) == 103
