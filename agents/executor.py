@@ -15,7 +15,7 @@ from typing import Any, cast
 from aiokafka import ConsumerRecord, TopicPartition
 
 from stepstream.schemas.codec import CODEC
-from stepstream.steps.registry import PermanentStepError, StepContext
+from stepstream.steps.registry import PermanentStepError, StepContext, StepRegistry
 from stepstream.streams.engine import Engine
 from stepstream.streams.events import envelope, now_ms, to_json
 from stepstream.streams.groups import LagGauge, OnRevoke, commit, group_consumer, keep_running
@@ -45,7 +45,9 @@ def context_for(record: dict[str, Any]) -> StepContext:
     )
 
 
-async def run_step(engine: Engine, record: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+async def run_step(
+    registry: StepRegistry, worker: str, record: dict[str, Any]
+) -> tuple[str, dict[str, Any]]:
     """Run one attempt; return the event name and record that report its end."""
     started_at = now_ms()
     ids = (record["step_id"], record["attempt"])
@@ -54,10 +56,10 @@ async def run_step(engine: Engine, record: dict[str, Any]) -> tuple[str, dict[st
         "step_type": record["step_type"],
         "attempt": record["attempt"],
         "started_at": started_at,
-        "worker": engine.options.name,
+        "worker": worker,
     }
     try:
-        handler = engine.registry.handler_for(record["step_type"])
+        handler = registry.handler_for(record["step_type"])
         # asyncio.timeout, not wait_for: wait_for runs the handler in a task of its own.
         async with asyncio.timeout(record["timeout_ms"] / 1000):
             output = await handler(context_for(record))
@@ -88,8 +90,9 @@ class Executor:
     event that reports its step, so a crash re-runs a step rather than losing it (the
     coordinator ignores the second report)."""
 
-    def __init__(self, engine: Engine, concurrency: int) -> None:
+    def __init__(self, engine: Engine, registry: StepRegistry, concurrency: int) -> None:
         self.engine = engine
+        self.registry = registry
         self.slots = asyncio.Semaphore(concurrency)
         self.offsets = OffsetTracker()
         self.running: set[asyncio.Task[None]] = set()
@@ -166,12 +169,12 @@ class Executor:
             return await self.engine.dead_letter(
                 message, f"unexpected {decoded.name} on {names.step_ready}"
             )
-        name, record = await run_step(self.engine, decoded.record)
+        name, record = await run_step(self.registry, self.engine.options.name, decoded.record)
         return await self.engine.send(names.step_completed, record["execution_id"], name, record)
 
 
-def install(engine: Engine) -> None:
+def install(engine: Engine, registry: StepRegistry) -> None:
     @engine.app.task  # type: ignore[untyped-decorator]
     async def run_executor() -> None:
         concurrency = engine.options.executor_concurrency
-        await keep_running("executor", lambda: Executor(engine, concurrency).run())
+        await keep_running("executor", lambda: Executor(engine, registry, concurrency).run())

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,6 +30,8 @@ from stepstream.streams.topics import declare_topics
 from stepstream.workflows import InvalidDefinition, build_definition
 
 log = logging.getLogger(__name__)
+
+Database = Callable[[], Awaitable[asyncpg.Pool]]  # the worker's pool, made on first use
 
 # A rejected start gets a row with its reason, unless the id is taken: a start refused as
 # a duplicate names another tenant's (or the same) execution, whose row it must not touch.
@@ -222,11 +225,12 @@ def rows_for(events: list[DecodedEvent]) -> tuple[Rows, Rows, Rows, Rows]:
 
 
 class Persister:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, database: Database) -> None:
         self.engine = engine
+        self.database = database
 
     async def write(self, executions: Rows, steps: Rows, replays: Rows, rejected: Rows) -> None:
-        pool = await self.engine.database()
+        pool = await self.database()
         with METRICS.timed_query("persist_batch"):
             async with pool.acquire() as connection, connection.transaction():
                 if executions:
@@ -252,7 +256,7 @@ class Persister:
             try:
                 record = CODEC.decode(message.value or b"").record
                 body = json.loads(record["definition_json"])
-                valid.append(build_definition(body, self.engine.registry))
+                valid.append(build_definition(body, self.engine.step_types))
             except (EventCodecError, InvalidDefinition, ValueError, KeyError) as error:
                 reason = f"invalid definition: {type(error).__name__}: {error}"
                 letters.append(await self.engine.dead_letter(message, reason))
@@ -268,7 +272,7 @@ class Persister:
                 queues,
             )
         if valid:  # for `describe` and queries; `register` saves its own the same way
-            pool = await self.engine.database()
+            pool = await self.database()
             async with pool.acquire() as connection:
                 for definition in valid:
                     await save_definition(connection, definition)
@@ -355,7 +359,7 @@ class Persister:
             await consumer.stop()
 
 
-def install(engine: Engine) -> None:
+def install(engine: Engine, database: Database) -> None:
     @engine.app.task  # type: ignore[untyped-decorator]
     async def run_persister() -> None:
-        await keep_running("persister", lambda: Persister(engine).run())
+        await keep_running("persister", lambda: Persister(engine, database).run())

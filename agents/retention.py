@@ -119,13 +119,3 @@ class Retention:
     async def tell_intake(self, events: Iterable[tuple[str, dict[str, Any]]]) -> None:
         for tenant, record in events:
             await self.engine.send(self.engine.names.workflow_start, tenant, "RetentionDue", record)
-
-
-def install(engine: Engine, checkpoints: Checkpoints) -> Retention:
-    retention = Retention(engine, checkpoints)
-
-    @engine.app.timer(interval=SWEEP_SECONDS)  # type: ignore[untyped-decorator]
-    async def sweep_retired() -> None:
-        await retention.sweep()
-
-    return retention

@@ -7,7 +7,8 @@ point: it logs what each waits for and emits the execution's outstanding command
 timeout plus margin before it looks at that execution again.
 
 It reads checkpoints but never writes them, so it needs no partition context. Its index
-lives in memory: it is rebuilt from the table when partitions are recovered.
+lives in memory: the coordinator rebuilds it from the running index when partitions
+are recovered.
 """
 
 from __future__ import annotations
@@ -15,8 +16,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
-
-from faust.types import TableT
 
 from stepstream.agents.checkpoints import Checkpoints
 from stepstream.infra.metrics import METRICS
@@ -75,11 +74,7 @@ class Watchdog:
             self.deadlines[key] = now + longest + self.margin_ms
 
 
-def install(
-    engine: Engine, table: TableT[bytes, Any], checkpoints: Checkpoints, emit: Emit
-) -> Watchdog:
-    watchdog = Watchdog(engine.settings.watchdog_margin_ms)
-
+def install(engine: Engine, watchdog: Watchdog, checkpoints: Checkpoints, emit: Emit) -> None:
     @engine.app.timer(interval=CHECK_INTERVAL_SECONDS)  # type: ignore[untyped-decorator]
     async def look_for_stalls() -> None:
         await watchdog.check(now_ms(), checkpoints.of, emit)
@@ -88,13 +83,3 @@ def install(
     @engine.app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def forget(sender: Any, *args: Any, **kwargs: Any) -> None:
         watchdog.deadlines.clear()  # rebuilt from the table once partitions are recovered
-
-    @table.on_recover
-    async def rebuild() -> None:
-        """From the running index: what is in flight, not every checkpoint kept."""
-        executions = engine.names.executions
-        partitions = {tp.partition for tp in engine.assigned if tp.topic == executions}
-        for key, state, _ in checkpoints.running(partitions):
-            watchdog.track(key, state)
-
-    return watchdog

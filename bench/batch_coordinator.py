@@ -30,7 +30,7 @@ from pipeline import (  # a sibling script: bench/ is on the path
     saturation,
 )
 
-from stepstream.agents.coordinator import core_event, step_ready
+from stepstream.agents.coordinator_events import core_event, step_ready
 from stepstream.client.workflow_client import WorkflowClient
 from stepstream.demo.worker_process import WorkerProcess, wait_until_ready
 from stepstream.schemas.codec import CODEC

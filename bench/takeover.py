@@ -10,8 +10,11 @@ the partitions over. Modes:
   retired  WORKFLOW_RETENTION_SECONDS=1: checkpoints and start ids leave, and once the
            changelogs are compacted, the joiner reads what is left. The bench sets its
            own changelogs to roll and compact within seconds and to drop tombstones
-           after a second (production keeps them a day: within that day a takeover
-           also reads the day's tombstones).
+           after a second: the cost a day after the history ran.
+  retired-day  the same, but tombstones are kept a day, as in production
+           (streams.tables COMPACTED_PROMPTLY): the cost on the day the history ran,
+           when a takeover also reads that day's tombstones.
+A history of 0 is the empty group's baseline.
 Prints the changelog bytes (executions and started, on the broker's disk), time from
 the joiner's start to its ready line, and its RSS. Asserts nothing; deletes its topics.
 """
@@ -42,6 +45,7 @@ TABLES = ("executions", "started")
 STATE_DIR = os.environ.get("STEPSTREAM_STATE_DIR", "/var/tmp/stepstream")  # noqa: S108 - services.sh's
 KAFKA_DATA = Path(STATE_DIR) / "kafka" / "data"
 METRICS_PORT = 19471
+DAY_MS = 86_400_000
 
 
 def changelog_bytes(prefix: str) -> int:
@@ -63,15 +67,16 @@ def rss_mb(pid: int) -> float:
     return int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) / 1024  # type: ignore[union-attr]
 
 
-async def compact_promptly(settings: Settings) -> None:
-    """The bench's own changelogs roll and compact within seconds, tombstones included."""
+async def compact_promptly(settings: Settings, tombstones_ms: int = 1000) -> None:
+    """The bench's own changelogs roll and compact within seconds; tombstones stay for
+    `tombstones_ms`."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
     await admin.start()
     try:
         configs = {
             "cleanup.policy": "compact",  # AlterConfigs replaces the whole set
             "segment.ms": "1000",
-            "delete.retention.ms": "1000",
+            "delete.retention.ms": str(tombstones_ms),
             "min.cleanable.dirty.ratio": "0.01",
             "min.compaction.lag.ms": "0",
         }
@@ -121,7 +126,7 @@ def measure(count: int, mode: str, workdir: Path) -> str:
         "STEPSTREAM_TOPIC_PARTITIONS": "8",
         "WORKFLOW_RATE_LIMIT_ENABLED": "false",
         "STEPSTREAM_METRICS_PORT": str(METRICS_PORT),
-        "WORKFLOW_RETENTION_SECONDS": "1" if mode == "retired" else "100000000",
+        "WORKFLOW_RETENTION_SECONDS": "100000000" if mode == "kept" else "1",
     }
     settings = Settings.from_env(env)
     asyncio.run(prepare(settings, SINGLE))
@@ -129,18 +134,18 @@ def measure(count: int, mode: str, workdir: Path) -> str:
     joiner = None
     try:
         asyncio.run(wait_until_ready(settings, [first], 120))
-        if mode == "retired":
-            asyncio.run(compact_promptly(settings))
+        if mode != "kept":
+            asyncio.run(compact_promptly(settings, DAY_MS if mode == "retired-day" else 1000))
         asyncio.run(run_history(settings, count))
         wait_for(
             lambda: scrape('stepstream_executions_total{outcome="completed"}') >= count,
             1800,
             "history not completed",
         )
-        if mode == "retired":
+        if mode != "kept":
             wait_for(
                 lambda: scrape("stepstream_checkpoints_retired_total") >= count,
-                600,
+                1800,
                 "history not retired",
             )
             settled = [changelog_bytes(prefix)]

@@ -310,7 +310,7 @@ class WorkflowClient:
     async def wait_for(self, execution_id: str, timeout: float, run: int = 0) -> Outcome:
         """The execution's outcome, or TimeoutError after `timeout` seconds. With `run`
         (from `replay`), the outcome of that run: its event ids are the coordinator's
-        (`stepstream.agents.coordinator.run_of`)."""
+        (`stepstream.agents.coordinator_events.run_of`)."""
         await self._producer.flush()
         ids = None
         if run:

@@ -1,7 +1,9 @@
 """The composition root: the one place that builds a worker from its parts.
 
 `streams` gives the faust app, its tables and the Engine the agents share; `steps` and
-`infra` the step handlers and the domain services behind them; `agents` the four agents.
+`infra` the step handlers and the domain services behind them; `agents` the agents. It
+builds the resources (`infra.resources`) and hands each agent and step package what it
+uses.
 Only this module imports all of them, so the engine knows nothing of the agents.
 """
 
@@ -9,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import redis.asyncio as aioredis
 
@@ -18,21 +22,17 @@ from stepstream.agents import coordinator, executor, intake, persister
 from stepstream.infra.ai import OpenAICompatibleClassifier, PriorityClassifier, RulesClassifier
 from stepstream.infra.cache import TieredCache
 from stepstream.infra.priority import PriorityService
+from stepstream.infra.resources import Resources
 from stepstream.steps.builtin import default_registry
 from stepstream.steps.maintenance import MaintenanceSteps
 from stepstream.steps.packages import load_packages
+from stepstream.steps.registry import StepContext, StepRegistry
 from stepstream.streams import announcer
 from stepstream.streams.engine import Engine, Worker, WorkerOptions, create_engine
+from stepstream.streams.events import envelope
 from stepstream.streams.local_store import trust_or_forget
-from stepstream.streams.roles import ROLES
 from stepstream.streams.settings import Settings
 from stepstream.streams.topics import TopicNames, declare_topics
-
-AGENTS_OF_ROLE = {
-    "coordinator": (intake, coordinator),
-    "executor": (executor,),
-    "persister": (persister,),
-}
 
 
 @contextlib.asynccontextmanager
@@ -67,27 +67,72 @@ async def priority_service(settings: Settings) -> AsyncIterator[PriorityService]
         await redis.aclose()
 
 
+@dataclass
+class ComposedWorker:
+    """A worker's parts: the Kafka runtime, the resources beside it and the step types."""
+
+    engine: Engine
+    resources: Resources
+    registry: StepRegistry
+
+    async def close(self) -> None:
+        await self.engine.close()
+        await self.close_resources()
+
+    async def close_resources(self) -> None:
+        await self.resources.close()
+        for package in self.registry.packages:  # step packages' own resources
+            await package.close()
+
+
+def notifier(engine: Engine) -> Callable[[StepContext, dict[str, Any]], Awaitable[None]]:
+    """How the maintenance steps publish a notification: onto the notifications topic."""
+
+    async def publish(context: StepContext, notification: dict[str, Any]) -> None:
+        origin = {
+            "execution_id": context.execution_id,
+            "workflow_id": context.workflow_id,
+            "workflow_version": context.workflow_version,
+            "tenant_id": context.tenant_id,
+            "user_id": context.user_id,
+        }
+        record = envelope("notification", origin, notification["notification_id"], **notification)
+        await engine.send(engine.names.notifications, context.execution_id, "Notification", record)
+
+    return publish
+
+
 def build_worker(
     settings: Settings, options: WorkerOptions, step_modules: Sequence[str] = ()
-) -> Engine:
+) -> ComposedWorker:
     """The engine with every step type registered (built-in, maintenance, the installed
-    step packages and those of `step_modules`) and the agents of its roles installed. A
-    worker without the executor role still knows every step type: its catalog accepts
-    only definitions whose step types are registered."""
+    step packages and those of `step_modules`) and the agents of its roles installed,
+    each given what it uses. A worker without the executor role still knows every step
+    type: its catalog accepts only definitions whose step types are registered."""
     registry = default_registry()
     for package in load_packages(step_modules):
         registry.include(package)
     engine = create_engine(settings, options, registry)
+    resources = Resources(settings.database_url, settings.redis_url)
     maintenance = MaintenanceSteps(
-        engine.database, lambda: priority_service(settings), engine.publish_notification
+        resources.database, lambda: priority_service(settings), notifier(engine)
     )
     registry.include(maintenance.package)
-    for role in ROLES:
-        if role in options.roles:
-            for agent in AGENTS_OF_ROLE[role]:
-                agent.install(engine)
+    if "coordinator" in options.roles:
+        intake.install(engine, resources.redis)
+        coordinator.install(engine)
+    if "executor" in options.roles:
+        executor.install(engine, registry)
+    if "persister" in options.roles:
+        persister.install(engine, resources.database)
     announcer.install(engine)
-    return engine
+    worker = ComposedWorker(engine, resources, registry)
+
+    @engine.app.on_before_shutdown.connect  # type: ignore[arg-type]
+    async def close_resources(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
+        await worker.close_resources()  # the engine closes its own catalog
+
+    return worker
 
 
 def run_worker(
@@ -109,7 +154,7 @@ def run_worker(
     # uvloop: the worker spends a large share of its time in the event loop itself.
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     asyncio.set_event_loop(asyncio.new_event_loop())  # asyncio.run closed the last one
-    engine = build_worker(settings, options, step_modules)
+    engine = build_worker(settings, options, step_modules).engine
     trust_or_forget(options.data_dir, Path(engine.app.conf.tabledir))
     worker = Worker(
         engine.app, options.data_dir, settings.log_format, loglevel=loglevel, quiet=True

@@ -32,7 +32,7 @@ def install(engine: Engine) -> None:
             await serve_metrics()
         announcement = Announcement(
             worker=name,
-            step_types=tuple(sorted(engine.registry)) if runs_steps else (),
+            step_types=tuple(sorted(engine.step_types)) if runs_steps else (),
             queues=(),
             builtin_executor=runs_steps,
             started_at_ms=started,

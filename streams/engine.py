@@ -1,32 +1,31 @@
-"""The Faust app and what the agents share: topics, tables, the catalog, sending.
+"""The Kafka runtime the agents share: the Faust app, topics, tables, the definition
+catalog, sending, dead letters, consuming and partition ownership.
 
-It knows nothing of the agents: `stepstream.worker` composes a worker from this engine,
-the step handlers and the agents."""
+It knows nothing of the agents, the step handlers, PostgreSQL or Redis:
+`stepstream.worker` composes a worker from this engine, those resources and the agents."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import os
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, cast
 
-import asyncpg
 import faust
-import redis.asyncio as aioredis
 from faust.types import TP, EventT, ProducerT, StreamT
 
 from stepstream.infra.metrics import METRICS
 from stepstream.schemas.codec import CODEC, EventCodecError
-from stepstream.steps.registry import StepContext, StepRegistry
 from stepstream.streams import faust_fixes, log_format, log_throttle
 from stepstream.streams.batches import take_available
 from stepstream.streams.codec import register_codec
 from stepstream.streams.definitions import DefinitionCatalog
+from stepstream.streams.due_events import DueEvents
 from stepstream.streams.engine_group import EngineGroup
-from stepstream.streams.events import envelope, now_ms
+from stepstream.streams.events import now_ms
 from stepstream.streams.guard import PartitionGuard
 from stepstream.streams.local_store import mark_clean
 from stepstream.streams.partitioner import cached_partitioner
@@ -89,6 +88,8 @@ def default_data_dir(worker_name: str) -> Path:
 # What a dead letter keeps of the original bytes: well under the producer's 1 MiB
 # request limit whatever the key and the error add.
 DEAD_LETTER_PAYLOAD_LIMIT = 256 * 1024
+# How often due timers are looked at: a timer fires at most this late, plus the send.
+DUE_EVENTS_INTERVAL_SECONDS = 0.2
 
 
 @dataclass(frozen=True)
@@ -109,13 +110,11 @@ class Engine:
     topics: dict[str, faust.TopicT]
     tables: Tables | None  # None in a worker without the coordinator role
     catalog: DefinitionCatalog
-    registry: StepRegistry
+    step_types: Collection[str]  # what the worker's registry serves, kept up to date by it
     guard: PartitionGuard
+    due: DueEvents = field(default_factory=DueEvents)  # the agents' wall-clock timers
     _catalog_started: asyncio.Lock = field(default_factory=asyncio.Lock)
     _catalog_running: bool = False
-    _pool: asyncpg.Pool | None = None
-    _pool_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    _redis: aioredis.Redis | None = None
     stale_events: int = 0  # dropped by the generation fence
     superseded_reports: int = 0  # step reports of an attempt that was no longer current
     assigned: set[TP] = field(default_factory=set)  # kept by faust's rebalance signals
@@ -125,38 +124,6 @@ class Engine:
         if self.tables is None:
             raise RuntimeError(f"worker {self.options.name} does not have the coordinator role")
         return self.tables
-
-    async def database(self) -> asyncpg.Pool:
-        """The worker's PostgreSQL pool, created on first use: a worker whose steps never
-        touch the database never connects to it."""
-        async with self._pool_lock:
-            if self._pool is None:
-                self._pool = await asyncpg.create_pool(
-                    self.settings.database_url, min_size=1, max_size=10
-                )
-            return self._pool
-
-    def redis(self) -> aioredis.Redis:
-        """The worker's Redis client (connections are made on first command). Short
-        socket timeouts: a Redis that is down must cost milliseconds, not seconds."""
-        if self._redis is None:
-            self._redis = aioredis.from_url(
-                self.settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5
-            )
-        return self._redis
-
-    async def publish_notification(
-        self, context: StepContext, notification: dict[str, Any]
-    ) -> None:
-        origin = {
-            "execution_id": context.execution_id,
-            "workflow_id": context.workflow_id,
-            "workflow_version": context.workflow_version,
-            "tenant_id": context.tenant_id,
-            "user_id": context.user_id,
-        }
-        record = envelope("notification", origin, notification["notification_id"], **notification)
-        await self.send(self.names.notifications, context.execution_id, "Notification", record)
 
     async def definitions(self) -> DefinitionCatalog:
         async with self._catalog_started:
@@ -170,15 +137,6 @@ class Engine:
             if self._catalog_running:
                 await self.catalog.stop()
                 self._catalog_running = False
-        async with self._pool_lock:
-            if self._pool is not None:
-                await self._pool.close()
-                self._pool = None
-        if self._redis is not None:
-            await self._redis.aclose()
-            self._redis = None
-        for package in self.registry.packages:  # step packages' resources
-            await package.close()
 
     async def producer(self) -> ProducerT:
         return cast(ProducerT, await self.app.maybe_start_producer())
@@ -322,13 +280,16 @@ class Engine:
         return cast(asyncio.Future[Any], delivery)
 
 
-def create_engine(settings: Settings, options: WorkerOptions, registry: StepRegistry) -> Engine:
+def create_engine(
+    settings: Settings, options: WorkerOptions, step_types: Collection[str]
+) -> Engine:
     """The app, its topics and, with the coordinator role, its tables. The catalog accepts
-    definitions whose step types are in `registry`, including those registered after this
-    call. A worker without the coordinator role is a producer-only app (`<prefix>-steps`):
-    it joins no faust group (in `<prefix>-engine` it would take a share of the
-    coordinator's partitions), and its executor and persister start at once instead of
-    after a first rebalance, which after a kill waits out the dead process's session."""
+    definitions whose step types are in `step_types` (a live collection: a registry's
+    types registered after this call count too). A worker without the coordinator role
+    is a producer-only app (`<prefix>-steps`): it joins no faust group (in
+    `<prefix>-engine` it would take a share of the coordinator's partitions), and its
+    executor and persister start at once instead of after a first rebalance, which after
+    a kill waits out the dead process's session."""
     names = TopicNames.for_prefix(settings.topic_prefix)
     faust_fixes.apply()
     register_codec()
@@ -373,8 +334,8 @@ def create_engine(settings: Settings, options: WorkerOptions, registry: StepRegi
         names=names,
         topics=topics,
         tables=declare_tables(app, settings.topic_partitions) if coordinates else None,
-        catalog=DefinitionCatalog(settings.kafka_bootstrap_servers, names.definitions, registry),
-        registry=registry,
+        catalog=DefinitionCatalog(settings.kafka_bootstrap_servers, names.definitions, step_types),
+        step_types=step_types,
         guard=PartitionGuard(settings.kafka_bootstrap_servers, settings.stall_seconds),
     )
     if coordinates:
@@ -384,6 +345,10 @@ def create_engine(settings: Settings, options: WorkerOptions, registry: StepRegi
     @app.task  # type: ignore[untyped-decorator]
     async def guard_progress() -> None:
         await engine.guard.run()
+
+    @app.timer(interval=DUE_EVENTS_INTERVAL_SECONDS)  # type: ignore[untyped-decorator]
+    async def fire_due_events() -> None:
+        await engine.due.fire(now_ms(), engine.send)
 
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def assigned(sender: Any, assigned: set[TP], **kwargs: Any) -> None:

@@ -59,12 +59,12 @@ async def test_a_refused_row_is_dead_lettered_and_the_rest_of_the_batch_is_writt
         )
     await producer.stop()
     batch = await consume_from(engine_settings, names.executions, 0)
-    engine = build_worker(engine_settings, WorkerOptions("persister", tmp_path, "memory://"))
+    worker = build_worker(engine_settings, WorkerOptions("persister", tmp_path, "memory://"))
     try:
-        await Persister(engine).persist(batch)
+        await Persister(worker.engine, worker.resources.database).persist(batch)
     finally:
-        await engine.close()
-        await (await engine.producer()).stop()
+        await worker.close()
+        await (await worker.engine.producer()).stop()
 
     connection = await asyncpg.connect(engine_settings.database_url)
     try:
@@ -121,9 +121,10 @@ async def test_a_letter_is_re_driven_once_the_cause_is_fixed(
         CREATE TRIGGER {guard} BEFORE INSERT ON workflow_executions
             FOR EACH ROW EXECUTE FUNCTION {guard}();"""
     )
-    engine = build_worker(engine_settings, WorkerOptions("redrive", tmp_path, "memory://"))
+    worker = build_worker(engine_settings, WorkerOptions("redrive", tmp_path, "memory://"))
+    persister = Persister(worker.engine, worker.resources.database)
     try:
-        producer = await engine.producer()
+        producer = await worker.engine.producer()
         await (
             await producer.send(
                 names.executions,
@@ -134,7 +135,7 @@ async def test_a_letter_is_re_driven_once_the_cause_is_fixed(
                 None,
             )
         )
-        await Persister(engine).persist(await consume_from(engine_settings, names.executions, 0))
+        await persister.persist(await consume_from(engine_settings, names.executions, 0))
         await database.execute(
             f"DROP TRIGGER {guard} ON workflow_executions; DROP FUNCTION {guard}();"
         )
@@ -152,10 +153,10 @@ async def test_a_letter_is_re_driven_once_the_cause_is_fixed(
         assert [(r.key, r.value) for r in redriven] == [
             (blocked.encode(), CODEC.encode("WorkflowStarted", started_record(blocked)))
         ]
-        await Persister(engine).persist(redriven)
+        await persister.persist(redriven)
     finally:
-        await engine.close()
-        await (await engine.producer()).stop()
+        await worker.close()
+        await (await worker.engine.producer()).stop()
         await database.execute(f"DROP TRIGGER IF EXISTS {guard} ON workflow_executions")
         await database.execute(f"DROP FUNCTION IF EXISTS {guard}()")
         row = await database.fetchrow(

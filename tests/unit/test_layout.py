@@ -115,3 +115,14 @@ def test_the_roles_import_each_other_without_a_circle() -> None:
 
     for role in ROLES:
         visit(role, ())
+
+
+def test_the_kafka_runtime_uses_no_database_redis_or_step_code() -> None:
+    """`streams` is the Kafka runtime: PostgreSQL, Redis and the step registry are the
+    composition root's to build and hand over (`stepstream.worker`, `infra.resources`)."""
+    for path in modules_of("streams"):
+        used = imports_of(path)
+        roots = {name.split(".")[0] for name in used}
+        assert not roots & {"asyncpg", "redis"}, f"{path.relative_to(ROOT)}: {sorted(used)}"
+        steps = {name for name in used if role_of(name) == "steps"}
+        assert not steps, f"{path.relative_to(ROOT)} imports {sorted(steps)}"

@@ -1,0 +1,193 @@
+"""What the coordinator reads and sends: Kafka records turned into the core's events,
+and the core's commands turned into the records they send."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stepstream.streams.events import envelope, from_json, now_ms, to_json
+from stepstream.streams.partitioner import partition_index
+from stepstream.streams.topics import TopicNames
+from stepstream.workflows import (
+    CancelWorkflow,
+    Command,
+    CompleteWorkflow,
+    EmitStepReady,
+    Event,
+    ExecutionState,
+    FailWorkflow,
+    Heartbeat,
+    Replay,
+    ReplayAction,
+    ScheduleRetry,
+    ScheduleTimeout,
+    SkipStep,
+    Started,
+    StepCompleted,
+    StepFailed,
+    Tick,
+)
+
+# An outgoing event: topic, key, schema name, record.
+Outgoing = tuple[str, str, str, dict[str, Any]]
+
+
+def source_codes(names: TopicNames) -> dict[str, str]:
+    """Short names of the coordinator's input topics, as the checkpoint's `applied` keys."""
+    return {names.executions: "x", names.step_completed: "c", names.replay: "r"}
+
+
+def core_event(name: str, record: dict[str, Any]) -> Event:
+    """Translate a decoded Kafka event into the reducer's event. A worker's failure and
+    heartbeat take the coordinator's clock, not the worker's `finished_at` or
+    `timestamp`: retries and deadlines count from them, and a worker's clock may be
+    wrong."""
+    if name == "WorkflowStarted":
+        return Started(at_ms=record["timestamp"])
+    if name == "StepCompleted":
+        try:
+            output = from_json(record["output_json"])
+        except ValueError as error:  # the worker's bug: fail the attempt, for good, and say why
+            return StepFailed(
+                record["step_id"],
+                record["attempt"],
+                f"InvalidOutput: output_json is not JSON ({error})",
+                retryable=False,
+                at_ms=now_ms(),
+                started_at_ms=record["started_at"],
+            )
+        return StepCompleted(
+            record["step_id"],
+            record["attempt"],
+            output,
+            at_ms=record["finished_at"],
+            started_at_ms=record["started_at"],
+        )
+    if name == "StepFailed":
+        return StepFailed(
+            record["step_id"],
+            record["attempt"],
+            f"{record['error_type']}: {record['error_message']}",
+            record["retryable"],
+            at_ms=now_ms(),
+            started_at_ms=record["started_at"],
+        )
+    if name == "StepHeartbeat":
+        return Heartbeat(record["step_id"], record["attempt"], at_ms=now_ms())
+    if name == "StepRetryDue":
+        return Tick(now_ms=max(record["timestamp"], now_ms()))
+    if name == "ReplayRequested":
+        return Replay(
+            record["request_id"],
+            ReplayAction(record["action"]),
+            at_ms=record["timestamp"],
+            step_id=record["step_id"],
+            reason=record["reason"],
+        )
+    raise ValueError(f"the coordinator does not take {name} events")
+
+
+def misrouted(key: bytes, partition: int, partitions: int) -> str | None:
+    """Why an event may not be applied where it was published: an execution's events and
+    checkpoint live in its key's partition, and one published elsewhere (a producer with
+    another partitioner) would be applied against a checkpoint that partition does not
+    own."""
+    expected = partition_index(key, partitions)
+    if expected == partition:
+        return None
+    return (
+        f"misrouted: key {key.decode(errors='replace')!r} belongs in partition {expected} by "
+        f"Kafka's default partitioner (murmur2), not {partition}; publish reports keyed by "
+        "execution_id with the default partitioner"
+    )
+
+
+def step_ready(origin: dict[str, Any], command: EmitStepReady) -> dict[str, Any]:
+    """The StepReady record for a command; its idempotency key is what handlers with side
+    effects key them on."""
+    execution_id = origin["execution_id"]
+    return envelope(
+        "ready",
+        origin,
+        command.step_id,
+        command.attempt,
+        step_id=command.step_id,
+        step_type=command.step_type,
+        attempt=command.attempt,
+        idempotency_key=f"{execution_id}/{command.step_id}/{command.attempt}",
+        inputs_json=to_json(command.inputs),
+        config_json=to_json(command.config),
+        timeout_ms=command.timeout_ms,
+    )
+
+
+def run_of(state: ExecutionState) -> tuple[int, ...]:
+    """Id parts that tell an outcome after an operator's replay from the first one (the
+    first run's ids stay as they were)."""
+    return (state.generation,) if state.generation else ()
+
+
+def due_event(
+    names: TopicNames, origin: dict[str, Any], command: ScheduleRetry | ScheduleTimeout
+) -> Outgoing:
+    """The StepRetryDue a retry or a queue step's timeout fires, at its due time, on the
+    execution's partition: it brings the clock to where the checkpoint may be written."""
+    kind = "retry-due" if isinstance(command, ScheduleRetry) else "timeout-due"
+    step_id, attempt = command.step_id, command.attempt
+    due = {**origin, "step_id": step_id, "attempt": attempt}
+    record = envelope(kind, due, step_id, attempt, step_id=step_id, attempt=attempt)
+    record["timestamp"] = command.due_at_ms
+    return names.executions, origin["execution_id"], "StepRetryDue", record
+
+
+def command_event(
+    names: TopicNames, state: ExecutionState, origin: dict[str, Any], command: Command
+) -> Outgoing | None:
+    """The record a command sends now; None for the timers (`due_event`)."""
+    execution_id = state.execution_id
+    started_at = state.started_at_ms
+    match command:
+        case EmitStepReady():
+            queue = state.definition.step_by_id[command.step_id].queue
+            topic = names.step_ready if queue is None else names.task_queue(queue)
+            return topic, execution_id, "StepReady", step_ready(origin, command)
+        case CompleteWorkflow():
+            record = envelope(
+                "completed",
+                origin,
+                *run_of(state),
+                outputs_json=to_json(command.outputs),
+                started_at=started_at or command.at_ms,
+            )
+            return names.workflow_completed, execution_id, "WorkflowCompleted", record
+        case FailWorkflow():
+            record = envelope(
+                "failed",
+                origin,
+                *run_of(state),
+                failed_step_id=command.step_id,
+                error=command.error,
+                started_at=started_at or command.at_ms,
+            )
+            return names.workflow_completed, execution_id, "WorkflowFailed", record
+        case SkipStep():
+            record = envelope(
+                "step-skipped",
+                origin,
+                command.step_id,
+                *run_of(state),
+                step_id=command.step_id,
+                step_type=state.definition.step_by_id[command.step_id].type,
+                reason=command.reason,
+            )
+            return names.step_completed, execution_id, "StepSkipped", record
+        case CancelWorkflow():
+            record = envelope(
+                "cancelled",
+                origin,
+                *run_of(state),
+                reason=command.reason,
+                started_at=started_at or command.at_ms,
+            )
+            return names.workflow_completed, execution_id, "WorkflowCancelled", record
+    return None

@@ -1,0 +1,117 @@
+"""The coordinator's decision for one execution's events of a batch, without I/O.
+
+The checkpoint remembers, per input topic, the offset of the last event it applied
+(`applied`). An event at or below that offset is a redelivery after a crash or a
+rebalance: its state change is already in the checkpoint, but what it emitted may never
+have been delivered, so the execution's outstanding commands (`announce`) are emitted
+again, once per input topic, with the same event ids (delivery rule 2). Every other
+event goes through the reducer; the checkpoint is written once for the batch, with the
+offsets of the events that changed it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from stepstream.workflows.execution import (
+    Command,
+    Event,
+    ExecutionState,
+    Started,
+    StepCompleted,
+    StepFailed,
+    announce,
+    reduce,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One consumed event: its input topic's code in `applied`, its offset there, and the
+    reducer's event. A start carries its tenant: a start of another tenant's execution
+    with the same id is refused, never merged."""
+
+    source: str
+    offset: int
+    event: Event
+    tenant_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Emission:
+    """A command to send, decided by delivery `index`, in `state` (what it is sent from)."""
+
+    index: int
+    state: ExecutionState
+    command: Command
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """Delivery `index` moved the execution from `before` to `after`."""
+
+    index: int
+    before: ExecutionState
+    after: ExecutionState
+    commands: tuple[Command, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Superseded:
+    """A report of an attempt that is no longer the step's current one."""
+
+    index: int
+    step_id: str
+    attempt: int
+    current: int
+
+
+@dataclass
+class BatchDecision:
+    state: ExecutionState
+    applied: dict[str, int] | None  # offsets to write with `state`
+    write: bool = False  # the checkpoint changed: write `state` and `applied`
+    emissions: list[Emission] = field(default_factory=list)
+    changes: list[Change] = field(default_factory=list)
+    superseded: list[Superseded] = field(default_factory=list)
+    foreign_starts: list[int] = field(default_factory=list)  # deliveries to refuse
+
+
+def apply_batch(
+    state: ExecutionState,
+    tenant_id: str,
+    applied: Mapping[str, int] | None,
+    deliveries: Sequence[Delivery],
+) -> BatchDecision:
+    """Apply `deliveries`, in order, to the execution's checkpoint (`state` and
+    `applied`; `applied` None for an execution not written yet, created by its start)."""
+    offsets = None if applied is None else dict(applied)
+    decision = BatchDecision(state, offsets)
+    for index, delivery in enumerate(deliveries):
+        event = delivery.event
+        if offsets is not None:
+            if isinstance(event, Started) and delivery.tenant_id not in (None, tenant_id):
+                decision.foreign_starts.append(index)
+                continue
+            last = offsets.get(delivery.source, -1)
+            if delivery.offset <= last:
+                if delivery.offset == last:  # once per input topic, not per copy
+                    decision.emissions += [Emission(index, state, c) for c in announce(state)]
+                continue
+        after, commands = reduce(state, event)
+        if after is state and offsets is not None:
+            if isinstance(event, StepCompleted | StepFailed):
+                step = state.steps.get(event.step_id)
+                if step is not None and step.attempt != event.attempt:
+                    decision.superseded.append(
+                        Superseded(index, event.step_id, event.attempt, step.attempt)
+                    )
+            continue  # a duplicate or stale event: nothing to write, nothing to emit
+        decision.changes.append(Change(index, state, after, commands))
+        decision.emissions += [Emission(index, after, c) for c in commands]
+        state = after
+        offsets = {**(offsets or {}), delivery.source: delivery.offset}
+        decision.write = True
+    decision.state, decision.applied = state, offsets
+    return decision
