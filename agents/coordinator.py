@@ -24,7 +24,7 @@ from stepstream.agents.coordinator_events import (
     misrouted,
     source_codes,
 )
-from stepstream.agents.counting import count_commands, count_report
+from stepstream.agents.counting import count_attempt, count_commands
 from stepstream.agents.retention import SWEEP_SECONDS, Retention
 from stepstream.agents.watchdog import Watchdog
 from stepstream.agents.watchdog import install as install_watchdog
@@ -33,12 +33,12 @@ from stepstream.streams.changelog import Changelog
 from stepstream.streams.engine import ConsumedMessage, Engine
 from stepstream.streams.events import envelope
 from stepstream.workflows import (
+    AttemptOutcome,
     Command,
+    EndAttempt,
     ExecutionState,
     ScheduleRetry,
     ScheduleTimeout,
-    StepCompleted,
-    StepFailed,
     announce,
 )
 from stepstream.workflows.batch import BatchDecision, Delivery, apply_batch
@@ -91,8 +91,8 @@ class Coordinator:
             message = event.message
             try:
                 decoded = CODEC.decode(event.value)
-                if decoded.name == "StepSkipped":
-                    continue  # its own announcement, for downstream consumers
+                if decoded.name in ("StepSkipped", "StepAttemptEnded"):
+                    continue  # its own decisions: on step-outcomes now, here before 0.16
                 if decoded.name == "RetentionDue":
                     result.retention.append(decoded.record)  # applied after the batch's events
                     continue
@@ -112,33 +112,34 @@ class Coordinator:
         if decision.write:
             result.checkpoint = (decision.state, origin, decision.applied)
         result.outputs = [
-            (consumed[e.index][0], e.state, origin, e.command) for e in decision.emissions
+            (consumed[e.cause][0], e.state, origin, e.command) for e in decision.emissions
         ]
         result.rejections = [consumed[i][2] for i in decision.foreign_starts]
-        self.count(decision, key, deliveries, consumed)
+        self.count(decision, key)
         return result
 
-    def count(
-        self,
-        decision: BatchDecision,
-        key: bytes,
-        deliveries: Sequence[Delivery],
-        consumed: Sequence[tuple[ConsumedMessage, str, dict[str, Any]]],
-    ) -> None:
-        """Metrics for what changed; a warning for each report that was not current."""
+    def count(self, decision: BatchDecision, key: bytes) -> None:
+        """Metrics for what changed; a warning for each attempt that timed out and each
+        report that was ignored."""
+        execution_id = key.decode()
         for change in decision.changes:
-            event = deliveries[change.index].event
-            if isinstance(event, StepCompleted | StepFailed):
-                name = "StepCompleted" if isinstance(event, StepCompleted) else "StepFailed"
-                count_report(name, consumed[change.index][2], change.before)
-            count_commands(change.commands, change.after)
-        for late in decision.superseded:
-            self.engine.superseded_reports += 1
-            execution_id = key.decode()
+            count_commands(change.commands, change.before, change.after)
+            for command in change.commands:
+                if isinstance(command, EndAttempt) and command.outcome is AttemptOutcome.TIMED_OUT:
+                    log.warning(
+                        "%s/%s attempt %d timed out (%s); %s",
+                        *(execution_id, command.step_id, command.attempt, command.error),
+                        "a retry follows" if command.will_retry else "the step failed",
+                        extra={"execution_id": execution_id, "step_id": command.step_id},
+                    )
+        for ignored in decision.ignored:
+            end = cast(EndAttempt, ignored.command)
+            count_attempt(end, ignored.state)
+            self.engine.ignored_reports += 1
             log.warning(
-                "ignored the report of %s/%s attempt %d (current %d): not the current attempt",
-                *(execution_id, late.step_id, late.attempt, late.current),
-                extra={"execution_id": execution_id, "step_id": late.step_id},
+                "ignored the %s report of %s/%s attempt %d: %s",
+                *(end.report, execution_id, end.step_id, end.attempt, end.error),
+                extra={"execution_id": execution_id, "step_id": end.step_id},
             )
 
     async def handle_batch(self, stream: StreamT[Any], events: Sequence[EventT[Any]]) -> None:

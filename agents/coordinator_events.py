@@ -9,10 +9,12 @@ from stepstream.streams.events import envelope, from_json, now_ms, to_json
 from stepstream.streams.partitioner import partition_index
 from stepstream.streams.topics import TopicNames
 from stepstream.workflows import (
+    AttemptOutcome,
     CancelWorkflow,
     Command,
     CompleteWorkflow,
     EmitStepReady,
+    EndAttempt,
     Event,
     ExecutionState,
     FailWorkflow,
@@ -55,6 +57,7 @@ def core_event(name: str, record: dict[str, Any]) -> Event:
                 retryable=False,
                 at_ms=now_ms(),
                 started_at_ms=record["started_at"],
+                worker=record["worker"],
             )
         return StepCompleted(
             record["step_id"],
@@ -62,6 +65,7 @@ def core_event(name: str, record: dict[str, Any]) -> Event:
             output,
             at_ms=record["finished_at"],
             started_at_ms=record["started_at"],
+            worker=record["worker"],
         )
     if name == "StepFailed":
         return StepFailed(
@@ -71,6 +75,7 @@ def core_event(name: str, record: dict[str, Any]) -> Event:
             record["retryable"],
             at_ms=now_ms(),
             started_at_ms=record["started_at"],
+            worker=record["worker"],
         )
     if name == "StepHeartbeat":
         return Heartbeat(record["step_id"], record["attempt"], at_ms=now_ms())
@@ -118,6 +123,36 @@ def step_ready(origin: dict[str, Any], command: EmitStepReady) -> dict[str, Any]
         inputs_json=to_json(command.inputs),
         config_json=to_json(command.config),
         timeout_ms=command.timeout_ms,
+    )
+
+
+def attempt_ended(state: ExecutionState, origin: dict[str, Any], end: EndAttempt) -> dict[str, Any]:
+    """The StepAttemptEnded record of a decision. An outcome's id names the attempt, so
+    the decision announced again after a redelivery is a duplicate; an ignored report's
+    id also names the report's kind (a step's attempt may have an outcome and an ignored
+    report of the other kind)."""
+    parts: tuple[object, ...] = (end.step_id, end.attempt)
+    kind = "attempt-ended"
+    if end.outcome is AttemptOutcome.IGNORED:
+        kind, parts = "report-ignored", (*parts, end.report or "")
+    completed = end.outcome is AttemptOutcome.COMPLETED
+    return envelope(
+        kind,
+        origin,
+        *parts,
+        step_id=end.step_id,
+        step_type=state.definition.step_by_id[end.step_id].type
+        if end.step_id in state.definition.step_by_id
+        else "",
+        attempt=end.attempt,
+        outcome=str(end.outcome),
+        will_retry=end.will_retry,
+        output_json=to_json(end.output) if completed else None,
+        error=end.error,
+        report=end.report,
+        started_at=end.started_at_ms,
+        finished_at=end.finished_at_ms,
+        worker=end.worker,
     )
 
 
@@ -180,7 +215,10 @@ def command_event(
                 step_type=state.definition.step_by_id[command.step_id].type,
                 reason=command.reason,
             )
-            return names.step_completed, execution_id, "StepSkipped", record
+            return names.step_outcomes, execution_id, "StepSkipped", record
+        case EndAttempt():
+            ended = attempt_ended(state, origin, command)
+            return names.step_outcomes, execution_id, "StepAttemptEnded", ended
         case CancelWorkflow():
             record = envelope(
                 "cancelled",

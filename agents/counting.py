@@ -1,17 +1,18 @@
-"""What the coordinator counts for Prometheus (infra.metrics): each report it applies,
+"""What the coordinator counts for Prometheus (infra.metrics): each attempt it decides,
 each command a transition gives (not those announced again on a redelivery, which
 would count twice)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
 from stepstream.infra.metrics import METRICS
 from stepstream.workflows import (
+    AttemptOutcome,
     CancelWorkflow,
     Command,
     CompleteWorkflow,
+    EndAttempt,
     ExecutionState,
     FailWorkflow,
     ScheduleRetry,
@@ -22,21 +23,26 @@ from stepstream.workflows.state import ran_in_parallel
 SECOND_MS = 1000.0
 
 
-def count_report(name: str, record: dict[str, Any], before: ExecutionState) -> None:
-    """A StepCompleted or StepFailed the coordinator applied: its outcome, how long the
-    attempt ran, and how long it waited between its release and its start."""
-    outcome = "completed" if name == "StepCompleted" else "failed"
-    METRICS.steps.labels(outcome).inc()
-    started, finished = record["started_at"], record["finished_at"]
-    METRICS.step_duration.labels(outcome).observe(max(0, finished - started) / SECOND_MS)
-    released = before.steps[record["step_id"]].ready_at_ms
+def count_attempt(end: EndAttempt, before: ExecutionState) -> None:
+    """An attempt the coordinator decided on: its outcome, how long it ran by its
+    worker's report, and how long it waited between its release and its start."""
+    METRICS.steps.labels(str(end.outcome)).inc()
+    started, finished = end.started_at_ms, end.finished_at_ms
+    if end.outcome is AttemptOutcome.IGNORED or started is None or finished is None:
+        return  # an ignored report is no attempt's run; a timeout has no report
+    METRICS.step_duration.labels(str(end.outcome)).observe(max(0, finished - started) / SECOND_MS)
+    released = before.steps[end.step_id].ready_at_ms
     if released is not None:
         METRICS.scheduling_delay.observe(max(0, started - released) / SECOND_MS)
 
 
-def count_commands(commands: Iterable[Command], after: ExecutionState) -> None:
+def count_commands(
+    commands: Iterable[Command], before: ExecutionState, after: ExecutionState
+) -> None:
     for command in commands:
         match command:
+            case EndAttempt():
+                count_attempt(command, before)
             case ScheduleRetry():
                 METRICS.retries.inc()
             case SkipStep():

@@ -261,7 +261,7 @@ async def quiesce(settings: Settings) -> None:
     names = TopicNames.for_prefix(settings.topic_prefix)
     prefix = settings.topic_prefix
     await wait_for_commits(settings, f"{prefix}-executor", [names.step_ready], timeout=300)
-    persisted = [names.executions, names.step_completed, names.workflow_completed]
+    persisted = [names.executions, names.step_outcomes, names.workflow_completed]
     await wait_for_commits(settings, f"{prefix}-persister", persisted, timeout=300)
 
 

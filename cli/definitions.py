@@ -37,10 +37,13 @@ def invalid_definition(file: Path, problems: Iterable[object]) -> CommandFailed:
 )
 @output_option
 def register(file: Path, step_modules: tuple[str, ...], output: str) -> None:
-    """Validate a definition FILE and publish it to every worker. Its step types must be
-    built in, come from an installed step package or one named with --steps, or be run
-    by a live worker (`stepstream workers`). A task queue no live worker serves is
-    accepted with a warning: its workers may start later."""
+    """Validate a definition FILE and publish it to every worker.
+
+    A step without a queue must have a type that is built in, comes from an installed
+    step package or one named with --steps, or is run by a live worker (`stepstream
+    workers`). A step with a queue is checked against the live workers serving that
+    queue: refused if none of them runs its type; on a queue no live worker serves,
+    any type is accepted, with a warning (its workers may start later)."""
     import asyncpg
 
     from stepstream.infra.definition_store import save_definition

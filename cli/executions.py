@@ -159,8 +159,9 @@ def status(execution_id: str, output: str) -> None:
 @click.argument("execution_id")
 @output_option
 def describe(execution_id: str, output: str) -> None:
-    """EXECUTION_ID in full: input, outputs, and every step attempt with its timings,
-    output and error, from PostgreSQL."""
+    """EXECUTION_ID in full: input, outputs, every step attempt as the coordinator decided
+    it (completed, failed, timed_out) with its timings, output and error, and the reports
+    it ignored, with why; from PostgreSQL."""
     from rich.console import Console
     from rich.table import Table
 
@@ -194,6 +195,19 @@ def describe(execution_id: str, output: str) -> None:
             result,
         )
     Console().print(table)
+    if record.ignored:
+        ignored = Table(title="reports ignored by the coordinator (not outcomes)")
+        for column in ("step", "attempt", "report", "worker", "reason"):
+            ignored.add_column(column)
+        for report in record.ignored:
+            ignored.add_row(
+                report.step_id,
+                str(report.attempt),
+                report.report,
+                report.worker or "",
+                report.reason,
+            )
+        Console().print(ignored)
     unfinished = [s for s in record.step_order if s not in {a.step_id for a in record.steps}]
     if unfinished:
         click.echo(f"not finished: {', '.join(unfinished)}")

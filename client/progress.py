@@ -15,7 +15,9 @@ STATUS_STYLE = {
     "waiting": "dim",
     "running": "yellow",
     "completed": "green",
+    "retrying": "yellow",
     "failed": "red",
+    "timed_out": "red",
     "skipped": "cyan",
 }
 
@@ -26,16 +28,17 @@ def step_table(view: ExecutionView, order: list[str], origin_ms: int | None = No
     )
     for column in ("step", "status", "attempt", "worker", "started", "finished", "took"):
         table.add_column(column)
-    origin = origin_ms or min(
-        (s.ready_at for s in view.steps.values() if s.ready_at is not None), default=0
-    )
+    # Times are shown from the first release seen, or, for a workflow of queue steps only
+    # (whose releases go to their queues, not watched here), from the first start.
+    known = [s.ready_at or s.started_at for s in view.steps.values()]
+    origin = origin_ms or min((t for t in known if t is not None), default=None)
     for step_id in order:
         step = view.steps.get(step_id)
         if step is None:
             table.add_row(step_id, "[dim]waiting[/dim]", "", "", "", "", "")
             continue
-        started = f"+{step.started_at - origin} ms" if step.started_at else ""
-        finished = f"+{step.finished_at - origin} ms" if step.finished_at else ""
+        started = f"+{step.started_at - origin} ms" if step.started_at and origin else ""
+        finished = f"+{step.finished_at - origin} ms" if step.finished_at and origin else ""
         took = (
             f"{step.finished_at - step.started_at} ms"
             if step.finished_at and step.started_at

@@ -1,4 +1,5 @@
-"""Follow one execution: its step and outcome events, and its checkpoint.
+"""Follow one execution: the coordinator's step decisions and outcome events, and its
+checkpoint.
 
 Every execution topic is keyed by execution_id, so one partition of each holds all of
 an execution's events: the watcher reads only those partitions.
@@ -67,6 +68,8 @@ class ExecutionView:
     detail: str = ""
 
     def apply(self, event: DecodedEvent) -> None:
+        """Steps change only by the coordinator's decisions (and step-ready, for built-in
+        steps): a worker's report is never shown, since it may be one that did not count."""
         record = event.record
         if event.name in TERMINAL_EVENTS:
             self.outcome = {
@@ -77,20 +80,41 @@ class ExecutionView:
             }[event.name]
             self.detail = record.get("reason") or record.get("error") or ""
             return
+        status = step_status(event)
+        if status is None:
+            return  # a report, a heartbeat, an ignored report: not a step's state
         step = self.steps.setdefault(record["step_id"], StepView(record["step_id"]))
         if event.name == "StepReady":
-            step.attempt = record["attempt"]
-            step.status, step.ready_at = "running", record["timestamp"]
+            if record["attempt"] < step.attempt:
+                return  # a copy of an older release
+            step.attempt, step.status, step.ready_at = (
+                record["attempt"],
+                status,
+                record["timestamp"],
+            )
+            step.started_at = step.finished_at = None
         elif event.name == "StepSkipped":
-            step.status, step.detail = "skipped", record["reason"]
-        elif event.name in {"StepCompleted", "StepFailed"}:
-            if step.attempt and record["attempt"] != step.attempt:
-                return  # a superseded attempt's late report: the coordinator ignores it too
-            step.attempt = record["attempt"]
-            step.status = "completed" if event.name == "StepCompleted" else "failed"
+            step.status, step.detail = status, record["reason"]
+        else:  # StepAttemptEnded
+            if record["attempt"] < step.attempt:
+                return  # a decision on an older attempt, seen after the newer release
+            step.attempt, step.status = record["attempt"], status
             step.started_at, step.finished_at = record["started_at"], record["finished_at"]
-            step.worker = record["worker"]
-            step.detail = record.get("error_message", "")
+            step.worker = record["worker"] or ""
+            step.detail = record["error"] or ""
+
+
+def step_status(event: DecodedEvent) -> str | None:
+    """The step state an event shows: running, completed, retrying (failed or timed out,
+    another attempt follows), failed, timed_out, skipped; None for anything else."""
+    if event.name == "StepReady":
+        return "running"
+    if event.name == "StepSkipped":
+        return "skipped"
+    if event.name != "StepAttemptEnded" or event.record["outcome"] == "ignored":
+        return None
+    outcome: str = event.record["outcome"]
+    return "retrying" if event.record["will_retry"] else outcome
 
 
 class ExecutionWatcher:
@@ -104,7 +128,7 @@ class ExecutionWatcher:
             TopicPartition(topic, partition)
             for topic in (
                 names.step_ready,
-                names.step_completed,
+                names.step_outcomes,
                 names.workflow_completed,
                 names.workflow_rejected,
             )
@@ -125,16 +149,39 @@ class ExecutionWatcher:
         await self.consumer.stop()
 
     async def events(self) -> AsyncIterator[DecodedEvent]:
+        """The execution's events until its outcome, then what the other topics hold up
+        to their ends: the coordinator publishes its last decisions before the outcome,
+        but a reader may fetch the outcome's partition first."""
         async for message in self.consumer:
-            if message.key != self.execution_id.encode():
-                continue
-            try:
-                event = CODEC.decode(message.value)
-            except EventCodecError:
+            event = self.decoded(message)
+            if event is None:
                 continue
             yield event
             if event.name in TERMINAL_EVENTS:
-                return
+                break
+        else:
+            return
+        ends = await self.consumer.end_offsets(self.partitions)
+        while not await self.reached(ends):
+            batches = await self.consumer.getmany(timeout_ms=200)
+            for messages in batches.values():
+                for message in messages:
+                    if (event := self.decoded(message)) is not None:
+                        yield event
+
+    async def reached(self, ends: dict[TopicPartition, int]) -> bool:
+        for partition, end in ends.items():
+            if await self.consumer.position(partition) < end:
+                return False
+        return True
+
+    def decoded(self, message: Any) -> DecodedEvent | None:
+        if message.key != self.execution_id.encode():
+            return None
+        try:
+            return CODEC.decode(message.value)
+        except EventCodecError:
+            return None
 
 
 async def rewind(

@@ -131,6 +131,17 @@ def execution_page(
         "<th>status</th><th>worker</th><th>started</th><th>finished</th><th>input</th>"
         f"<th>output</th><th>error</th></tr></thead><tbody>{attempts}</tbody></table>"
     )
+    ignored = "".join(
+        f"<tr><td>{escape(i.step_id)}</td><td>{i.attempt}</td><td>{escape(i.report)}</td>"
+        f"<td>{escape(i.worker or '')}</td><td>{escape(i.reason)}</td></tr>"
+        for i in record.ignored
+    )
+    if ignored:
+        timeline += (
+            '<h2>reports the coordinator ignored</h2><table class="ignored"><thead><tr>'
+            "<th>step</th><th>attempt</th><th>report</th><th>worker</th><th>reason</th></tr>"
+            f"</thead><tbody>{ignored}</tbody></table>"
+        )
     actions = _actions(record, definition) if writable else ""
     body = (
         f'<section id="execution" data-execution="{escape(record.execution_id)}"'

@@ -21,7 +21,7 @@ from aiohttp import web
 from stepstream.client import ReplayRefused, WorkflowClient
 from stepstream.client.dead_letters import read_letters, redrive
 from stepstream.client.figures import add_up, scrape, seed_figures
-from stepstream.client.watch import ExecutionWatcher, read_checkpoint
+from stepstream.client.watch import ExecutionWatcher, read_checkpoint, step_status
 from stepstream.console import pages
 from stepstream.infra.executions import describe_execution, list_executions
 from stepstream.streams.announcements import read_announcements
@@ -142,17 +142,15 @@ class Console:
             states, _ = await self.states_of(execution_id)
             for step_id, state in states.items():
                 await send({"step": step_id, "state": state})
+            outcome = None  # sent last: the page stops listening when it has the outcome
             async for event in watcher.events():
-                step_state = {
-                    "StepReady": "running",
-                    "StepCompleted": "completed",
-                    "StepFailed": "failed",
-                    "StepSkipped": "skipped",
-                }.get(event.name)
+                step_state = step_status(event)
                 if step_state is not None:
                     await send({"step": event.record["step_id"], "state": step_state})
                 elif event.name.startswith("Workflow"):
-                    await send({"outcome": event.name.removeprefix("Workflow").lower()})
+                    outcome = event.name.removeprefix("Workflow").lower()
+            if outcome is not None:
+                await send({"outcome": outcome})
         return response
 
     async def dead_letters(self, request: web.Request) -> web.Response:

@@ -8,16 +8,23 @@ It does what a worker in any language does:
 2. decode each record: Avro single-object encoding, i.e. the bytes C3 01, the 8-byte
    CRC-64-AVRO fingerprint of the writer schema's parsing canonical form, then the Avro
    body of a `StepReady` (schemas/StepReady.avsc);
-3. skip a task past its `timeout_ms` (the coordinator timed that attempt out and released
-   the next), else do the work (here: echo the step's config and say who did it);
-4. publish a `StepCompleted` (or `StepFailed`) to `<prefix>.step-completed`, keyed by the
-   execution id (Kafka's default partitioner), copying the StepReady's identity fields;
-   while a step runs longer than a third of its `timeout_ms`, publish a `StepHeartbeat`
-   there every third of it, so the coordinator does not time the attempt out;
-5. commit the tasks' offsets only after their reports are acknowledged, so a worker that
+   A writer schema of `schemas/` or `schemas/history/` is read into the current one; a
+   fingerprint it knows of neither is a newer engine's: it stops without committing
+   (update its schemas), since skipping would leave the attempt to time out;
+3. skip a task past `timestamp + timeout_ms` (the coordinator has timed that attempt out
+   and released the next): commit it with no report, which would only be ignored;
+4. answer a task of a type it does not run (with `--types`) with a `StepFailed`,
+   retryable false: a retry would come back to this queue's group;
+5. else do the work (here: echo the step's config and say who did it) and publish a
+   `StepCompleted` to `<prefix>.step-completed`, keyed by the execution id (Kafka's
+   default partitioner), copying the StepReady's identity fields. The deadline counts
+   from the release, so a task that waited in the queue for more than a third of its
+   `timeout_ms` gets a `StepHeartbeat` at once, and a running one every third of it;
+6. commit the tasks' offsets only after their reports are acknowledged, so a worker that
    dies mid-step leaves its tasks to be delivered again (reports are de-duplicated by
    event_id). It takes the tasks a batch at a time and runs a batch's tasks together;
-6. announce itself on `<prefix>.workers` (a `WorkerAnnounced` keyed by its name) at start
+   every worker of a queue is in one consumer group, `<prefix>-external-<queue>`;
+7. announce itself on `<prefix>.workers` (a `WorkerAnnounced` keyed by its name) at start
    and every 10 s, and leave a tombstone there when it stops.
 """
 
@@ -46,12 +53,17 @@ IDENTITY = ("execution_id", "workflow_id", "workflow_version", "tenant_id", "use
 
 
 class Schema:
-    """One .avsc file, with its single-object header."""
+    """One .avsc file, with its single-object header, and the earlier versions of it in
+    `history/` that a record may still have been written with."""
 
     def __init__(self, path: Path) -> None:
         self.parsed = parse_schema(json.loads(path.read_text()))
-        canonical = to_parsing_canonical_form(self.parsed)
-        self.header = MARKER + bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO"))
+        self.header = header_of(self.parsed)
+        versions = sorted((path.parent / "history").glob(f"{path.stem}.v*.avsc"))
+        self.writers = {self.header: self.parsed}
+        for version in versions:
+            parsed = parse_schema(json.loads(version.read_text()))
+            self.writers[header_of(parsed)] = parsed
 
     def encode(self, record: dict[str, Any]) -> bytes:
         body = io.BytesIO()
@@ -59,9 +71,22 @@ class Schema:
         return self.header + body.getvalue()
 
     def decode(self, data: bytes) -> dict[str, Any]:
-        if data[:10] != self.header:
-            raise ValueError("not a record of this schema")
-        return dict(schemaless_reader(io.BytesIO(data[10:]), self.parsed))
+        """Raises UnknownWriter for a fingerprint of no version known here."""
+        if data[:2] != MARKER:
+            raise ValueError("not Avro single-object encoding")
+        writer = self.writers.get(data[:10])
+        if writer is None:
+            raise UnknownWriter(f"writer fingerprint {data[2:10].hex()} is of no known version")
+        return dict(schemaless_reader(io.BytesIO(data[10:]), writer, self.parsed))
+
+
+class UnknownWriter(ValueError):
+    """A record written with a schema version newer than this worker's copy."""
+
+
+def header_of(parsed: Any) -> bytes:
+    canonical = to_parsing_canonical_form(parsed)
+    return MARKER + bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO"))
 
 
 def event_id(*parts: object) -> str:
@@ -91,8 +116,27 @@ def completed(task: dict[str, Any], output: Any, started_ms: int, worker: str) -
     }
 
 
+def failed(task: dict[str, Any], error_type: str, message: str, worker: str) -> dict[str, Any]:
+    now = int(time.time() * 1000)
+    return {
+        **{field: task[field] for field in IDENTITY},
+        "event_id": report_id(task, "step-failed"),
+        "timestamp": now,
+        "step_id": task["step_id"],
+        "step_type": task["step_type"],
+        "attempt": task["attempt"],
+        "error_type": error_type,
+        "error_message": message,
+        "retryable": False,
+        "started_at": now,
+        "finished_at": now,
+        "worker": worker,
+    }
+
+
 def heartbeat(task: dict[str, Any], worker: str) -> dict[str, Any]:
-    """A StepHeartbeat: the attempt is still being worked on; its deadline moves on."""
+    """A StepHeartbeat: the attempt is still being worked on; its deadline moves on. Its
+    id writes the timestamp as decimal milliseconds, the value of its `timestamp`."""
     now = int(time.time() * 1000)
     return {
         **{field: task[field] for field in IDENTITY},
@@ -107,13 +151,13 @@ def heartbeat(task: dict[str, Any], worker: str) -> dict[str, Any]:
     }
 
 
-def expired(task: dict[str, Any]) -> bool:
-    """Past its `timeout_ms` since it was released (`timestamp`), the coordinator counts
-    the attempt as timed out."""
+def waited_ms(task: dict[str, Any]) -> float:
+    """How long ago the coordinator released the task (`timestamp`): its deadline counts
+    from then, not from when this worker took it."""
     released = task["timestamp"]  # fastavro reads a timestamp-millis as a datetime
     if isinstance(released, datetime):
         released = int(released.timestamp() * 1000)
-    return bool(time.time() * 1000 > released + task["timeout_ms"])
+    return time.time() * 1000 - released
 
 
 async def work(task: dict[str, Any], worker: str) -> Any:
@@ -136,6 +180,8 @@ async def main() -> None:
     args = parser.parse_args()
     ready = Schema(args.schemas / "StepReady.avsc")
     report = Schema(args.schemas / "StepCompleted.avsc")
+    failure = Schema(args.schemas / "StepFailed.avsc")
+    types = {t for t in args.types.split(",") if t}
     alive = Schema(args.schemas / "StepHeartbeat.avsc")
     announced = Schema(args.schemas / "WorkerAnnounced.avsc")
     consumer = AIOKafkaConsumer(
@@ -156,7 +202,7 @@ async def main() -> None:
         while True:
             announcement = {
                 "worker": args.name,
-                "step_types": [t for t in args.types.split(",") if t],
+                "step_types": sorted(types),
                 "queues": [args.queue],
                 "builtin_executor": False,
                 "started_at": started_at,
@@ -176,15 +222,25 @@ async def main() -> None:
         started = int(time.time() * 1000)
         try:
             task = ready.decode(data or b"")
-        except (ValueError, EOFError) as error:  # not ours to judge: skip it, say so
+        except UnknownWriter as error:  # a newer engine: stop, commit nothing, say why
+            raise SystemExit(f"{args.name}: {error}: update this worker's schemas") from error
+        except (ValueError, EOFError) as error:  # not a task at all: skip it, say so
             print(f"{args.name}: skipped an undecodable task: {error}", flush=True)
             return
-        if expired(task):
+        key = task["execution_id"].encode()
+        waited = waited_ms(task)
+        if waited > task["timeout_ms"]:
             # The coordinator has timed this attempt out and released the next one:
-            # doing it would be wasted work, its report ignored.
+            # doing it would be wasted work, its report ignored. No report at all.
             print(f"{args.name}: skipped expired attempt {task['attempt']}", flush=True)
             return
-        key = task["execution_id"].encode()
+        if types and task["step_type"] not in types:
+            why = f"worker {args.name} on queue {args.queue} runs {', '.join(sorted(types))}"
+            value = failure.encode(failed(task, "UnknownStepType", why, args.name))
+            await producer.send(reports, value, key=key)
+            return
+        if waited > task["timeout_ms"] / 3:  # it waited: tell the coordinator it is taken
+            await producer.send(reports, alive.encode(heartbeat(task, args.name)), key=key)
         working = asyncio.ensure_future(work(task, args.name))
         # A step longer than its timeout stays alive with a heartbeat every third of it.
         while not (await asyncio.wait([working], timeout=task["timeout_ms"] / 3000))[0]:

@@ -21,7 +21,10 @@ SELECT e.execution_id, e.workflow_id, e.workflow_version, e.tenant_id, e.user_id
     (SELECT count(*) FROM workflow_replays r WHERE r.execution_id = e.execution_id) AS replays,
     COALESCE((SELECT json_agg(s ORDER BY s.step_id, s.attempt)
               FROM workflow_execution_steps s WHERE s.execution_id = e.execution_id),
-             '[]') AS steps
+             '[]') AS steps,
+    COALESCE((SELECT json_agg(i ORDER BY i.step_id, i.attempt, i.report)
+              FROM workflow_ignored_reports i WHERE i.execution_id = e.execution_id),
+             '[]') AS ignored
 FROM workflow_executions e
 LEFT JOIN workflow_definitions d ON d.id = e.workflow_id AND d.version = e.workflow_version
 WHERE e.execution_id = $1
@@ -59,6 +62,18 @@ class StepAttempt:
 
 
 @dataclass(frozen=True)
+class IgnoredReport:
+    """A worker's report the coordinator did not apply, and why: not an attempt's end."""
+
+    step_id: str
+    attempt: int
+    report: str  # "completed" or "failed": the kind of report
+    reason: str
+    worker: str | None
+    decided_at: str
+
+
+@dataclass(frozen=True)
 class ExecutionRecord:
     execution_id: str
     workflow_id: str
@@ -73,7 +88,8 @@ class ExecutionRecord:
     input: Any = None
     outputs: Any = None
     replays: int = 0  # operators' replay requests (resume, retry, rerun-from)
-    steps: list[StepAttempt] = field(default_factory=list)
+    steps: list[StepAttempt] = field(default_factory=list)  # the coordinator's outcomes
+    ignored: list[IgnoredReport] = field(default_factory=list)
     step_order: list[str] = field(default_factory=list)  # from its definition, if known
 
     @property
@@ -84,14 +100,16 @@ class ExecutionRecord:
         result = {
             name: value.isoformat() if isinstance(value, datetime) else value
             for name, value in vars(self).items()
-            if name not in ("steps", "step_order")
+            if name not in ("steps", "ignored", "step_order")
         }
         if self.step_order or self.steps:
             result["steps"] = [vars(step) for step in self.steps]
+            result["ignored_reports"] = [vars(report) for report in self.ignored]
         return result
 
 
 _STEP_FIELDS = tuple(StepAttempt.__dataclass_fields__)
+_IGNORED_FIELDS = tuple(IgnoredReport.__dataclass_fields__)
 
 
 def _json(value: str | None) -> Any:
@@ -106,12 +124,16 @@ async def describe_execution(
         return None
     definition = _json(row["definition"]) or {}
     steps = [StepAttempt(**{k: step[k] for k in _STEP_FIELDS}) for step in json.loads(row["steps"])]
+    ignored = [
+        IgnoredReport(**{k: i[k] for k in _IGNORED_FIELDS}) for i in json.loads(row["ignored"])
+    ]
     return ExecutionRecord(
         **{name: row[name] for name in _COLUMNS},
         input=_json(row["input"]),
         outputs=_json(row["outputs"]),
         replays=row["replays"],
         steps=steps,
+        ignored=ignored,
         step_order=[step["id"] for step in definition.get("steps", [])],
     )
 

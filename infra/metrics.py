@@ -38,7 +38,8 @@ class Metrics:
         )
         self.steps = Counter(
             "stepstream_steps_total",
-            "Step attempts and skips applied by the coordinator, by outcome.",
+            "The coordinator's decisions on step attempts (completed, failed, timed_out, "
+            "ignored reports) and skips, by outcome.",
             ["outcome"],
             registry=registry,
         )

@@ -122,10 +122,6 @@ def distance_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     return 2 * 6371.0 * math.asin(math.sqrt(a))
 
 
-def business_key(context: StepContext) -> str:
-    return f"{context.execution_id}/{context.step_id}"
-
-
 def request_id_of(context: StepContext) -> int:
     for output in context.steps.values():
         if isinstance(output, dict) and isinstance(output.get("request_id"), int):
@@ -174,7 +170,7 @@ class MaintenanceSteps:
         pool = await self._pool()
         try:
             with METRICS.timed_query("create_request"):
-                row = await pool.fetchrow(CREATE_REQUEST, *values, business_key(context))
+                row = await pool.fetchrow(CREATE_REQUEST, *values, context.step_key)
         except asyncpg.ForeignKeyViolationError as error:
             raise PermanentStepError(f"unknown property or asset: {error.detail}") from None
         return {"request_id": row["id"], "created": row["created"]}
@@ -212,10 +208,10 @@ class MaintenanceSteps:
         pool = await self._pool()
         with METRICS.timed_query("write_outbox"):
             row = await pool.fetchrow(
-                OUTBOX, request_id, channel, recipient, body, business_key(context)
+                OUTBOX, request_id, channel, recipient, body, context.step_key
             )
         if row is None:  # another delivery of this step is writing it right now
-            raise RuntimeError(f"notification {business_key(context)} is being written; retry")
+            raise RuntimeError(f"notification {context.step_key} is being written; retry")
         notification = {
             "notification_id": row["id"],
             "request_id": request_id,

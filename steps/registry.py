@@ -12,8 +12,11 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class StepContext:
-    """Everything a handler may use. `idempotency_key` is stable across re-deliveries of
-    the same attempt: handlers with side effects key their writes on it."""
+    """Everything a handler may use. Two keys for side effects: `idempotency_key` is the
+    same for every delivery of one attempt and new for each retry; `step_key` is the same
+    for every attempt of the step. An effect that must happen once for the step (create
+    a record, charge a card) keys on `step_key`: a retry after a timeout then finds what
+    the timed-out attempt did."""
 
     execution_id: str
     workflow_id: str
@@ -27,6 +30,10 @@ class StepContext:
     input: Mapping[str, Any]  # the workflow input
     steps: Mapping[str, Any]  # outputs of the dependencies, by step id
     config: Mapping[str, Any]  # the step's static config from the definition
+
+    @property
+    def step_key(self) -> str:
+        return f"{self.execution_id}/{self.step_id}"
 
 
 class StepHandler(Protocol):

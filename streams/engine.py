@@ -116,7 +116,7 @@ class Engine:
     _catalog_started: asyncio.Lock = field(default_factory=asyncio.Lock)
     _catalog_running: bool = False
     stale_events: int = 0  # dropped by the generation fence
-    superseded_reports: int = 0  # step reports of an attempt that was no longer current
+    ignored_reports: int = 0  # step reports the coordinator did not apply (stale, late)
     assigned: set[TP] = field(default_factory=set)  # kept by faust's rebalance signals
     ready: bool = False  # partitions assigned and recovered: /healthz answers 200
 

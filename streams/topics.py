@@ -16,7 +16,8 @@ class TopicNames:
     workflow_start: str
     executions: str
     step_ready: str
-    step_completed: str
+    step_completed: str  # workers' reports (StepCompleted, StepFailed, StepHeartbeat)
+    step_outcomes: str  # the coordinator's decisions on steps (StepAttemptEnded, StepSkipped)
     workflow_completed: str
     workflow_rejected: str
     dead_letter: str
@@ -32,6 +33,7 @@ class TopicNames:
             executions=f"{prefix}.executions",
             step_ready=f"{prefix}.step-ready",
             step_completed=f"{prefix}.step-completed",
+            step_outcomes=f"{prefix}.step-outcomes",
             workflow_completed=f"{prefix}.workflow-completed",
             workflow_rejected=f"{prefix}.workflow-rejected",
             dead_letter=f"{prefix}.dead-letter",

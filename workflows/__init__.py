@@ -10,10 +10,12 @@ from stepstream.workflows.definition import (
     WorkflowDefinition,
 )
 from stepstream.workflows.execution import (
+    AttemptOutcome,
     CancelWorkflow,
     Command,
     CompleteWorkflow,
     EmitStepReady,
+    EndAttempt,
     Event,
     ExecutionState,
     ExecutionStatus,
@@ -40,12 +42,14 @@ from stepstream.workflows.rendering import to_dot, to_mermaid
 from stepstream.workflows.validation import InvalidDefinition, Problem, build_definition, validated
 
 __all__ = [
+    "AttemptOutcome",
     "CancelWorkflow",
     "CheckpointError",
     "Command",
     "CompleteWorkflow",
     "DefaultPolicies",
     "EmitStepReady",
+    "EndAttempt",
     "Event",
     "ExecutionState",
     "ExecutionStatus",

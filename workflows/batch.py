@@ -6,13 +6,16 @@ rebalance: its state change is already in the checkpoint, but what it emitted ma
 have been delivered, so the execution's outstanding commands (`announce`) are emitted
 again, once per input topic, with the same event ids (delivery rule 2). Every other
 event goes through the reducer; the checkpoint is written once for the batch, with the
-offsets of the events that changed it.
+offsets of the events that changed it. A report the reducer does not apply (stale, of
+an ended execution, contradicting its attempt's end) is not a change, but it is a
+decision: an ignored `EndAttempt` with the reason, so no reader takes it for an outcome.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from stepstream.workflows.execution import (
     Command,
@@ -22,12 +25,15 @@ from stepstream.workflows.execution import (
     StepCompleted,
     StepFailed,
     announce,
+    ignored_report,
     reduce,
 )
 
+# NamedTuples, not frozen dataclasses: one or more per event, and a frozen dataclass's
+# __init__ costs several times a tuple's.
 
-@dataclass(frozen=True, slots=True)
-class Delivery:
+
+class Delivery(NamedTuple):
     """One consumed event: its input topic's code in `applied`, its offset there, and the
     reducer's event. A start carries its tenant: a start of another tenant's execution
     with the same id is refused, never merged."""
@@ -38,33 +44,22 @@ class Delivery:
     tenant_id: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Emission:
-    """A command to send, decided by delivery `index`, in `state` (what it is sent from)."""
+class Emission(NamedTuple):
+    """A command to send, decided by delivery number `cause`, in `state` (what it is sent
+    from)."""
 
-    index: int
+    cause: int
     state: ExecutionState
     command: Command
 
 
-@dataclass(frozen=True, slots=True)
-class Change:
-    """Delivery `index` moved the execution from `before` to `after`."""
+class Change(NamedTuple):
+    """Delivery number `cause` moved the execution from `before` to `after`."""
 
-    index: int
+    cause: int
     before: ExecutionState
     after: ExecutionState
     commands: tuple[Command, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Superseded:
-    """A report of an attempt that is no longer the step's current one."""
-
-    index: int
-    step_id: str
-    attempt: int
-    current: int
 
 
 @dataclass
@@ -74,7 +69,7 @@ class BatchDecision:
     write: bool = False  # the checkpoint changed: write `state` and `applied`
     emissions: list[Emission] = field(default_factory=list)
     changes: list[Change] = field(default_factory=list)
-    superseded: list[Superseded] = field(default_factory=list)
+    ignored: list[Emission] = field(default_factory=list)  # reports not applied, and why
     foreign_starts: list[int] = field(default_factory=list)  # deliveries to refuse
 
 
@@ -100,14 +95,13 @@ def apply_batch(
                     decision.emissions += [Emission(index, state, c) for c in announce(state)]
                 continue
         after, commands = reduce(state, event)
-        if after is state and offsets is not None:
+        if after is state:
             if isinstance(event, StepCompleted | StepFailed):
-                step = state.steps.get(event.step_id)
-                if step is not None and step.attempt != event.attempt:
-                    decision.superseded.append(
-                        Superseded(index, event.step_id, event.attempt, step.attempt)
-                    )
-            continue  # a duplicate or stale event: nothing to write, nothing to emit
+                ignored = ignored_report(state, event)
+                if ignored is not None:  # said once per delivery; a redelivery says it again
+                    decision.ignored.append(Emission(index, state, ignored))
+                    decision.emissions.append(Emission(index, state, ignored))
+            continue  # a duplicate or stale event: nothing to write
         decision.changes.append(Change(index, state, after, commands))
         decision.emissions += [Emission(index, after, c) for c in commands]
         state = after

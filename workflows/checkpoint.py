@@ -44,6 +44,8 @@ _STEP_FIELDS = (
     "finished_at_ms",
     "base",
     "alive_at_ms",
+    "worker",
+    "timed_out",
 )
 _BASE = _STEP_FIELDS.index("base")
 

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from stepstream.workflows.draft import Draft, advance, fail, failed
 from stepstream.workflows.messages import (
+    AttemptOutcome,
     CancelWorkflow,
     Command,
     CompleteWorkflow,
     EmitStepReady,
+    EndAttempt,
     Event,
     FailWorkflow,
     Heartbeat,
@@ -43,10 +45,12 @@ from stepstream.workflows.state import (
 
 __all__ = [  # the messages are re-exported: they are part of the reducer's contract
     "TERMINAL",
+    "AttemptOutcome",
     "CancelWorkflow",
     "Command",
     "CompleteWorkflow",
     "EmitStepReady",
+    "EndAttempt",
     "Event",
     "ExecutionState",
     "ExecutionStatus",
@@ -65,6 +69,8 @@ __all__ = [  # the messages are re-exported: they are part of the reducer's cont
     "StepStatus",
     "Tick",
     "Transition",
+    "ended_attempt",
+    "ignored_report",
     "new_execution",
     "reduce",
     "replay_applies",
@@ -100,22 +106,28 @@ def announce(state: ExecutionState) -> tuple[Command, ...]:
     emits these again, because what it emitted the first time may never have been
     delivered (delivery rule 2). Their event ids are deterministic, so a consumer sees
     duplicates of what it may have seen, never new events."""
+    ends = [
+        end
+        for step_id, step in state.steps.items()
+        if (end := ended_attempt(state, step_id, step)) is not None
+    ]
     skips = [
         SkipStep(step_id, step.error or "")
         for step_id, step in state.steps.items()
         if step.status is StepStatus.SKIPPED
     ]
     draft = Draft(state)
+    finished_at = state.finished_at_ms or 0
     if state.status is ExecutionStatus.COMPLETED:
-        return (*skips, CompleteWorkflow(draft.outputs(), state.finished_at_ms or 0))
+        return (*ends, *skips, CompleteWorkflow(draft.outputs(), finished_at))
     if state.status is ExecutionStatus.FAILED and state.failure is not None:
         failure = state.failure
-        return (*skips, FailWorkflow(failure.step_id, failure.error, state.finished_at_ms or 0))
+        return (*ends, *skips, FailWorkflow(failure.step_id, failure.error, finished_at))
     if state.status is ExecutionStatus.CANCELLED:
-        return (CancelWorkflow(state.cancel_reason or "", state.finished_at_ms or 0),)
+        return (*ends, CancelWorkflow(state.cancel_reason or "", finished_at))
     if state.status is not ExecutionStatus.RUNNING:
         return ()
-    draft.commands += skips
+    draft.commands += [*ends, *skips]
     for step_id in state.definition.graph.order:
         step = state.steps[step_id]
         if step.status is StepStatus.RUNNING:
@@ -123,6 +135,69 @@ def announce(state: ExecutionState) -> tuple[Command, ...]:
         elif step.status is StepStatus.RETRYING and step.retry_at_ms is not None:
             draft.commands.append(ScheduleRetry(step_id, step.attempt + 1, step.retry_at_ms))
     return tuple(draft.commands)
+
+
+def ended_attempt(state: ExecutionState, step_id: str, step: StepState) -> EndAttempt | None:
+    """The decision on the step's last attempt that ended, read back from the checkpoint
+    (which keeps that attempt's error, times and worker). Within one run, the attempt
+    before a running one failed: it is the one that ended."""
+    if step.status is StepStatus.COMPLETED:
+        return EndAttempt(
+            step_id,
+            step.attempt,
+            AttemptOutcome.COMPLETED,
+            output=step.output,
+            started_at_ms=step.started_at_ms,
+            finished_at_ms=step.finished_at_ms,
+            worker=step.worker,
+        )
+    if step.status in (StepStatus.FAILED, StepStatus.RETRYING) and step.attempt > step.base:
+        attempt, will_retry = step.attempt, step.status is StepStatus.RETRYING
+    elif step.status is StepStatus.RUNNING and step.attempt - 1 > step.base:
+        attempt, will_retry = step.attempt - 1, True
+    else:
+        return None
+    return EndAttempt(
+        step_id,
+        attempt,
+        AttemptOutcome.TIMED_OUT if step.timed_out else AttemptOutcome.FAILED,
+        error=step.error,
+        will_retry=will_retry,
+        started_at_ms=step.started_at_ms,
+        finished_at_ms=step.finished_at_ms,
+        worker=step.worker,
+    )
+
+
+def ignored_report(state: ExecutionState, report: StepCompleted | StepFailed) -> EndAttempt | None:
+    """Why a report the reducer did not apply was ignored; None for a copy of the report
+    that ended its attempt (the same report delivered twice is applied once, silently)."""
+    step = state.steps.get(report.step_id)
+    kind = "completed" if isinstance(report, StepCompleted) else "failed"
+    if step is None:
+        reason = f"no step {report.step_id!r} in {state.definition.id} v{state.definition.version}"
+    else:
+        ended = ended_attempt(state, report.step_id, step)
+        if ended is not None and ended.attempt == report.attempt:
+            if ended.outcome == kind:
+                return None  # a duplicate
+            reason = f"attempt {report.attempt} already ended ({ended.outcome.replace('_', ' ')})"
+        elif state.status in TERMINAL:
+            reason = f"the execution has ended ({state.status})"
+        elif step.attempt != report.attempt:
+            reason = f"not the current attempt (current {step.attempt})"
+        else:
+            reason = f"the step is {step.status}, not running"
+    return EndAttempt(
+        report.step_id,
+        report.attempt,
+        AttemptOutcome.IGNORED,
+        error=reason,
+        started_at_ms=report.started_at_ms,
+        finished_at_ms=report.at_ms if isinstance(report, StepCompleted) else None,
+        worker=report.worker,
+        report=kind,
+    )
 
 
 def _is_current_attempt(state: ExecutionState, step_id: str, attempt: int) -> bool:
@@ -148,6 +223,19 @@ def _complete_step(state: ExecutionState, event: StepCompleted) -> Transition:
         error=None,
         started_at_ms=event.started_at_ms,
         finished_at_ms=event.at_ms,
+        worker=event.worker,
+        timed_out=None,
+    )
+    draft.commands.append(
+        EndAttempt(
+            event.step_id,
+            event.attempt,
+            AttemptOutcome.COMPLETED,
+            output=event.output,
+            started_at_ms=event.started_at_ms,
+            finished_at_ms=event.at_ms,
+            worker=event.worker,
+        )
     )
     draft.outstanding -= 1
     draft.completed += 1
@@ -163,20 +251,35 @@ def _fail_step(state: ExecutionState, event: StepFailed) -> Transition:
     policy = state.definition.retry_policy(event.step_id)
     run_attempt = event.attempt - step.base  # the policy counts attempts of this run
     retry = event.retryable and run_attempt < policy.max_attempts
-    if retry and state.failure is None:  # a failing workflow starts nothing new
-        delay = backoff_ms(policy, state.execution_id, event.step_id, run_attempt)
-        due = event.at_ms + delay
-        draft.steps[event.step_id] = step._replace(
-            status=StepStatus.RETRYING, error=event.error, retry_at_ms=due
-        )
-        draft.commands.append(ScheduleRetry(event.step_id, event.attempt + 1, due))
-        return draft.finish()
-    draft.steps[event.step_id] = step._replace(
-        status=StepStatus.FAILED,
+    retry = retry and state.failure is None  # a failing workflow starts nothing new
+    ended = step._replace(
+        status=StepStatus.RETRYING if retry else StepStatus.FAILED,
         error=event.error,
         started_at_ms=event.started_at_ms,
         finished_at_ms=event.at_ms,
+        worker=event.worker,
+        timed_out=event.timed_out or None,
     )
+    outcome = AttemptOutcome.TIMED_OUT if event.timed_out else AttemptOutcome.FAILED
+    draft.commands.append(
+        EndAttempt(
+            event.step_id,
+            event.attempt,
+            outcome,
+            error=event.error,
+            will_retry=retry,
+            started_at_ms=event.started_at_ms,
+            finished_at_ms=event.at_ms,
+            worker=event.worker,
+        )
+    )
+    if retry:
+        delay = backoff_ms(policy, state.execution_id, event.step_id, run_attempt)
+        due = event.at_ms + delay
+        draft.steps[event.step_id] = ended._replace(retry_at_ms=due)
+        draft.commands.append(ScheduleRetry(event.step_id, event.attempt + 1, due))
+        return draft.finish()
+    draft.steps[event.step_id] = ended
     draft.outstanding -= 1
     if fail(draft, event.step_id, event.error):
         return failed(draft, event.at_ms)
@@ -210,7 +313,9 @@ def _tick(state: ExecutionState, event: Tick) -> Transition:
         if step.status is StepStatus.RUNNING and due is not None and due <= event.now_ms:
             timeout = state.definition.timeout_ms(step_id)
             error = f"StepTimeout: no report or heartbeat within {timeout} ms"
-            timed_out = StepFailed(step_id, step.attempt, error, True, at_ms=event.now_ms)
+            timed_out = StepFailed(
+                step_id, step.attempt, error, True, at_ms=event.now_ms, timed_out=True
+            )
             state, emitted = _fail_step(state, timed_out)
             commands += emitted
             if state.status is not ExecutionStatus.RUNNING:

@@ -26,6 +26,7 @@ class StepCompleted:
     output: Any
     at_ms: int
     started_at_ms: int | None = None
+    worker: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +37,8 @@ class StepFailed:
     retryable: bool
     at_ms: int
     started_at_ms: int | None = None
+    worker: str | None = None
+    timed_out: bool = False  # the coordinator's deadline passed, no report came
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +118,31 @@ class SkipStep:
     reason: str
 
 
+class AttemptOutcome(StrEnum):
+    COMPLETED = "completed"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    IGNORED = "ignored"  # a report the coordinator did not apply; `error` says why
+
+
+@dataclass(frozen=True, slots=True)
+class EndAttempt:
+    """The coordinator's decision on an attempt (a `StepAttemptEnded` event): how it
+    ended, or, for a report it did not apply, why. Readers record these, never reports:
+    a stale, duplicate or misrouted report then never shows as an outcome."""
+
+    step_id: str
+    attempt: int
+    outcome: AttemptOutcome
+    output: Any = None
+    error: str | None = None  # the failure, or why a report was ignored
+    will_retry: bool = False  # failed or timed out, and the retry policy runs it again
+    started_at_ms: int | None = None  # the worker's clock, informational
+    finished_at_ms: int | None = None
+    worker: str | None = None
+    report: str | None = None  # ignored: the report's kind, "completed" or "failed"
+
+
 @dataclass(frozen=True, slots=True)
 class CancelWorkflow:
     reason: str
@@ -139,6 +167,7 @@ Command = (
     | ScheduleRetry
     | ScheduleTimeout
     | SkipStep
+    | EndAttempt
     | CompleteWorkflow
     | FailWorkflow
     | CancelWorkflow

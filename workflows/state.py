@@ -48,6 +48,9 @@ class StepState(NamedTuple):
     finished_at_ms: int | None = None
     base: int = 0  # attempts made before the current run (an operator's retry or rerun)
     alive_at_ms: int | None = None  # the current attempt's last heartbeat
+    # Of the last attempt that ended (as `error`, `started_at_ms` and `finished_at_ms`):
+    worker: str | None = None
+    timed_out: bool | None = None  # None: not timed out (and nothing in the checkpoint)
 
 
 @dataclass(frozen=True, slots=True)

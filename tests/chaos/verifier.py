@@ -6,6 +6,9 @@ Rules checked (ARCHITECTURE.md, delivery semantics):
 * every execution started has exactly one outcome, and it is `completed`;
 * a record seen twice is the same logical event with the same event id: per execution
   one outcome id, per (execution, step, attempt, kind) one step-report id;
+* the coordinator decided each attempt once: per (execution, step, attempt) one
+  decision id and outcome on step-outcomes, per (execution, step) one `completed`, and
+  every completed execution has a decision or a skip for each step it reported on;
 * side effects are not doubled: one maintenance request and one notification per
   execution, and technicians' workloads equal the requests assigned to them.
 """
@@ -30,6 +33,8 @@ class Verdict:
     not_completed: dict[str, str] = field(default_factory=dict)
     outcome_ids_differ: list[str] = field(default_factory=list)
     step_ids_differ: list[str] = field(default_factory=list)
+    decided_twice: list[str] = field(default_factory=list)  # an attempt, or a completion
+    undecided: list[str] = field(default_factory=list)  # steps of completed executions
     duplicates: int = 0
     doubled_side_effects: list[str] = field(default_factory=list)
     watchdog_resumes: int = 0  # from the workers' logs: the safety net, not a delivery
@@ -43,6 +48,8 @@ class Verdict:
             or self.not_completed
             or self.outcome_ids_differ
             or self.step_ids_differ
+            or self.decided_twice
+            or self.undecided
             or self.doubled_side_effects
         )
 
@@ -61,6 +68,7 @@ class Verdict:
                 f", not completed {dict(list(self.not_completed.items())[:5])}"
                 f", outcome ids differ {self.outcome_ids_differ[:5]}"
                 f", step report ids differ {self.step_ids_differ[:5]}"
+                f", decided twice {self.decided_twice[:5]}, undecided {self.undecided[:5]}"
                 f", doubled side effects {self.doubled_side_effects[:5]}"
             )
         return line
@@ -90,21 +98,52 @@ async def verify(
 
     report_ids: dict[tuple[str, str, int, str], set[str]] = defaultdict(set)
     reports = Counter[tuple[str, str, int, str]]()
-    for event in await read_topic(settings, names.step_completed):
+    for event in await read_topic(settings, names.step_completed):  # the workers' reports
+        if event.name not in ("StepCompleted", "StepFailed"):
+            continue  # heartbeats: each its own id
         record = event.record
-        # A StepSkipped names no attempt: the step never ran (the reference workflow
-        # skips its escalation, step-5, for a request that is not URGENT).
-        key = (record["execution_id"], record["step_id"], record.get("attempt", 0), event.name)
+        key = (record["execution_id"], record["step_id"], record["attempt"], event.name)
         report_ids[key].add(record["event_id"])
         reports[key] += 1
     verdict.duplicates = sum(count - 1 for count in reports.values())
     verdict.step_ids_differ = [
         f"{k[0]}/{k[1]}/{k[2]}" for k, ids in report_ids.items() if len(ids) > 1
     ]
+    await check_decisions(settings, verdict, statuses, {(k[0], k[1]) for k in reports})
 
     if maintenance_ids:
         verdict.doubled_side_effects = await doubled_side_effects(database_url, maintenance_ids)
     return verdict
+
+
+async def check_decisions(
+    settings: Settings,
+    verdict: Verdict,
+    statuses: dict[str, str],
+    reported: set[tuple[str, str]],
+) -> None:
+    """What the coordinator decided, on step-outcomes, as a downstream reader sees it."""
+    names = TopicNames.for_prefix(settings.topic_prefix)
+    decisions: dict[tuple[str, str, int], set[tuple[str, str]]] = defaultdict(set)
+    completions: dict[tuple[str, str], set[int]] = defaultdict(set)
+    decided: set[tuple[str, str]] = set()
+    for event in await read_topic(settings, names.step_outcomes):
+        record = event.record
+        step = (record["execution_id"], record["step_id"])
+        decided.add(step)
+        if event.name != "StepAttemptEnded" or record["outcome"] == "ignored":
+            continue
+        decisions[(*step, record["attempt"])].add((record["event_id"], record["outcome"]))
+        if record["outcome"] == "completed":
+            completions[step].add(record["attempt"])
+    verdict.decided_twice = [
+        f"{k[0]}/{k[1]}/{k[2]}: {sorted(v)}" for k, v in decisions.items() if len(v) > 1
+    ] + [f"{k[0]}/{k[1]} completed at {sorted(v)}" for k, v in completions.items() if len(v) > 1]
+    verdict.undecided = sorted(
+        f"{execution_id}/{step_id}"
+        for execution_id, step_id in reported - decided
+        if statuses.get(execution_id) == "completed"
+    )
 
 
 async def doubled_side_effects(database_url: str, execution_ids: set[str]) -> list[str]:

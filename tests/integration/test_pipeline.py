@@ -387,7 +387,7 @@ async def test_the_reference_maintenance_workflow_does_real_work(
     assert ours == [("email", "tenant:tenant-a")]
     reports = await read_topic(
         engine,
-        names.step_completed,
+        names.step_outcomes,
         until=lambda events: any(
             e.name == "StepSkipped" and e.record["execution_id"] == execution_id for e in events
         ),
@@ -414,5 +414,5 @@ async def test_the_executor_and_persister_groups_commit_what_they_finished(
     for execution_id in ids:
         assert (await client.wait_for(execution_id, timeout=60)).status == "completed"
     names = TopicNames.for_prefix(engine.topic_prefix)
-    for group, topic in (("executor", names.step_ready), ("persister", names.step_completed)):
+    for group, topic in (("executor", names.step_ready), ("persister", names.step_outcomes)):
         await wait_for_commits(engine, f"{engine.topic_prefix}-{group}", [topic])

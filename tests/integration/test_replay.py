@@ -179,7 +179,7 @@ def test_a_cancel_in_the_middle_of_a_running_diamond_ends_it_and_starts_nothing_
     engine: tuple[Settings, dict[str, str], Path], worker: WorkerProcess
 ) -> None:
     """b and c are running when an operator cancels: the execution ends as cancelled at
-    once, d is never released, b's and c's completions are recorded but change nothing,
+    once, d is never released, b's and c's completions are recorded as ignored reports,
     `explain` says why d does not run, and a second cancel is refused."""
     settings, env, _ = engine
     names = TopicNames.for_prefix(settings.topic_prefix)
@@ -240,13 +240,18 @@ def test_a_cancel_in_the_middle_of_a_running_diamond_ends_it_and_starts_nothing_
         until=lambda r: (
             r.returncode == 0
             and json.loads(r.stdout)["status"] == "cancelled"
-            and len(json.loads(r.stdout).get("steps", [])) == 3
+            and len(json.loads(r.stdout).get("ignored_reports", [])) == 2
         ),
     )
     record = json.loads(described.stdout)
     assert record["status"] == "cancelled" and record["error"] == "duplicate request"
     recorded = {(s["step_id"], s["status"]) for s in record["steps"]}
-    assert recorded == {("a", "completed"), ("b", "completed"), ("c", "completed")}
+    assert recorded == {("a", "completed")}  # b's and c's reports came after the end
+    ignored = {(i["step_id"], i["report"], i["reason"]) for i in record["ignored_reports"]}
+    assert ignored == {
+        ("b", "completed", "the execution has ended (cancelled)"),
+        ("c", "completed", "the execution has ended (cancelled)"),
+    }
 
 
 def test_resume_recovers_an_execution_whose_step_ready_event_was_lost(

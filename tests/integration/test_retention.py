@@ -135,7 +135,7 @@ def test_an_ended_execution_leaves_hot_state_and_keeps_its_history(
 
         assert asyncio.run(reuse()) == "other"
         names = TopicNames.for_prefix(engine.topic_prefix)
-        topics = [names.executions, names.step_completed, names.workflow_completed]
+        topics = [names.executions, names.step_outcomes, names.workflow_completed]
         asyncio.run(wait_for_commits(engine, f"{engine.topic_prefix}-persister", topics))
     assert asyncio.run(history_row(database_url, ids[1])) == history
     assert history[:2] == ("t", 4)

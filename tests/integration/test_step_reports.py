@@ -98,7 +98,10 @@ def test_a_report_of_another_attempt_is_ignored_and_logged(
     settings, worker = engine
     outcome = asyncio.run(forge_report(settings, "reports-other-attempt", 7, '{"x": 1}'))
     assert outcome == "completed: "  # the real attempt 1 completed it, 3 s later
-    expected = "ignored the report of reports-other-attempt/a attempt 7 (current 1)"
+    expected = (
+        "ignored the completed report of reports-other-attempt/a attempt 7:"
+        " not the current attempt (current 1)"
+    )
     assert expected in worker.log_path.read_text()
 
 

@@ -383,6 +383,10 @@ def test_workers_announce_what_they_serve_and_register_reads_it(
         later = register("later", "  - {id: a, type: ANYTHING, queue: nobody-here}\n")
         assert later.returncode == 0, later.stderr
         assert "warning: no live worker serves queue 'nobody-here' yet" in later.stderr
+        documented = " ".join(cli(env, "register", "--help").stdout.split())
+        assert "on a queue no live worker serves, any type is accepted, with a warning" in (
+            documented
+        )
         unknown = register("unknown", "  - {id: a, type: NOBODY_RUNS_THIS}\n")
         assert unknown.returncode == 2 and "WORKER_ONLY" in unknown.stderr  # listed as known
     listed_workers(env, until=lambda names: "typed-1" not in names)
@@ -394,3 +398,30 @@ def test_workers_announce_what_they_serve_and_register_reads_it(
 
     outcome = asyncio.run(run())
     assert json.loads(str(outcome.record["outputs_json"])) == {"a": {"ran": "a"}}
+
+
+def test_a_task_of_a_type_the_worker_does_not_run_fails_at_once_with_the_reason(
+    engine: tuple[Settings, dict[str, str]], tmp_path: Path
+) -> None:
+    """Registered while nobody served its queue, a step's type turns out to be one the
+    queue's worker does not run: the worker answers with a StepFailed, retryable false
+    (a retry would come back to the same group), and the workflow fails at once."""
+    settings, env = engine
+    (tmp_path / "fax.yaml").write_text(
+        "id: fax-late\nversion: 1\nsteps:\n"
+        "  - {id: a, type: SEND_FAX, queue: typed-late, retry: {maxAttempts: 5}}\n"
+    )
+    registered = cli(env, "register", str(tmp_path / "fax.yaml"))
+    assert registered.returncode == 0, registered.stderr
+
+    async def run() -> Outcome:
+        async with WorkflowClient(settings) as client:
+            await client.start_workflow("fax-late", {}, "t", "u", "queues-unknown-type")
+            return await client.wait_for("queues-unknown-type", timeout=60)
+
+    with serving(env, "typed-late", "pdf-only", tmp_path / "pdf.log", "RENDER_PDF"):
+        outcome = asyncio.run(run())
+    assert outcome.status == "failed"
+    assert outcome.record["error"] == (
+        "UnknownStepType: worker pdf-only on queue typed-late runs RENDER_PDF"
+    )

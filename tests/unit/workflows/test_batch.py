@@ -11,6 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stepstream.workflows import (
+    AttemptOutcome,
+    EndAttempt,
     Event,
     ExecutionState,
     Started,
@@ -97,7 +99,7 @@ def test_the_offsets_written_are_those_of_the_last_events_that_changed_the_state
 ) -> None:
     definition, deliveries = run
     decision = apply_batch(fresh(definition), TENANT, None, deliveries)
-    changed = [deliveries[change.index] for change in decision.changes]
+    changed = [deliveries[change.cause] for change in decision.changes]
     expected: dict[str, int] = {}
     for delivery in changed:
         expected[delivery.source] = delivery.offset
@@ -145,10 +147,21 @@ def test_a_start_of_another_tenant_with_a_taken_id_is_refused_and_changes_nothin
     assert other.foreign_starts == [0] and not other.write and not other.emissions
 
 
-def test_a_report_of_an_attempt_that_is_not_current_is_named_superseded() -> None:
+def test_a_report_of_an_attempt_that_is_not_current_is_an_ignored_decision() -> None:
     definition = WorkflowDefinition("w", 1, "w", (StepDefinition("a", "noop", ()),))
     started = apply_batch(fresh(definition), TENANT, None, [Delivery("x", 0, Started(0), TENANT)])
-    stale = StepCompleted("a", 7, output_of("a"), at_ms=1)
+    stale = StepCompleted("a", 7, output_of("a"), at_ms=1, worker="w9")
     decision = apply_batch(started.state, TENANT, started.applied, [Delivery("c", 0, stale)])
-    assert [(s.step_id, s.attempt, s.current) for s in decision.superseded] == [("a", 7, 1)]
-    assert not decision.write and not decision.emissions
+    ignored = [e.command for e in decision.ignored]
+    assert ignored == [
+        EndAttempt(
+            "a",
+            7,
+            AttemptOutcome.IGNORED,
+            error="not the current attempt (current 1)",
+            finished_at_ms=1,
+            worker="w9",
+            report="completed",
+        )
+    ]
+    assert not decision.write and [e.command for e in decision.emissions] == ignored

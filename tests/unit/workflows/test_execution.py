@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 
 from stepstream.workflows import (
+    AttemptOutcome,
     CompleteWorkflow,
     EmitStepReady,
+    EndAttempt,
     ExecutionState,
     ExecutionStatus,
     FailWorkflow,
@@ -61,20 +63,25 @@ def test_the_maintenance_workflow_releases_steps_as_dependencies_complete() -> N
 
     state, commands = reduce(state, StepCompleted("step-1", 1, {"request_id": 7}, at_ms=1_010))
     assert ready_steps(commands) == [("step-2", 1), ("step-3", 1)]
-    assert all(c.inputs["steps"] == {"step-1": {"request_id": 7}} for c in commands)  # type: ignore[union-attr]
+    released = [c for c in commands if isinstance(c, EmitStepReady)]
+    assert all(c.inputs["steps"] == {"step-1": {"request_id": 7}} for c in released)
 
     state, commands = reduce(state, StepCompleted("step-3", 1, {"sent": True}, at_ms=1_020))
-    assert commands == ()  # step-4 still waits for step-2
+    done = EndAttempt("step-3", 1, AttemptOutcome.COMPLETED, {"sent": True}, finished_at_ms=1_020)
+    assert commands == (done,)  # step-4 still waits for step-2
     state, commands = reduce(state, StepCompleted("step-2", 1, {"priority": "HIGH"}, at_ms=1_030))
     assert ready_steps(commands) == [("step-4", 1)]
-    assert commands[0].inputs["steps"] == {  # type: ignore[union-attr]
+    assert commands[1].inputs["steps"] == {  # type: ignore[union-attr]
         "step-2": {"priority": "HIGH"},
         "step-3": {"sent": True},
     }
 
     state, commands = reduce(state, StepCompleted("step-4", 1, {"technician": 3}, at_ms=1_040))
     assert state.status is ExecutionStatus.COMPLETED
-    assert commands == (
+    assert commands[0] == EndAttempt(
+        "step-4", 1, AttemptOutcome.COMPLETED, {"technician": 3}, finished_at_ms=1_040
+    )
+    assert commands[1:] == (
         CompleteWorkflow(
             {
                 "step-1": {"request_id": 7},
@@ -142,14 +149,22 @@ RETRYING = WorkflowDefinition(
 def test_a_retryable_failure_is_retried_after_its_backoff() -> None:
     state, _ = started(RETRYING)
     state, commands = reduce(state, StepFailed("flaky", 1, "IOError: down", True, at_ms=2_000))
-    assert commands == (ScheduleRetry("flaky", 2, 2_100),)
+    failed = EndAttempt(
+        "flaky",
+        1,
+        AttemptOutcome.FAILED,
+        error="IOError: down",
+        will_retry=True,
+        finished_at_ms=2_000,
+    )
+    assert commands == (failed, ScheduleRetry("flaky", 2, 2_100))
     assert state.steps["flaky"].status is StepStatus.RETRYING
     state, commands = reduce(state, Tick(now_ms=2_099))
     assert commands == ()
     state, commands = reduce(state, Tick(now_ms=2_100))
     assert ready_steps(commands) == [("flaky", 2)]
     state, commands = reduce(state, StepFailed("flaky", 2, "IOError: down", True, at_ms=3_000))
-    assert commands == (ScheduleRetry("flaky", 3, 3_200),)
+    assert commands[1:] == (ScheduleRetry("flaky", 3, 3_200),)
     state, commands = reduce(state, Tick(now_ms=5_000))
     state, commands = reduce(state, StepCompleted("flaky", 3, "ok", at_ms=5_001))
     assert ready_steps(commands) == [("after", 1)]
@@ -173,7 +188,10 @@ def test_a_step_that_fails_for_good_fails_the_workflow_fast_and_names_the_step()
     state, commands = reduce(
         state, StepFailed("flaky", 3, "IOError: still down", True, at_ms=20_000)
     )
-    assert commands == (FailWorkflow("flaky", "IOError: still down", 20_000),)
+    final = EndAttempt(
+        "flaky", 3, AttemptOutcome.FAILED, error="IOError: still down", finished_at_ms=20_000
+    )
+    assert commands == (final, FailWorkflow("flaky", "IOError: still down", 20_000))
     assert state.status is ExecutionStatus.FAILED
     assert state.failure is not None and state.failure.step_id == "flaky"
 
@@ -181,14 +199,15 @@ def test_a_step_that_fails_for_good_fails_the_workflow_fast_and_names_the_step()
 def test_a_non_retryable_failure_is_final_at_once() -> None:
     state, _ = started(RETRYING)
     state, commands = reduce(state, StepFailed("flaky", 1, "ValueError: bad input", False, 50))
-    assert commands == (FailWorkflow("flaky", "ValueError: bad input", 50),)
+    assert commands[1:] == (FailWorkflow("flaky", "ValueError: bad input", 50),)
+    assert commands[0].will_retry is False  # type: ignore[union-attr]
 
 
 def test_after_a_failure_running_siblings_finish_but_nothing_new_starts() -> None:
     state, _ = started()
     state, _ = reduce(state, StepCompleted("step-1", 1, None, at_ms=1))
     state, commands = reduce(state, StepFailed("step-2", 1, "boom", False, at_ms=2))
-    assert isinstance(commands[0], FailWorkflow)
+    assert isinstance(commands[1], FailWorkflow)
     after, commands = reduce(state, StepCompleted("step-3", 1, None, at_ms=3))
     assert commands == () and after == state
 

@@ -8,6 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stepstream.workflows import (
+    AttemptOutcome,
+    EndAttempt,
     ExecutionStatus,
     FailWorkflow,
     StepCompleted,
@@ -131,7 +133,10 @@ def test_a_permanent_failure_ends_the_workflow_and_names_the_step(
     running = [c for c in commands if isinstance(c, EmitStepReady)]
     victim = data.draw(st.sampled_from(running))
     state, commands = reduce(state, StepFailed(victim.step_id, victim.attempt, "Boom: x", False, 9))
-    assert commands == (FailWorkflow(victim.step_id, "Boom: x", 9),)
+    assert commands[1:] == (FailWorkflow(victim.step_id, "Boom: x", 9),)
+    assert commands[0] == EndAttempt(
+        victim.step_id, victim.attempt, AttemptOutcome.FAILED, error="Boom: x", finished_at_ms=9
+    )
     assert state.status is ExecutionStatus.FAILED
     for other in running:
         after, emitted = reduce(state, StepCompleted(other.step_id, other.attempt, None, 10))

@@ -7,8 +7,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stepstream.workflows import (
+    AttemptOutcome,
     CompleteWorkflow,
     EmitStepReady,
+    EndAttempt,
     ExecutionStatus,
     FailWorkflow,
     ScheduleRetry,
@@ -82,13 +84,19 @@ def test_announce_names_exactly_the_running_steps_with_their_first_inputs(
     for event in run.events[: data.draw(st.integers(1, len(run.events)))]:
         state, commands = reduce(state, event)
         first_ready.update({c.step_id: c for c in commands if isinstance(c, EmitStepReady)})
-    announced = announce(state)
+    announced = [c for c in announce(state) if not isinstance(c, EndAttempt)]
+    ends = [c for c in announce(state) if isinstance(c, EndAttempt)]
+    completed = {s for s, step in state.steps.items() if step.status == "completed"}
+    assert {c.step_id for c in ends} == completed  # each finished step's decision, again
     if state.status is ExecutionStatus.COMPLETED:
-        assert announced == (run.commands[-1],)
+        assert announced == [run.commands[-1]]
         return
     running = {s for s, step in state.steps.items() if step.status == "running"}
     assert {c.step_id for c in announced} == running
     assert all(c == first_ready[c.step_id] for c in announced)  # same attempt, same inputs
+
+
+FAILED = AttemptOutcome.FAILED
 
 
 def test_announce_repeats_a_failure_and_a_pending_retry() -> None:
@@ -97,9 +105,11 @@ def test_announce_repeats_a_failure_and_a_pending_retry() -> None:
     state = new_execution("e", definition, {}, max_parallel_steps=1)
     state, _ = reduce(state, Started(at_ms=0))
     state, commands = reduce(state, StepFailed("only", 1, "boom", True, at_ms=10))
-    assert announce(state) == commands == (ScheduleRetry("only", 2, 110),)
+    failed = EndAttempt("only", 1, FAILED, error="boom", will_retry=True, finished_at_ms=10)
+    assert announce(state) == commands == (failed, ScheduleRetry("only", 2, 110))
     state, _ = reduce(state, StepFailed("only", 1, "late copy", True, at_ms=20))
-    assert announce(state) == (ScheduleRetry("only", 2, 110),)
+    assert announce(state) == (failed, ScheduleRetry("only", 2, 110))
     state, _ = reduce(state, Tick(now_ms=200))
     state, commands = reduce(state, StepFailed("only", 2, "boom again", True, at_ms=300))
-    assert announce(state) == commands == (FailWorkflow("only", "boom again", 300),)
+    final = EndAttempt("only", 2, FAILED, error="boom again", finished_at_ms=300)
+    assert announce(state) == commands == (final, FailWorkflow("only", "boom again", 300))

@@ -10,6 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stepstream.workflows import (
+    AttemptOutcome,
+    EndAttempt,
     ExecutionState,
     ExecutionStatus,
     FailWorkflow,
@@ -62,7 +64,15 @@ def test_at_the_deadline_the_attempt_fails_and_is_retried() -> None:
     step = state.steps["charge"]
     assert step.status is StepStatus.RETRYING
     assert step.error == "StepTimeout: no report or heartbeat within 5000 ms"
-    assert commands == (ScheduleRetry("charge", 2, 7_000),)
+    timed_out = EndAttempt(
+        "charge",
+        1,
+        AttemptOutcome.TIMED_OUT,
+        error="StepTimeout: no report or heartbeat within 5000 ms",
+        will_retry=True,
+        finished_at_ms=6_000,
+    )
+    assert commands == (timed_out, ScheduleRetry("charge", 2, 7_000))
     assert state.steps["local"].status is StepStatus.RUNNING  # the executor's step: no timer
     state, commands = reduce(state, Tick(now_ms=7_000))
     assert state.steps["charge"].attempt == 2
@@ -82,7 +92,8 @@ def test_the_last_attempt_timing_out_fails_the_workflow() -> None:
     state, _ = reduce(state, Tick(now_ms=7_000))  # attempt 2 released at 7,000
     state, commands = reduce(state, Tick(now_ms=12_000))
     assert state.status is ExecutionStatus.FAILED
-    assert commands == (
+    assert commands[0].outcome is AttemptOutcome.TIMED_OUT  # type: ignore[union-attr]
+    assert commands[1:] == (
         FailWorkflow("charge", "StepTimeout: no report or heartbeat within 5000 ms", 12_000),
     )
 
