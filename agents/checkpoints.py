@@ -9,9 +9,11 @@ name it.
 A large execution's checkpoint is split (`stepstream.workflows.checkpoint.checkpoint_writes`): a
 header under the execution id and parts under `part_key`, in the same partition.
 
-Two indexes live beside the checkpoints (`stepstream.workflows.retention`): a key per
-running execution, from which recovery re-arms what is in flight, and a key per ended
-execution named by when its checkpoint leaves (WORKFLOW_RETENTION_SECONDS after its end).
+Three indexes live beside the checkpoints: a key per running execution, from which
+recovery re-arms what is in flight, a key per ended execution named by when its
+checkpoint leaves (WORKFLOW_RETENTION_SECONDS after its end; both in
+`stepstream.workflows.retention`), and a key per wait step's timer named by when it is
+due (`stepstream.workflows.timers`).
 
 Running executions' checkpoints are also kept in memory as last written, so an event
 does not decode what the previous one encoded, and what changed since is found by
@@ -56,6 +58,7 @@ from stepstream.workflows.checkpoint import (
     split_part_key,
 )
 from stepstream.workflows.retention import RUNNING_PREFIX, retire_due, retire_key, running_key
+from stepstream.workflows.timers import armed_timers
 
 DEFINITION_KEY = DEFINITION_KEY_PREFIX.encode()
 INTERNAL_KEY = b"#"  # definitions and indexes: execution ids start with a letter or digit
@@ -130,6 +133,8 @@ class Checkpoints:
             before = previous[0].steps
             changed = [i for i, step in state.steps.items() if step is not before.get(i)]
         self._index(key, partition, state, origin, was_running=previous is not None)
+        if state.definition.has_waits:
+            self._timers(partition, state, origin, None if previous is None else previous[0])
         writes, delta = checkpoint_writes(state, self.delta.get(key, frozenset()), changed)
         for part, value in writes:
             if part is None:
@@ -165,6 +170,27 @@ class Checkpoints:
         self.changelog.put(retire, origin["tenant_id"].encode(), partition)
         if was_running:
             self.changelog.delete(running, partition)
+
+    def _timers(
+        self,
+        partition: int,
+        state: ExecutionState,
+        origin: dict[str, Any],
+        previous: ExecutionState | None,
+    ) -> None:
+        """Keep the timer index (`stepstream.workflows.timers`): a key per armed timer,
+        whose value is what its due event needs; gone once it fired or the execution
+        ended."""
+        before = frozenset() if previous is None else armed_timers(previous)
+        after = armed_timers(state)
+        for gone in before - after:
+            self.changelog.delete(gone.encode(errors="surrogateescape"), partition)
+        for armed in after - before:
+            step_id = armed.split("/")[2]
+            due = {**origin, "attempt": state.steps[step_id].attempt}
+            self.changelog.put(
+                armed.encode(errors="surrogateescape"), to_json_bytes(due), partition
+            )
 
     def running(
         self, partitions: Iterable[int]

@@ -26,6 +26,7 @@ from stepstream.agents.coordinator_events import (
 )
 from stepstream.agents.counting import count_attempt, count_commands
 from stepstream.agents.retention import SWEEP_SECONDS, Retention
+from stepstream.agents.timers import TIMER_SWEEP_SECONDS, TimerSweep
 from stepstream.agents.watchdog import Watchdog
 from stepstream.agents.watchdog import install as install_watchdog
 from stepstream.schemas.codec import CODEC, EventCodecError
@@ -69,6 +70,7 @@ class Coordinator:
         self.checkpoints = Checkpoints(self.table, self.changelog, engine.settings)
         self.watchdog = Watchdog(engine.settings.watchdog_margin_ms)
         self.retention = Retention(engine, self.checkpoints)
+        self.timers = TimerSweep(engine, self.checkpoints)
         self.sources = source_codes(self.names)
 
     async def emit(self, state: ExecutionState, origin: dict[str, Any], command: Command) -> None:
@@ -225,7 +227,7 @@ class Coordinator:
 
 def install(engine: Engine) -> Coordinator:
     """The faust wiring: the agent over the three input topics, the table's recovery,
-    the revocation signal, the watchdog and the retention sweep."""
+    the revocation signal, the watchdog, the retention and timer sweeps."""
     coordinator = Coordinator(engine)
     names = engine.names
     install_watchdog(engine, coordinator.watchdog, coordinator.checkpoints, coordinator.emit)
@@ -244,6 +246,7 @@ def install(engine: Engine) -> Coordinator:
     @engine.app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def forget_partitions(sender: Any, *args: Any, **kwargs: Any) -> None:
         coordinator.checkpoints.forget_partitions()
+        coordinator.timers.forget()
 
     @coordinator.table.on_recover
     async def rearm() -> None:
@@ -252,5 +255,9 @@ def install(engine: Engine) -> Coordinator:
     @engine.app.timer(interval=SWEEP_SECONDS)  # type: ignore[untyped-decorator]
     async def sweep_retired() -> None:
         await coordinator.retention.sweep()
+
+    @engine.app.timer(interval=TIMER_SWEEP_SECONDS)  # type: ignore[untyped-decorator]
+    async def sweep_timers() -> None:
+        coordinator.timers.sweep()
 
     return coordinator

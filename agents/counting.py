@@ -27,6 +27,12 @@ def count_attempt(end: EndAttempt, before: ExecutionState) -> None:
     """An attempt the coordinator decided on: its outcome, how long it ran by its
     worker's report, and how long it waited between its release and its start."""
     METRICS.steps.labels(str(end.outcome)).inc()
+    if end.outcome is AttemptOutcome.COMPLETED and before.definition.has_waits:
+        step = before.definition.step_by_id.get(end.step_id)
+        if step is not None and step.wait is not None:  # a timer fired: how late
+            late = end.output["fired_at_ms"] - end.output["due_at_ms"]
+            METRICS.timer_lateness.observe(max(0, late) / SECOND_MS)
+            return
     started, finished = end.started_at_ms, end.finished_at_ms
     if end.outcome is AttemptOutcome.IGNORED or started is None or finished is None:
         return  # an ignored report is no attempt's run; a timeout has no report

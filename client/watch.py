@@ -30,8 +30,9 @@ from stepstream.workflows.checkpoint import (
     split_part_key,
 )
 from stepstream.workflows.retention import RETIRE_PREFIX, RUNNING_PREFIX
+from stepstream.workflows.timers import TIMER_PREFIX
 
-INDEX_KEYS = (RUNNING_PREFIX.encode(), RETIRE_PREFIX.encode())
+INDEX_KEYS = (RUNNING_PREFIX.encode(), RETIRE_PREFIX.encode(), TIMER_PREFIX.encode())
 
 TERMINAL_EVENTS = {
     "WorkflowCompleted",

@@ -112,6 +112,17 @@ class Metrics:
             ["group", "heal"],
             registry=registry,
         )
+        self.timers_pending = Gauge(
+            "stepstream_timers_pending",
+            "Wait steps' timers armed in this worker's partitions (the due-time index).",
+            registry=registry,
+        )
+        self.timer_lateness = Histogram(
+            "stepstream_timer_lateness_seconds",
+            "How long after its due time a wait step's timer fired.",
+            buckets=SECONDS,
+            registry=registry,
+        )
         self.consumer_lag = Gauge(
             "stepstream_consumer_lag",
             "Records not yet consumed by this worker's members of each consumer group.",

@@ -7,9 +7,11 @@ from stepstream.workflows.definition import (
     RetryPolicy,
     StepDefinition,
     Trigger,
+    Wait,
     WorkflowDefinition,
 )
 from stepstream.workflows.execution import (
+    ArmTimer,
     AttemptOutcome,
     CancelWorkflow,
     Command,
@@ -42,6 +44,7 @@ from stepstream.workflows.rendering import to_dot, to_mermaid
 from stepstream.workflows.validation import InvalidDefinition, Problem, build_definition, validated
 
 __all__ = [
+    "ArmTimer",
     "AttemptOutcome",
     "CancelWorkflow",
     "CheckpointError",
@@ -71,6 +74,7 @@ __all__ = [
     "StepStatus",
     "Tick",
     "Trigger",
+    "Wait",
     "WorkflowDefinition",
     "announce",
     "build_definition",

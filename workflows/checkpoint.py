@@ -46,6 +46,7 @@ _STEP_FIELDS = (
     "alive_at_ms",
     "worker",
     "timed_out",
+    "due_at_ms",
 )
 _BASE = _STEP_FIELDS.index("base")
 

@@ -37,6 +37,18 @@ class Trigger(StrEnum):
     ALL_DONE = "all_done"  # runs whatever its dependencies' outcomes (cleanup, notify)
 
 
+WAIT_TYPE = "wait"  # the type of a step that holds a durable timer (`wait:`)
+
+
+@dataclass(frozen=True, slots=True)
+class Wait:
+    """A durable timer: the step completes `for_ms` after its release, or at the
+    instant its `until` expression gives. No worker runs it: the coordinator holds it."""
+
+    for_ms: int | None = None
+    until: str | None = None  # an expression (workflows.expressions) giving an instant
+
+
 @dataclass(frozen=True, slots=True)
 class StepDefinition:
     id: str
@@ -49,6 +61,7 @@ class StepDefinition:
     queue: str | None = None  # a task queue: its step-ready events go to workers of their own
     when: str | None = None  # a condition (workflows.expressions); false: the step is skipped
     trigger: Trigger = Trigger.NONE_FAILED
+    wait: Wait | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +124,19 @@ class WorkflowDefinition:
     def conditions(self) -> Mapping[str, Condition]:
         """Each conditional step's compiled `when` (validation has compiled them once)."""
         return {s.id: compile_condition(s.when) for s in self.steps if s.when is not None}
+
+    @cached_property
+    def instants(self) -> Mapping[str, Condition]:
+        """Each `wait: {until}` step's compiled expression."""
+        return {
+            s.id: compile_condition(s.wait.until)
+            for s in self.steps
+            if s.wait is not None and s.wait.until is not None
+        }
+
+    @cached_property
+    def has_waits(self) -> bool:
+        return any(step.wait is not None for step in self.steps)
 
     @cached_property
     def ancestors(self) -> Mapping[str, frozenset[str]]:

@@ -7,8 +7,10 @@ from collections.abc import Iterable
 from typing import Any
 
 from stepstream.workflows.definition import Trigger
+from stepstream.workflows.durations import DurationError, parse_instant
 from stepstream.workflows.expressions import EvaluationError
 from stepstream.workflows.messages import (
+    ArmTimer,
     Command,
     CompleteWorkflow,
     EmitStepReady,
@@ -65,10 +67,14 @@ class Draft:
         queued = []
         for step_id in step_ids:
             reason = self.skip_reason(step_id)
+            due = None
+            if reason is None and self.steps[step_id].status is not StepStatus.FAILED:
+                due = self.instant(step_id)
             if self.steps[step_id].status is StepStatus.FAILED:
                 continue  # its condition broke: the transition fails it (`broken`)
             if reason is None:
-                self.steps[step_id] = self.steps[step_id]._replace(status=StepStatus.QUEUED)
+                queued_step = self.steps[step_id]._replace(status=StepStatus.QUEUED, due_at_ms=due)
+                self.steps[step_id] = queued_step
                 queued.append(step_id)
             else:
                 self.skip(step_id, reason)
@@ -103,11 +109,7 @@ class Draft:
         condition = definition.conditions.get(step_id)
         if condition is None:
             return None
-        outputs = {
-            s: self.steps[s].output
-            for s in condition.steps
-            if self.steps[s].status is StepStatus.COMPLETED
-        }
+        outputs = self.outputs_of(condition.steps)
         try:
             if condition.evaluate(self.state.input, outputs):
                 return None
@@ -118,6 +120,32 @@ class Draft:
             self.broken.append(Failure(step_id, f"ConditionError: {error}"))
             return None
         return f"condition false: {condition.text} (saw {condition.saw(self.state.input, outputs)})"
+
+    def outputs_of(self, step_ids: Iterable[str]) -> dict[str, Any]:
+        """What an expression reading these steps sees: the outputs of those completed
+        (a skipped step has none)."""
+        return {
+            s: self.steps[s].output
+            for s in step_ids
+            if self.steps[s].status is StepStatus.COMPLETED
+        }
+
+    def instant(self, step_id: str) -> int | None:
+        """A `wait: {until}` step's due time, read now that its dependencies are done
+        (None for other steps). One that cannot be read fails the step (`broken`)."""
+        expression = self.state.definition.instants.get(step_id)
+        if expression is None:
+            return None
+        outputs = self.outputs_of(expression.steps)
+        try:
+            return parse_instant(expression.value(self.state.input, outputs))
+        except (EvaluationError, DurationError) as error:
+            message = f"WaitError: until {expression.text}: {error}"
+            self.steps[step_id] = self.steps[step_id]._replace(
+                status=StepStatus.FAILED, error=message
+            )
+            self.broken.append(Failure(step_id, message))
+            return None
 
     def fill_slots(self, at_ms: int) -> None:
         free = self.state.max_outstanding - self.outstanding
@@ -137,6 +165,10 @@ class Draft:
         from `steps` (not null): it has no output."""
         definition = self.state.definition
         step = self.steps[step_id]
+        wait = definition.step_by_id[step_id].wait
+        if wait is not None:
+            self.arm(step_id, attempt, at_ms, wait.for_ms)
+            return
         self.steps[step_id] = step._replace(
             status=StepStatus.RUNNING,
             attempt=attempt,
@@ -163,6 +195,25 @@ class Draft:
         due = deadline(definition, step_id, self.steps[step_id])
         if due is not None:
             self.commands.append(ScheduleTimeout(step_id, attempt, due))
+
+    def arm(self, step_id: str, attempt: int, at_ms: int, for_ms: int | None) -> None:
+        """Start a wait step's timer. The same attempt sent again (an announcement, a
+        resume) keeps its due time: a timer never moves by being re-armed."""
+        step = self.steps[step_id]
+        if attempt == step.attempt and step.status is StepStatus.RUNNING:
+            due, released = step.due_at_ms, step.ready_at_ms or at_ms
+        else:
+            released = at_ms
+            due = at_ms + for_ms if for_ms is not None else step.due_at_ms
+        due = released if due is None else due
+        self.steps[step_id] = step._replace(
+            status=StepStatus.RUNNING,
+            attempt=attempt,
+            retry_at_ms=None,
+            ready_at_ms=released,
+            due_at_ms=due,
+        )
+        self.commands.append(ArmTimer(step_id, attempt, due))
 
     def outputs(self) -> dict[str, Any]:
         """The completed steps' outputs, in plan order; skipped steps have none."""

@@ -9,7 +9,9 @@ stale attempt, anything after the end) changes nothing and emits nothing.
 from __future__ import annotations
 
 from stepstream.workflows.draft import Draft, advance, fail, failed
+from stepstream.workflows.durations import iso
 from stepstream.workflows.messages import (
+    ArmTimer,
     AttemptOutcome,
     CancelWorkflow,
     Command,
@@ -45,6 +47,7 @@ from stepstream.workflows.state import (
 
 __all__ = [  # the messages are re-exported: they are part of the reducer's contract
     "TERMINAL",
+    "ArmTimer",
     "AttemptOutcome",
     "CancelWorkflow",
     "Command",
@@ -305,10 +308,18 @@ def _heartbeat(state: ExecutionState, event: Heartbeat) -> Transition:
 
 def _tick(state: ExecutionState, event: Tick) -> Transition:
     """The clock moved on: queue steps past their deadline fail as timed out (their retry
-    policy applies), then the retries that are due are released."""
+    policy applies), wait steps whose timer is due complete, then the retries that are
+    due are released. Never early: a step is only decided once `now_ms` has passed."""
     commands: list[Command] = []
     for step_id in state.definition.graph.order:
         step = state.steps[step_id]
+        if step.due_at_ms is not None and step.status is StepStatus.RUNNING:
+            if step.due_at_ms <= event.now_ms:
+                state, emitted = _complete_step(state, fired(step_id, step, event.now_ms))
+                commands += emitted
+                if state.status is not ExecutionStatus.RUNNING:
+                    return state, tuple(commands)
+            continue
         due = deadline(state.definition, step_id, step)
         if step.status is StepStatus.RUNNING and due is not None and due <= event.now_ms:
             timeout = state.definition.timeout_ms(step_id)
@@ -322,6 +333,13 @@ def _tick(state: ExecutionState, event: Tick) -> Transition:
                 return state, tuple(commands)
     state, released = _release_due_retries(state, event)
     return state, (*commands, *released)
+
+
+def fired(step_id: str, step: StepState, now_ms: int) -> StepCompleted:
+    """A wait step's timer fired: its output says when it was due and when it fired."""
+    due = step.due_at_ms or now_ms
+    output = {"due_at": iso(due), "fired_at": iso(now_ms), "due_at_ms": due, "fired_at_ms": now_ms}
+    return StepCompleted(step_id, step.attempt, output, now_ms, started_at_ms=step.ready_at_ms)
 
 
 def _release_due_retries(state: ExecutionState, event: Tick) -> Transition:

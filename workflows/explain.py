@@ -53,6 +53,10 @@ def _answer(state: ExecutionState, step_id: str, step: StepState, now_ms: int) -
 
 
 def _running(state: ExecutionState, step_id: str, step: StepState, now_ms: int) -> str:
+    if step.due_at_ms is not None:
+        left = (step.due_at_ms - now_ms) // 1000
+        when = f"in {left} s" if left >= 0 else f"{-left} s ago, firing"
+        return f"waiting for its timer, due at {_clock(step.due_at_ms)} ({when})"
     since = now_ms if step.ready_at_ms is None else step.ready_at_ms
     seconds = max(0, now_ms - since) // 1000
     queue = state.definition.step_by_id[step_id].queue

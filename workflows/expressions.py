@@ -96,6 +96,16 @@ class Condition:
             raise EvaluationError(f"the condition is {result!r}, not true or false")
         return result
 
+    def value(self, workflow_input: Any, outputs: Mapping[str, Any]) -> Any:
+        """The expression's value, whatever its kind (for expressions that are not
+        conditions, such as a wait's `until`)."""
+        try:
+            return self._run({"input": workflow_input, "steps": outputs})
+        except EvaluationError:
+            raise
+        except (TypeError, ZeroDivisionError, AttributeError) as error:
+            raise EvaluationError(str(error)) from None
+
     def saw(self, workflow_input: Any, outputs: Mapping[str, Any]) -> str:
         """The values the condition read, e.g. `steps.assess.priority = "LOW"`."""
         scope = {"input": workflow_input, "steps": outputs}

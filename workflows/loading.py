@@ -8,7 +8,8 @@ from typing import Any, Literal
 
 import yaml
 
-from stepstream.workflows.definition import Trigger, WorkflowDefinition
+from stepstream.workflows.definition import Trigger, Wait, WorkflowDefinition
+from stepstream.workflows.durations import written_duration
 from stepstream.workflows.validation import InvalidDefinition, Problem, build_definition
 
 Format = Literal["yaml", "json"]
@@ -63,6 +64,7 @@ def definition_to_dict(definition: WorkflowDefinition) -> dict[str, Any]:
                 **({"config": dict(step.config)} if step.config else {}),
                 **({"queue": step.queue} if step.queue is not None else {}),
                 **({"when": step.when} if step.when is not None else {}),
+                **({"wait": _wait_to_dict(step.wait)} if step.wait is not None else {}),
                 **(
                     {"trigger": str(step.trigger)}
                     if step.trigger is not Trigger.NONE_FAILED
@@ -82,3 +84,9 @@ def _retry_to_dict(policy: Any) -> dict[str, Any]:
         "maxBackoffMs": policy.max_backoff_ms,
         "jitter": policy.jitter,
     }
+
+
+def _wait_to_dict(wait: Wait) -> dict[str, Any]:
+    if wait.for_ms is not None:
+        return {"for": written_duration(wait.for_ms)}
+    return {"until": wait.until}

@@ -53,7 +53,8 @@ class Heartbeat:
 
 @dataclass(frozen=True, slots=True)
 class Tick:
-    """The clock moved on: release retries that are due."""
+    """The clock moved on: time out silent queue steps, fire due timers, release retries
+    that are due."""
 
     now_ms: int
 
@@ -104,6 +105,17 @@ class ScheduleRetry:
 class ScheduleTimeout:
     """A queue step's attempt times out at `due_at_ms` unless reported by then: its
     worker may have died silently, and only the coordinator can tell."""
+
+    step_id: str
+    attempt: int
+    due_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class ArmTimer:
+    """A wait step's timer: the step completes once the clock reaches `due_at_ms`. The
+    coordinator keeps it in a due-time index beside the checkpoint, so it survives any
+    worker; the clock comes back as a Tick."""
 
     step_id: str
     attempt: int
@@ -166,6 +178,7 @@ Command = (
     EmitStepReady
     | ScheduleRetry
     | ScheduleTimeout
+    | ArmTimer
     | SkipStep
     | EndAttempt
     | CompleteWorkflow

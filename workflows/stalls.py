@@ -13,7 +13,8 @@ from stepstream.workflows.execution import ExecutionState, ExecutionStatus, Step
 @dataclass(frozen=True, slots=True)
 class Waiting:
     """An outstanding step: running since `since_ms` (released then), or retrying,
-    due at `since_ms`; `deadline_ms` is when its silence means a lost event."""
+    due at `since_ms`; `deadline_ms` is when its silence means a lost event (for a
+    wait step, its timer's due time plus the margin)."""
 
     step_id: str
     status: StepStatus
@@ -35,7 +36,10 @@ def waiting_on(state: ExecutionState, margin_ms: int) -> list[Waiting]:
     waiting = []
     for step_id in state.definition.graph.order:
         step = state.steps[step_id]
-        if step.status is StepStatus.RUNNING:
+        if step.status is StepStatus.RUNNING and step.due_at_ms is not None:
+            since = step.ready_at_ms or 0  # a wait step: silent until its timer is due
+            deadline = step.due_at_ms + margin_ms
+        elif step.status is StepStatus.RUNNING:
             since = max(step.ready_at_ms or 0, step.alive_at_ms or 0)  # a heartbeat counts
             deadline = since + state.definition.timeout_ms(step_id) + margin_ms
         elif step.status is StepStatus.RETRYING and step.retry_at_ms is not None:
@@ -56,7 +60,9 @@ def stall_deadline(state: ExecutionState, margin_ms: int) -> int | None:
     definition = state.definition
     earliest: int | None = None
     for step_id, step in state.steps.items():
-        if step.status is StepStatus.RUNNING:
+        if step.status is StepStatus.RUNNING and step.due_at_ms is not None:
+            deadline = step.due_at_ms
+        elif step.status is StepStatus.RUNNING:
             since = max(step.ready_at_ms or 0, step.alive_at_ms or 0)
             deadline = since + definition.timeout_ms(step_id)
         elif step.status is StepStatus.RETRYING and step.retry_at_ms is not None:

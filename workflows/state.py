@@ -51,6 +51,7 @@ class StepState(NamedTuple):
     # Of the last attempt that ended (as `error`, `started_at_ms` and `finished_at_ms`):
     worker: str | None = None
     timed_out: bool | None = None  # None: not timed out (and nothing in the checkpoint)
+    due_at_ms: int | None = None  # a wait step's: when its timer fires
 
 
 @dataclass(frozen=True, slots=True)

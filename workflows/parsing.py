@@ -1,0 +1,245 @@
+"""Read a raw definition (parsed YAML or JSON) field by field into a WorkflowDefinition,
+collecting every shape problem with its location on the way. What the fields mean
+together (references, cycles, expressions) is `stepstream.workflows.validation`'s."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
+from stepstream.workflows.definition import (
+    WAIT_TYPE,
+    DefaultPolicies,
+    RetryPolicy,
+    StepDefinition,
+    Trigger,
+    Wait,
+    WorkflowDefinition,
+)
+from stepstream.workflows.durations import DurationError, parse_duration
+from stepstream.workflows.problems import Problem
+from stepstream.workflows.rate_limit import OverLimitPolicy, RateLimit
+
+WORKFLOW_FIELDS = {"id", "version", "name", "description", "steps", "defaults", "rateLimit"}
+RATE_LIMIT_FIELDS = {"points", "windowSeconds", "policy"}
+STEP_FIELDS = {"id", "type", "name", "description", "dependsOn", "retry", "timeoutMs"}
+STEP_FIELDS |= {"parallel", "config", "queue", "when", "trigger", "wait"}
+WAIT_FIELDS = {"for", "until"}
+# What a wait step cannot have: no worker runs it, so nothing retries or times it out.
+NOT_ON_WAITS = {"queue", "retry", "timeoutMs", "config"}
+# A queue name becomes part of a topic name: `<prefix>.tasks.<queue>`.
+QUEUE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+RETRY_FIELDS = {"maxAttempts", "initialBackoffMs", "multiplier", "maxBackoffMs", "jitter"}
+DEFAULTS_FIELDS = {"retry", "timeoutMs"}
+
+
+class Parser:
+    """Reads the raw mapping field by field, collecting shape problems as it goes."""
+
+    def __init__(self) -> None:
+        self.problems: list[Problem] = []
+
+    def fail(self, location: str, message: str) -> None:
+        self.problems.append(Problem(location, message))
+
+    def workflow(self, raw: Any) -> WorkflowDefinition | None:
+        if not isinstance(raw, Mapping):
+            self.fail("(root)", f"a definition must be a mapping, got {type(raw).__name__}")
+            return None
+        self.unknown_fields("(root)", raw, WORKFLOW_FIELDS)
+        workflow_id = self.text(raw, "id", "id")
+        version = raw.get("version", 1)
+        if not _is_int(version):
+            self.fail("version", f"must be an integer, got {version!r}")
+            version = 1
+        name = raw.get("name", workflow_id)
+        if not isinstance(name, str):
+            self.fail("name", "must be a string")
+            name = workflow_id
+        defaults = self.defaults(raw.get("defaults", {}))
+        raw_steps = raw.get("steps")
+        if not isinstance(raw_steps, list):
+            self.fail("steps", "must be a list of steps")
+            raw_steps = []
+        steps = [self.step(f"steps[{i}]", item) for i, item in enumerate(raw_steps)]
+        parsed = [step for step in steps if step is not None]
+        if not any(isinstance(s, Mapping) and "dependsOn" in s for s in raw_steps):
+            parsed = _sequential(parsed)
+        rate_limit = self.rate_limit(raw["rateLimit"]) if "rateLimit" in raw else None
+        return WorkflowDefinition(workflow_id, version, name, tuple(parsed), defaults, rate_limit)
+
+    def rate_limit(self, raw: Any) -> RateLimit | None:
+        if not isinstance(raw, Mapping):
+            self.fail("rateLimit", "must be a mapping")
+            return None
+        self.unknown_fields("rateLimit", raw, RATE_LIMIT_FIELDS)
+        numbers: dict[str, int] = {}
+        for key in ("points", "windowSeconds"):
+            value = raw.get(key)
+            if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+                numbers[key] = value
+            else:
+                self.fail(f"rateLimit.{key}", f"must be a positive integer, got {value!r}")
+        policy = raw.get("policy", "reject")
+        if policy not in {p.value for p in OverLimitPolicy}:
+            self.fail("rateLimit.policy", f"unknown policy {policy!r} (reject or defer)")
+            return None
+        if len(numbers) < 2:
+            return None
+        return RateLimit(
+            numbers["points"], numbers["windowSeconds"] * 1000, OverLimitPolicy(policy)
+        )
+
+    def step(self, where: str, raw: Any) -> StepDefinition | None:
+        if not isinstance(raw, Mapping):
+            self.fail(where, "a step must be a mapping")
+            return None
+        self.unknown_fields(where, raw, STEP_FIELDS)
+        depends_on = raw.get("dependsOn", [])
+        if not isinstance(depends_on, list) or not all(isinstance(d, str) for d in depends_on):
+            self.fail(f"{where}.dependsOn", "must be a list of step ids")
+            depends_on = []
+        parallel = raw.get("parallel")
+        if parallel is not None and not isinstance(parallel, bool):
+            self.fail(f"{where}.parallel", "must be true or false")
+            parallel = None
+        config = raw.get("config", {})
+        if not isinstance(config, Mapping):
+            self.fail(f"{where}.config", "must be a mapping")
+            config = {}
+        queue = raw.get("queue")
+        if queue is not None and not (isinstance(queue, str) and QUEUE_NAME.fullmatch(queue)):
+            self.fail(
+                f"{where}.queue",
+                f"must be lowercase letters, digits, '_' or '-' (at most 64), got {queue!r}",
+            )
+            queue = None
+        wait = self.wait(where, raw)
+        when = raw.get("when")
+        if when is not None and not (isinstance(when, str) and when.strip()):
+            self.fail(f"{where}.when", f"must be an expression in a string, got {when!r}")
+            when = None
+        trigger = raw.get("trigger", str(Trigger.NONE_FAILED))
+        if trigger not in set(Trigger):
+            known = ", ".join(Trigger)
+            self.fail(f"{where}.trigger", f"must be one of {known}, got {trigger!r}")
+            trigger = Trigger.NONE_FAILED
+        return StepDefinition(
+            id=self.text(raw, "id", f"{where}.id"),
+            type=WAIT_TYPE
+            if wait and "type" not in raw
+            else self.text(raw, "type", f"{where}.type"),
+            depends_on=tuple(depends_on),
+            retry=self.retry(f"{where}.retry", raw["retry"]) if "retry" in raw else None,
+            timeout_ms=self.optional_int(raw, "timeoutMs", f"{where}.timeoutMs"),
+            parallel=parallel,
+            config=dict(config),
+            queue=queue,
+            when=when,
+            trigger=Trigger(trigger),
+            wait=wait,
+        )
+
+    def wait(self, where: str, raw: Mapping[str, Any]) -> Wait | None:
+        """`wait: {for: 2h}` or `wait: {until: <expression>}`."""
+        if "wait" not in raw:
+            return None
+        spec, where = raw["wait"], f"{where}.wait"
+        for field_name in sorted(NOT_ON_WAITS & set(raw)):
+            self.fail(where, f"a wait step takes no {field_name!r}: no worker runs it")
+        if not isinstance(spec, Mapping) or len(WAIT_FIELDS & set(spec)) != 1:
+            self.fail(where, "must be a mapping with one of 'for' (a duration) or 'until'")
+            return Wait(for_ms=1)
+        self.unknown_fields(where, spec, WAIT_FIELDS)
+        if "until" in spec:
+            until = spec["until"]
+            if isinstance(until, str) and until.strip():
+                return Wait(until=until)
+            self.fail(f"{where}.until", f"must be an expression in a string, got {until!r}")
+            return Wait(for_ms=1)
+        try:
+            duration = parse_duration(spec["for"])
+        except DurationError as error:
+            self.fail(f"{where}.for", str(error))
+            return Wait(for_ms=1)
+        if duration <= 0:
+            self.fail(f"{where}.for", "must be longer than 0")
+        return Wait(for_ms=duration)
+
+    def defaults(self, raw: Any) -> DefaultPolicies:
+        if not isinstance(raw, Mapping):
+            self.fail("defaults", "must be a mapping")
+            return DefaultPolicies()
+        self.unknown_fields("defaults", raw, DEFAULTS_FIELDS)
+        retry = self.retry("defaults.retry", raw["retry"]) if "retry" in raw else RetryPolicy()
+        timeout = self.optional_int(raw, "timeoutMs", "defaults.timeoutMs")
+        return DefaultPolicies(retry) if timeout is None else DefaultPolicies(retry, timeout)
+
+    def retry(self, where: str, raw: Any) -> RetryPolicy:
+        if not isinstance(raw, Mapping):
+            self.fail(where, "must be a mapping")
+            return RetryPolicy()
+        self.unknown_fields(where, raw, RETRY_FIELDS)
+        base = RetryPolicy()
+        numbers: dict[str, float] = {}
+        for key in RETRY_FIELDS & set(raw):
+            value = raw[key]
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                self.fail(f"{where}.{key}", f"must be a number, got {value!r}")
+            elif key in {"maxAttempts", "initialBackoffMs", "maxBackoffMs"} and not _is_int(value):
+                self.fail(f"{where}.{key}", f"must be an integer, got {value!r}")
+            else:
+                numbers[key] = value
+        return RetryPolicy(
+            max_attempts=int(numbers.get("maxAttempts", base.max_attempts)),
+            initial_backoff_ms=int(numbers.get("initialBackoffMs", base.initial_backoff_ms)),
+            multiplier=float(numbers.get("multiplier", base.multiplier)),
+            max_backoff_ms=int(numbers.get("maxBackoffMs", base.max_backoff_ms)),
+            jitter=float(numbers.get("jitter", base.jitter)),
+        )
+
+    def text(self, raw: Mapping[str, Any], key: str, where: str) -> str:
+        value = raw.get(key)
+        if isinstance(value, str) and value:
+            return value
+        self.fail(where, "is required" if value is None else f"must be a string, got {value!r}")
+        return ""
+
+    def optional_int(self, raw: Mapping[str, Any], key: str, where: str) -> int | None:
+        value = raw.get(key)
+        if value is None or _is_int(value):
+            return value
+        self.fail(where, f"must be an integer, got {value!r}")
+        return None
+
+    def unknown_fields(self, where: str, raw: Mapping[str, Any], known: set[str]) -> None:
+        for key in raw:
+            if key not in known:
+                self.fail(where, f"unknown field {key!r} (known: {', '.join(sorted(known))})")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _sequential(steps: list[StepDefinition]) -> list[StepDefinition]:
+    """Backward compatibility for definitions that name no dependencies at all.
+
+    Such workflows ran their steps in list order; a run of consecutive steps flagged
+    `parallel: true` ran together. Each group now depends on every step of the group
+    before it, which keeps that behaviour on the DAG engine.
+    """
+    groups: list[list[StepDefinition]] = []
+    for step in steps:
+        if step.parallel and groups and groups[-1][-1].parallel:
+            groups[-1].append(step)
+        else:
+            groups.append([step])
+    result: list[StepDefinition] = []
+    previous: tuple[str, ...] = ()
+    for group in groups:
+        result += [replace(step, depends_on=previous) for step in group]
+        previous = tuple(step.id for step in group)
+    return result
