@@ -54,6 +54,14 @@ async def lateness_ms(settings: Settings) -> list[int]:
     return sorted(late)
 
 
+def scraped(name: str) -> float:
+    """The metric, or 0 while the worker's metrics server is not up yet."""
+    try:
+        return scrape(name)
+    except OSError:
+        return 0.0
+
+
 def percentile(values: list[int], q: float) -> int:
     return values[min(len(values) - 1, int(q * len(values)))]
 
@@ -83,7 +91,7 @@ def main() -> None:
         began = time.monotonic()
         first_due = now_ms() + int(publish_s * 1000) + 30_000
         asyncio.run(arm(settings, count, first_due, int(options.spread * 1000)))
-        wait_for(lambda: scrape("stepstream_timers_pending") >= count, 1800, "timers not armed")
+        wait_for(lambda: scraped("stepstream_timers_pending") >= count, 1800, "timers not armed")
         armed_s = time.monotonic() - began
         print(f"armed {count:,} timers in {armed_s:.1f} s; RSS {rss_mb(first.process.pid):.0f} MB")
         if now_ms() > first_due - 20_000:
@@ -96,7 +104,7 @@ def main() -> None:
             f" RSS {rss_mb(joiner.process.pid):.0f} MB"
         )
         done = 'stepstream_executions_total{outcome="completed"}'
-        wait_for(lambda: scrape(done) >= count, 1800, "timers not all fired")
+        wait_for(lambda: scraped(done) >= count, 1800, "timers not all fired")
         late = asyncio.run(lateness_ms(settings))
         print(
             f"fired {len(late):,} over {options.spread:g} s: lateness p50 {percentile(late, 0.5)}"
