@@ -48,8 +48,9 @@ async def lateness_ms(settings: Settings) -> list[int]:
     names = TopicNames.for_prefix(settings.topic_prefix)
     late = []
     for event in await read_all(settings, names.step_outcomes):
-        if event.name == "StepAttemptEnded" and event.record["outcome"] == "completed":
-            output = json.loads(event.record["output_json"])
+        record = event.record
+        if event.name == "StepAttemptEnded" and record["step_id"] == "u":  # not the probe's
+            output = json.loads(record["output_json"])
             late.append(output["fired_at_ms"] - output["due_at_ms"])
     return sorted(late)
 
