@@ -34,7 +34,6 @@ from stepstream.streams.changelog import Changelog
 from stepstream.streams.engine import ConsumedMessage, Engine
 from stepstream.streams.events import envelope
 from stepstream.workflows import (
-    AttemptOutcome,
     Command,
     EndAttempt,
     ExecutionState,
@@ -121,19 +120,11 @@ class Coordinator:
         return result
 
     def count(self, decision: BatchDecision, key: bytes) -> None:
-        """Metrics for what changed; a warning for each attempt that timed out and each
-        report that was ignored."""
+        """Metrics for what changed (with a warning for each attempt that timed out,
+        `agents.counting`) and a warning for each report that was ignored."""
         execution_id = key.decode()
         for change in decision.changes:
             count_commands(change.commands, change.before, change.after)
-            for command in change.commands:
-                if isinstance(command, EndAttempt) and command.outcome is AttemptOutcome.TIMED_OUT:
-                    log.warning(
-                        "%s/%s attempt %d timed out (%s); %s",
-                        *(execution_id, command.step_id, command.attempt, command.error),
-                        "a retry follows" if command.will_retry else "the step failed",
-                        extra={"execution_id": execution_id, "step_id": command.step_id},
-                    )
         for ignored in decision.ignored:
             end = cast(EndAttempt, ignored.command)
             count_attempt(end, ignored.state)

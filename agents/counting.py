@@ -4,6 +4,7 @@ would count twice)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 
 from stepstream.infra.metrics import METRICS
@@ -20,13 +21,23 @@ from stepstream.workflows import (
 )
 from stepstream.workflows.state import ran_in_parallel
 
+log = logging.getLogger("stepstream.agents.coordinator")  # where operators look for it
 SECOND_MS = 1000.0
 
 
 def count_attempt(end: EndAttempt, before: ExecutionState) -> None:
     """An attempt the coordinator decided on: its outcome, how long it ran by its
-    worker's report, and how long it waited between its release and its start."""
+    worker's report, and how long it waited between its release and its start; a
+    warning when it timed out (no report came, so no other line says so)."""
     METRICS.steps.labels(str(end.outcome)).inc()
+    if end.outcome is AttemptOutcome.TIMED_OUT:
+        execution_id = before.execution_id
+        log.warning(
+            "%s/%s attempt %d timed out (%s); %s",
+            *(execution_id, end.step_id, end.attempt, end.error),
+            "a retry follows" if end.will_retry else "the step failed",
+            extra={"execution_id": execution_id, "step_id": end.step_id},
+        )
     if end.outcome is AttemptOutcome.COMPLETED and before.definition.has_waits:
         step = before.definition.step_by_id.get(end.step_id)
         if step is not None and step.wait is not None:  # a timer fired: how late

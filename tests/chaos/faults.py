@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from stepstream.demo.worker_process import WorkerProcess
+from tests.waiting import on_schedule
 
 
 @dataclass(frozen=True)
@@ -135,24 +136,23 @@ class Faults(Workers):
     kills: int = 0
     rebalance_kills: int = 0
 
-    async def kill_and_restart(self, name: str) -> None:
+    async def kill_and_restart(self, name: str, until: asyncio.Event) -> None:
         self.workers[name].kill()
         self.kills += 1
-        await asyncio.sleep(self.scenario.down_for)  # the fault: down this long
+        await on_schedule(self.scenario.down_for, until)  # the fault: down this long
         self.workers[name].stop()  # closes its log file
         self.start(name)
 
     async def run(self, until: asyncio.Event) -> None:
         victims = itertools.cycle(self.processes)
         joiner = "chaos-w3"
-        while not until.is_set():
-            await asyncio.sleep(self.scenario.kill_every)  # the fault schedule
-            await self.kill_and_restart(next(victims))
+        while not await on_schedule(self.scenario.kill_every, until):  # the fault schedule
+            await self.kill_and_restart(next(victims), until)
             if self.kills == self.scenario.join_at_kill:
                 # A third worker joins; while the group rebalances, another worker dies.
                 self.start(joiner)
-                await asyncio.sleep(1.5)  # the fault: a kill 1.5 s into the rebalance
-                await self.kill_and_restart(next(victims))
+                await on_schedule(1.5, until)  # the fault: a kill 1.5 s into the rebalance
+                await self.kill_and_restart(next(victims), until)
                 self.rebalance_kills += 1
             elif self.kills == self.scenario.join_at_kill + 3 and joiner in self.workers:
                 # ... and leaves for good, killed: its partitions move back.

@@ -11,10 +11,10 @@ joins), not synchronisation: a join waits for the joiner's ready line, by condit
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import dataclass
 
 from tests.chaos.faults import Workers
+from tests.waiting import on_schedule, wait_until
 
 
 @dataclass(frozen=True)
@@ -66,14 +66,17 @@ class Scaling(Workers):
         marks = {name: self._ready_lines(name) for name in processes}
         for name, roles in processes.items():
             self.start(name, roles)
-        deadline = time.monotonic() + READY_TIMEOUT
-        while any(self._ready_lines(name) <= marks[name] for name in processes):
+
+        def ready() -> bool:
             for name in processes:
                 if self.workers[name].process.poll() is not None:
                     raise RuntimeError(f"{name} exited:\n{self.workers[name].log_tail()}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"joiner not ready in {READY_TIMEOUT} s:\n{self.log_tails()}")
-            await asyncio.sleep(0.2)  # polling the joiner's log for its ready line
+            return all(self._ready_lines(name) > marks[name] for name in processes)
+
+        try:
+            await wait_until(ready, READY_TIMEOUT, "the joiner's ready lines")
+        except TimeoutError as late:
+            raise TimeoutError(f"{late}:\n{self.log_tails()}") from None
         self.joins += 1
         self.behind += rejoin
         return list(processes)
@@ -90,9 +93,9 @@ class Scaling(Workers):
         round_ = 0
         while not until.is_set():
             joined = await self.join(round_)
-            await asyncio.sleep(self.scenario.stay_for)  # the schedule: it serves this long
+            await on_schedule(self.scenario.stay_for, until)  # the schedule: it serves this long
             self.leave(joined)
-            await asyncio.sleep(self.scenario.away_for)  # the schedule: until the next join
+            await on_schedule(self.scenario.away_for, until)  # the schedule: until the next join
             round_ += 1
 
     def summary(self) -> str:

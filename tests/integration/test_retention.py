@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +32,7 @@ from tests.integration.workers import (
     running_worker,
     sleep_diamond,
 )
+from tests.waiting import wait_until
 
 DIAMOND = sleep_diamond("retained-diamond", 0.01)
 
@@ -60,17 +59,6 @@ async def raw_changelog_keys(settings: Settings, table: str) -> set[str]:
         return live
     finally:
         await consumer.stop()
-
-
-async def wait_until(condition: Callable[[], Awaitable[Any]], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} not within {timeout} s")
-        await asyncio.sleep(0.5)  # polling the changelogs with a deadline
 
 
 def test_an_ended_execution_leaves_hot_state_and_keeps_its_history(

@@ -9,7 +9,7 @@ import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from aiokafka import TopicPartition
@@ -30,6 +30,7 @@ from tests.integration.workers import (
     read_topic,
     wait_until_ready,
 )
+from tests.waiting import wait_until
 
 TIMED = definition(
     {
@@ -93,14 +94,12 @@ async def timer_index(settings: Settings) -> dict[str, dict[str, Any]]:
 
 async def armed_for(settings: Settings, ids: list[str], timeout: float = 60) -> dict[str, Any]:
     """Once every one of these executions has a timer in the index: the index."""
-    deadline = time.monotonic() + timeout
-    while True:
+
+    async def armed() -> dict[str, Any] | None:
         index = await timer_index(settings)
-        if all(any(key.endswith(f"/{i}") for key in index) for i in ids):
-            return index
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timers not armed within {timeout}s: {sorted(index)}")
-        await asyncio.sleep(0.2)  # between two reads of the changelog
+        return index if all(any(k.endswith(f"/{i}") for k in index) for i in ids) else None
+
+    return cast(dict[str, Any], await wait_until(armed, timeout, "every timer armed"))
 
 
 def decisions(events: list[DecodedEvent], execution_id: str, step_id: str) -> list[dict[str, Any]]:

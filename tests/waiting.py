@@ -1,0 +1,42 @@
+"""Waiting in tests: on a condition with a deadline, or on a schedule that a stop cuts
+short. Nothing else in the tests pauses."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+POLL_SECONDS = 0.2
+
+
+async def wait_until(
+    condition: Callable[[], Any | Awaitable[Any]],
+    timeout: float,
+    what: str,
+    every: float = POLL_SECONDS,
+) -> Any:
+    """The condition's first true value (it may be a coroutine function); TimeoutError
+    naming `what` once `timeout` seconds have passed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} not within {timeout} s")
+        await asyncio.sleep(every)  # polling with a deadline
+
+
+async def on_schedule(seconds: float, stop: asyncio.Event) -> bool:
+    """Let `seconds` of a fault schedule pass, or fewer if the run is told to stop: True
+    when it was. The schedule is the behaviour under test, not synchronisation."""
+    try:
+        await asyncio.wait_for(stop.wait(), seconds)
+    except TimeoutError:
+        return False
+    return True
