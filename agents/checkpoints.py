@@ -28,7 +28,7 @@ with the coordinator's batch (`streams.changelog`).
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, cast
 
 from faust.types import TableT
 
@@ -58,7 +58,7 @@ from stepstream.workflows.checkpoint import (
     split_part_key,
 )
 from stepstream.workflows.retention import RUNNING_PREFIX, retire_due, retire_key, running_key
-from stepstream.workflows.timers import armed_timers
+from stepstream.workflows.timers import armed_timers, split_timer_key
 
 DEFINITION_KEY = DEFINITION_KEY_PREFIX.encode()
 INTERNAL_KEY = b"#"  # definitions and indexes: execution ids start with a letter or digit
@@ -186,7 +186,7 @@ class Checkpoints:
         for gone in before - after:
             self.changelog.delete(gone.encode(errors="surrogateescape"), partition)
         for armed in after - before:
-            step_id = armed.split("/")[2]
+            _, step_id, _ = cast(tuple[int, str, str], split_timer_key(armed))
             due = {**origin, "attempt": state.steps[step_id].attempt}
             self.changelog.put(
                 armed.encode(errors="surrogateescape"), to_json_bytes(due), partition
