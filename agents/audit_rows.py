@@ -89,6 +89,14 @@ WHERE NOT EXISTS (SELECT 1 FROM workflow_executions e WHERE e.execution_id = $8
 ON CONFLICT (execution_id, step_id, attempt, report) DO NOTHING
 """
 
+INSERT_UNMATCHED = """
+INSERT INTO workflow_unmatched_events (tenant_id, name, scope, correlation_key, event_id,
+    payload, sender, sent_at, expired_at)
+VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9)
+ON CONFLICT (tenant_id, name, scope, correlation_key, event_id) DO UPDATE SET
+    expired_at = EXCLUDED.expired_at  -- the same event, unmatched again after a resend
+"""
+
 
 def when(ms: int | None) -> datetime | None:
     return None if ms is None else datetime.fromtimestamp(ms / 1000, tz=UTC)
@@ -106,9 +114,11 @@ class AuditRows:
     ignored: Rows = field(default_factory=list)
     replays: Rows = field(default_factory=list)
     rejected: Rows = field(default_factory=list)
+    unmatched: Rows = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return any((self.executions, self.steps, self.ignored, self.replays, self.rejected))
+        tables = (self.executions, self.steps, self.ignored, self.replays, self.rejected)
+        return any(tables) or bool(self.unmatched)
 
 
 def rows_for(events: list[DecodedEvent]) -> AuditRows:
@@ -124,6 +134,9 @@ def rows_for(events: list[DecodedEvent]) -> AuditRows:
                 rows.ignored.append(ignored_row(r))
             else:
                 rows.steps.append(attempt_row(r))
+            continue
+        if event.name == "EventUnmatched":  # of no execution
+            rows.unmatched.append(unmatched_row(r))
             continue
         head = (
             r["execution_id"],
@@ -193,4 +206,18 @@ def ignored_row(r: dict[str, Any]) -> tuple[Any, ...]:
         when(r["timestamp"]),
         r["execution_id"],
         r["tenant_id"],
+    )
+
+
+def unmatched_row(r: dict[str, Any]) -> tuple[Any, ...]:
+    return (
+        r["tenant_id"],
+        r["name"],
+        r["scope"],
+        r["correlation_key"],
+        r["sent_event_id"],
+        r["payload_json"],
+        r["sender"],
+        when(r["sent_at"]),
+        when(r["expires_at"]),
     )

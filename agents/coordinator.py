@@ -23,6 +23,7 @@ from stepstream.agents.coordinator_events import (
     due_event,
     misrouted,
     source_codes,
+    wait_changes,
 )
 from stepstream.agents.counting import count_attempt, count_commands
 from stepstream.agents.retention import SWEEP_SECONDS, Retention
@@ -39,6 +40,8 @@ from stepstream.workflows import (
     ExecutionState,
     ScheduleRetry,
     ScheduleTimeout,
+    Subscribe,
+    Unsubscribe,
     announce,
 )
 from stepstream.workflows.batch import BatchDecision, Delivery, apply_batch
@@ -76,6 +79,10 @@ class Coordinator:
         """Send what a command sends; a retry or a timeout is armed as a timer instead."""
         if isinstance(command, ScheduleRetry | ScheduleTimeout):
             self.engine.due.arm(command.due_at_ms, *due_event(self.names, origin, command))
+            return
+        if isinstance(command, Subscribe | Unsubscribe):
+            for change in wait_changes(self.names, origin, command):
+                await self.engine.send(*change)
             return
         outgoing = command_event(self.names, state, origin, command)
         if outgoing is not None:

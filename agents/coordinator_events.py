@@ -16,9 +16,11 @@ from stepstream.workflows import (
     EmitStepReady,
     EndAttempt,
     Event,
+    EventArrived,
     ExecutionState,
     FailWorkflow,
     Heartbeat,
+    RefuseEvent,
     Replay,
     ReplayAction,
     ScheduleRetry,
@@ -27,7 +29,9 @@ from stepstream.workflows import (
     Started,
     StepCompleted,
     StepFailed,
+    Subscribe,
     Tick,
+    Unsubscribe,
 )
 
 # An outgoing event: topic, key, schema name, record.
@@ -81,6 +85,17 @@ def core_event(name: str, record: dict[str, Any]) -> Event:
         return Heartbeat(record["step_id"], record["attempt"], at_ms=now_ms())
     if name == "StepRetryDue":
         return Tick(now_ms=max(record["timestamp"], now_ms()))
+    if name == "EventDelivered":
+        return EventArrived(
+            record["step_id"],
+            record["attempt"],
+            record["name"],
+            record["sent_event_id"],
+            from_json(record["payload_json"]),
+            at_ms=now_ms(),
+            scope=record["scope"],
+            key=record["correlation_key"],
+        )
     if name == "ReplayRequested":
         return Replay(
             record["request_id"],
@@ -175,6 +190,61 @@ def due_event(
     return names.executions, origin["execution_id"], "StepRetryDue", record
 
 
+def wait_changes(
+    names: TopicNames, origin: dict[str, Any], command: Subscribe | Unsubscribe
+) -> list[Outgoing]:
+    """The EventWaitChanged records of a wait that begins or ends: one to the correlator
+    of the execution's id (signals), one to that of its correlation key if it has one.
+    Each is keyed by what it is addressed by, so it meets its events in one partition."""
+    action = "begin" if isinstance(command, Subscribe) else "end"
+    addresses = [("execution", origin["execution_id"])]
+    if command.key is not None:
+        addresses.append(("key", command.key))
+    step_id, attempt = command.step_id, command.attempt
+    return [
+        (
+            names.events,
+            key,
+            "EventWaitChanged",
+            envelope(
+                f"wait-{action}",
+                origin,
+                step_id,
+                attempt,
+                scope,
+                key,
+                action=action,
+                name=command.event,
+                correlation_key=key,
+                scope=scope,
+                step_id=step_id,
+                attempt=attempt,
+            ),
+        )
+        for scope, key in addresses
+    ]
+
+
+def refused(names: TopicNames, origin: dict[str, Any], command: RefuseEvent) -> Outgoing:
+    """The EventRefused that takes a delivered event back to its correlator."""
+    event = command.event
+    record = envelope(
+        "event-refused",
+        origin,
+        event.step_id,
+        event.attempt,
+        event.event_id,
+        step_id=event.step_id,
+        attempt=event.attempt,
+        name=event.name,
+        correlation_key=event.key,
+        scope=event.scope,
+        sent_event_id=event.event_id,
+        reason=command.reason,
+    )
+    return names.events, event.key, "EventRefused", record
+
+
 def command_event(
     names: TopicNames, state: ExecutionState, origin: dict[str, Any], command: Command
 ) -> Outgoing | None:
@@ -228,4 +298,6 @@ def command_event(
                 started_at=started_at or command.at_ms,
             )
             return names.workflow_completed, execution_id, "WorkflowCancelled", record
+        case RefuseEvent():
+            return refused(names, origin, command)
     return None

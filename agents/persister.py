@@ -23,6 +23,7 @@ from stepstream.agents.audit_rows import (
     INSERT_REJECTED,
     INSERT_REPLAY,
     INSERT_STAGED_STEPS,
+    INSERT_UNMATCHED,
     STAGE_STEPS,
     STEP_COLUMNS,
     UPSERT_EXECUTION,
@@ -76,6 +77,8 @@ class Persister:
                     await connection.executemany(INSERT_REPLAY, rows.replays)
                 if rows.rejected:
                     await connection.executemany(INSERT_REJECTED, rows.rejected)
+                if rows.unmatched:
+                    await connection.executemany(INSERT_UNMATCHED, rows.unmatched)
 
     async def check_definitions(self, messages: list[ConsumerRecord[bytes, bytes]]) -> None:
         """Definitions published straight onto the topic, past `register`, are checked
@@ -161,6 +164,7 @@ class Persister:
                 names.workflow_rejected,
                 names.replay,
                 names.definitions,
+                names.events_unmatched,
             ]
         )
         await consumer.start()

@@ -12,6 +12,7 @@ import click
 
 from stepstream.cli.definitions import plan_command, register
 from stepstream.cli.errors import Commands
+from stepstream.cli.events import events
 from stepstream.cli.executions import describe, list_command, start, status
 from stepstream.cli.local import console, db, run_demo, services, smoke, stats, topics, worker
 from stepstream.cli.operators import cancel, dead_letters, explain, replay, stalled, workers
@@ -44,6 +45,7 @@ for command in (
     status,
     describe,
     list_command,
+    events,
     # operators
     replay,
     cancel,

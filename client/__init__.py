@@ -3,6 +3,7 @@
 It speaks Kafka and the Avro contracts only; it never imports worker code (a test checks
 that importing it loads no faust)."""
 
+from stepstream.client.events import EventNotSent
 from stepstream.client.workflow_client import (
     Outcome,
     ReplayRefused,
@@ -10,4 +11,4 @@ from stepstream.client.workflow_client import (
     WorkflowClient,
 )
 
-__all__ = ["Outcome", "ReplayRefused", "StartRefused", "WorkflowClient"]
+__all__ = ["EventNotSent", "Outcome", "ReplayRefused", "StartRefused", "WorkflowClient"]

@@ -21,6 +21,7 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from stepstream.client.events import EventNotSent, event_sent
 from stepstream.client.watch import read_checkpoint
 from stepstream.infra.executions import ExecutionRecord, describe_execution
 from stepstream.schemas.codec import CODEC, EventCodecError
@@ -191,6 +192,69 @@ class WorkflowClient:
             key=tenant_id.encode(),
         )
         return execution_id
+
+    async def send_event(
+        self,
+        name: str,
+        correlation_key: str,
+        payload: Mapping[str, Any] | None,
+        tenant_id: str,
+        event_id: str | None = None,
+        ttl_seconds: float | None = None,
+        sender: str | None = None,
+    ) -> str:
+        """Send an event to the tenant's executions that wait for `name` with this
+        correlation key (one of them: the oldest wait), or that will within the event's
+        time to live. Returns the event's id: send it again with the same id and it is
+        applied once."""
+        record = event_sent(
+            name,
+            correlation_key,
+            payload,
+            tenant_id,
+            event_id=event_id,
+            ttl_seconds=ttl_seconds,
+            sender=sender,
+        )
+        await self._send_event(record)
+        return str(record["event_id"])
+
+    async def signal(
+        self,
+        execution_id: str,
+        name: str,
+        payload: Mapping[str, Any] | None = None,
+        tenant_id: str | None = None,
+        event_id: str | None = None,
+        ttl_seconds: float | None = None,
+    ) -> str:
+        """Send an event to one execution, by its id, for its step that waits for `name`
+        (now, or within the event's time to live). The tenant is the execution's, read
+        from its checkpoint when not given."""
+        if tenant_id is None:
+            stored = await read_checkpoint(self.settings, execution_id)
+            if stored is None:
+                raise EventNotSent(f"no execution {execution_id} in the engine: pass tenant_id")
+            tenant_id = str(stored["origin"]["tenant_id"])
+        record = event_sent(
+            name,
+            execution_id,
+            payload,
+            tenant_id,
+            scope="execution",
+            event_id=event_id,
+            ttl_seconds=ttl_seconds,
+        )
+        await self._send_event(record)
+        return str(record["event_id"])
+
+    async def _send_event(self, record: dict[str, Any]) -> None:
+        await require_topics(self.settings.kafka_bootstrap_servers, [self.names.events])
+        await self._producer.send_and_wait(
+            self.names.events,
+            CODEC.encode("EventSent", record),
+            key=record["correlation_key"].encode(),
+        )
 
     async def flush(self) -> None:
         await self._producer.flush()

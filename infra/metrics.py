@@ -117,6 +117,25 @@ class Metrics:
             "Wait steps' timers armed in this worker's partitions (the due-time index).",
             registry=registry,
         )
+        self.events = Counter(
+            "stepstream_events_total",
+            "Events from outside, by what the correlator did with them: matched (went to a"
+            " wait), held (no wait yet), duplicate (an id seen before), refused (the wait"
+            " had ended; offered again), unmatched (held past its time to live).",
+            ["outcome"],
+            registry=registry,
+        )
+        self.events_held = Gauge(
+            "stepstream_events_held",
+            "Events held in this worker's partitions for waits that have not begun.",
+            registry=registry,
+        )
+        self.event_latency = Histogram(
+            "stepstream_event_delivery_seconds",
+            "From an event's sending to its delivery to the waiting execution.",
+            buckets=SECONDS,
+            registry=registry,
+        )
         self.timer_lateness = Histogram(
             "stepstream_timer_lateness_seconds",
             "How long after its due time a wait step's timer fired.",

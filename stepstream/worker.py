@@ -18,7 +18,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from stepstream.agents import coordinator, executor, intake, persister
+from stepstream.agents import coordinator, correlator, executor, intake, persister
 from stepstream.infra.ai import OpenAICompatibleClassifier, PriorityClassifier, RulesClassifier
 from stepstream.infra.cache import TieredCache
 from stepstream.infra.priority import PriorityService
@@ -121,6 +121,7 @@ def build_worker(
     if "coordinator" in options.roles:
         intake.install(engine, resources.redis)
         coordinator.install(engine)
+        correlator.install(engine)
     if "executor" in options.roles:
         executor.install(engine, registry)
     if "persister" in options.roles:

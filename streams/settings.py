@@ -129,6 +129,10 @@ class Settings:
     # deduplicates starts): a day covers producers retrying a start, late reports and an
     # operator's retry of yesterday's failures; then PostgreSQL alone keeps the history.
     retention_seconds: int = 86_400
+    # How long an event from outside that no wait took yet is held for one that begins
+    # (the producer may ask for less or more), and the most any event is held.
+    event_ttl_seconds: int = 3_600
+    event_ttl_max_seconds: int = 7 * 86_400
     # How often the coordinator commits what it consumed. Longer: less commit work, more
     # events processed again after a crash (they are idempotent; nothing is lost).
     commit_interval_ms: int = 1_000
@@ -201,6 +205,8 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "max_input_bytes": ("WORKFLOW_MAX_INPUT_BYTES", _parse_positive_int),
     "watchdog_margin_ms": ("WORKFLOW_WATCHDOG_MARGIN_MS", _parse_positive_int),
     "retention_seconds": ("WORKFLOW_RETENTION_SECONDS", _parse_positive_int),
+    "event_ttl_seconds": ("STEPSTREAM_EVENT_TTL_SECONDS", _parse_non_negative_int),
+    "event_ttl_max_seconds": ("STEPSTREAM_EVENT_TTL_MAX_SECONDS", _parse_positive_int),
     "commit_interval_ms": ("STEPSTREAM_COMMIT_INTERVAL_MS", _parse_positive_int),
     "producer_linger_ms": ("STEPSTREAM_PRODUCER_LINGER_MS", _parse_non_negative_int),
     "batch_window_ms": ("STEPSTREAM_BATCH_WINDOW_MS", _parse_positive_int),

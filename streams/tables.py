@@ -18,6 +18,7 @@ class Tables:
     rate_counts: TableT[bytes, Any]
     rate_stats: TableT[bytes, Any]
     rate_deferred: TableT[bytes, Any]
+    correlations: TableT[bytes, Any]  # events from outside and the waits for them
 
 
 # The changelogs of tables whose keys leave (retention's tombstones): compaction removes a
@@ -51,4 +52,11 @@ def declare_tables(app: faust.App, partitions: int) -> Tables:
         rate_counts=app.Table("rate-counts", partitions=partitions, key_type=bytes),
         rate_stats=app.Table("rate-stats", partitions=partitions, key_type=bytes),
         rate_deferred=app.Table("rate-deferred", partitions=partitions, key_type=bytes),
+        correlations=app.Table(
+            "correlations",
+            partitions=partitions,
+            key_type=bytes,
+            value_type=bytes,
+            extra_topic_configs=COMPACTED_PROMPTLY,
+        ),
     )

@@ -25,6 +25,8 @@ class TopicNames:
     notifications: str
     replay: str  # operator requests (resume, retry, rerun-from) for the coordinator
     workers: str  # what each worker serves (streams.announcements)
+    events: str  # events from outside, and waits for them, keyed by correlation key
+    events_unmatched: str  # events no wait took within their time to live
 
     @classmethod
     def for_prefix(cls, prefix: str) -> TopicNames:
@@ -41,6 +43,8 @@ class TopicNames:
             notifications=f"{prefix}.notifications",
             replay=f"{prefix}.replay",
             workers=f"{prefix}.workers",
+            events=f"{prefix}.events",
+            events_unmatched=f"{prefix}.events-unmatched",
         )
 
     def all(self) -> list[str]:

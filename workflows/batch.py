@@ -9,6 +9,7 @@ event goes through the reducer; the checkpoint is written once for the batch, wi
 offsets of the events that changed it. A report the reducer does not apply (stale, of
 an ended execution, contradicting its attempt's end) is not a change, but it is a
 decision: an ignored `EndAttempt` with the reason, so no reader takes it for an outcome.
+An event from outside that finds its wait ended is sent back to the correlator.
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from stepstream.workflows.event_waits import refused_event
 from stepstream.workflows.execution import (
     Command,
     Event,
+    EventArrived,
     ExecutionState,
     Started,
     StepCompleted,
@@ -101,6 +104,10 @@ def apply_batch(
                 if ignored is not None:  # said once per delivery; a redelivery says it again
                     decision.ignored.append(Emission(index, state, ignored))
                     decision.emissions.append(Emission(index, state, ignored))
+            elif isinstance(event, EventArrived):
+                refusal = refused_event(state, event)
+                if refusal is not None:  # back to the correlator: an event is never lost
+                    decision.emissions.append(Emission(index, state, refusal))
             continue  # a duplicate or stale event: nothing to write
         decision.changes.append(Change(index, state, after, commands))
         decision.emissions += [Emission(index, after, c) for c in commands]

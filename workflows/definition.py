@@ -38,6 +38,7 @@ class Trigger(StrEnum):
 
 
 WAIT_TYPE = "wait"  # the type of a step that holds a durable timer (`wait:`)
+EVENT_TYPE = "event"  # the type of a step that waits for an event from outside (`waitFor:`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +48,27 @@ class Wait:
 
     for_ms: int | None = None
     until: str | None = None  # an expression (workflows.expressions) giving an instant
+
+
+class OnTimeout(StrEnum):
+    """What a wait for an event does when its timeout passes first."""
+
+    FAIL = "fail"  # the step fails (no retry: nothing ran), and the workflow with it
+    SKIP = "skip"  # the step is skipped; its dependents follow their trigger rules
+    CONTINUE = "continue"  # the step completes with {"timed_out": true}, for a `when:`
+
+
+@dataclass(frozen=True, slots=True)
+class WaitFor:
+    """A wait for a named event from outside. No worker runs it: the coordinator holds
+    it, the correlator (`stepstream.workflows.correlation`) routes the event to it.
+    The event is addressed by `correlation_key` (an expression over input and steps,
+    read when the step is released) or by the execution's id (a signal)."""
+
+    event: str
+    correlation_key: str | None = None  # an expression (workflows.expressions)
+    timeout_ms: int | None = None  # None: waits as long as the execution lives
+    on_timeout: OnTimeout = OnTimeout.FAIL
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +84,12 @@ class StepDefinition:
     when: str | None = None  # a condition (workflows.expressions); false: the step is skipped
     trigger: Trigger = Trigger.NONE_FAILED
     wait: Wait | None = None
+    wait_for: WaitFor | None = None
+
+    @property
+    def held(self) -> bool:
+        """No worker runs it: the coordinator holds it (a timer, a wait for an event)."""
+        return self.wait is not None or self.wait_for is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,8 +163,22 @@ class WorkflowDefinition:
         }
 
     @cached_property
+    def correlation_keys(self) -> Mapping[str, Condition]:
+        """Each `waitFor` step's compiled correlation key expression."""
+        return {
+            s.id: compile_condition(s.wait_for.correlation_key)
+            for s in self.steps
+            if s.wait_for is not None and s.wait_for.correlation_key is not None
+        }
+
+    @cached_property
     def has_waits(self) -> bool:
-        return any(step.wait is not None for step in self.steps)
+        """Some step is held by the coordinator, and may keep a timer."""
+        return any(step.held for step in self.steps)
+
+    @cached_property
+    def has_event_waits(self) -> bool:
+        return any(step.wait_for is not None for step in self.steps)
 
     @cached_property
     def ancestors(self) -> Mapping[str, frozenset[str]]:

@@ -6,8 +6,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from stepstream.workflows.definition import Trigger
+from stepstream.workflows.definition import Trigger, WaitFor
 from stepstream.workflows.durations import DurationError, parse_instant
+from stepstream.workflows.event_waits import CorrelationKeyError, correlation_key
 from stepstream.workflows.expressions import EvaluationError
 from stepstream.workflows.messages import (
     ArmTimer,
@@ -17,6 +18,7 @@ from stepstream.workflows.messages import (
     FailWorkflow,
     ScheduleTimeout,
     SkipStep,
+    Subscribe,
 )
 from stepstream.workflows.state import (
     ExecutionState,
@@ -70,6 +72,7 @@ class Draft:
             due = None
             if reason is None and self.steps[step_id].status is not StepStatus.FAILED:
                 due = self.instant(step_id)
+                self.check_key(step_id)
             if self.steps[step_id].status is StepStatus.FAILED:
                 continue  # its condition broke: the transition fails it (`broken`)
             if reason is None:
@@ -147,6 +150,20 @@ class Draft:
             self.broken.append(Failure(step_id, message))
             return None
 
+    def check_key(self, step_id: str) -> None:
+        """A `waitFor` step's correlation key, read now that its dependencies are done:
+        one that cannot be read fails the step (`broken`), as a broken condition does."""
+        if step_id not in self.state.definition.correlation_keys:
+            return
+        try:
+            correlation_key(self.state.definition, step_id, self.state.input, self.outputs_of)
+        except CorrelationKeyError as error:
+            message = f"CorrelationKeyError: {error}"
+            self.steps[step_id] = self.steps[step_id]._replace(
+                status=StepStatus.FAILED, error=message
+            )
+            self.broken.append(Failure(step_id, message))
+
     def fill_slots(self, at_ms: int) -> None:
         free = self.state.max_outstanding - self.outstanding
         if free <= 0 or not self.queue:
@@ -168,6 +185,10 @@ class Draft:
         wait = definition.step_by_id[step_id].wait
         if wait is not None:
             self.arm(step_id, attempt, at_ms, wait.for_ms)
+            return
+        wait_for = definition.step_by_id[step_id].wait_for
+        if wait_for is not None:
+            self.listen(step_id, attempt, at_ms, wait_for)
             return
         self.steps[step_id] = step._replace(
             status=StepStatus.RUNNING,
@@ -214,6 +235,28 @@ class Draft:
             due_at_ms=due,
         )
         self.commands.append(ArmTimer(step_id, attempt, due))
+
+    def listen(self, step_id: str, attempt: int, at_ms: int, wait_for: WaitFor) -> None:
+        """Begin a wait for an event: subscribe, and arm its timeout if it has one. The
+        same attempt sent again (an announcement, a resume) subscribes again, which the
+        correlator takes as the same subscription, and keeps its timeout."""
+        step = self.steps[step_id]
+        if attempt == step.attempt and step.status is StepStatus.RUNNING:
+            due, released = step.due_at_ms, step.ready_at_ms or at_ms
+        else:
+            released = at_ms
+            due = None if wait_for.timeout_ms is None else at_ms + wait_for.timeout_ms
+        self.steps[step_id] = step._replace(
+            status=StepStatus.RUNNING,
+            attempt=attempt,
+            retry_at_ms=None,
+            ready_at_ms=released,
+            due_at_ms=due,
+        )
+        key = correlation_key(self.state.definition, step_id, self.state.input, self.outputs_of)
+        self.commands.append(Subscribe(step_id, attempt, wait_for.event, key))
+        if due is not None:
+            self.commands.append(ArmTimer(step_id, attempt, due))
 
     def outputs(self) -> dict[str, Any]:
         """The completed steps' outputs, in plan order; skipped steps have none."""

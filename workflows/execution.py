@@ -8,8 +8,10 @@ stale attempt, anything after the end) changes nothing and emits nothing.
 
 from __future__ import annotations
 
+from stepstream.workflows.definition import OnTimeout
 from stepstream.workflows.draft import Draft, advance, fail, failed
-from stepstream.workflows.durations import iso
+from stepstream.workflows.durations import iso, written_duration
+from stepstream.workflows.event_waits import EVENT_WORKER_PREFIX, ended_waits
 from stepstream.workflows.messages import (
     ArmTimer,
     AttemptOutcome,
@@ -19,8 +21,10 @@ from stepstream.workflows.messages import (
     EmitStepReady,
     EndAttempt,
     Event,
+    EventArrived,
     FailWorkflow,
     Heartbeat,
+    RefuseEvent,
     Replay,
     ReplayAction,
     ScheduleRetry,
@@ -29,7 +33,9 @@ from stepstream.workflows.messages import (
     Started,
     StepCompleted,
     StepFailed,
+    Subscribe,
     Tick,
+    Unsubscribe,
 )
 from stepstream.workflows.policies import backoff_ms
 from stepstream.workflows.replay import apply_replay, replay_applies
@@ -55,11 +61,13 @@ __all__ = [  # the messages are re-exported: they are part of the reducer's cont
     "EmitStepReady",
     "EndAttempt",
     "Event",
+    "EventArrived",
     "ExecutionState",
     "ExecutionStatus",
     "FailWorkflow",
     "Failure",
     "Heartbeat",
+    "RefuseEvent",
     "Replay",
     "ReplayAction",
     "ScheduleRetry",
@@ -70,8 +78,10 @@ __all__ = [  # the messages are re-exported: they are part of the reducer's cont
     "StepFailed",
     "StepState",
     "StepStatus",
+    "Subscribe",
     "Tick",
     "Transition",
+    "Unsubscribe",
     "ended_attempt",
     "ignored_report",
     "new_execution",
@@ -82,6 +92,13 @@ __all__ = [  # the messages are re-exported: they are part of the reducer's cont
 
 def reduce(state: ExecutionState, event: Event) -> Transition:
     """Apply one event. Never raises for events that do not fit; they are no-ops."""
+    after, commands = _reduce(state, event)
+    if after is not state and state.definition.has_event_waits:
+        commands = (*commands, *ended_waits(state, after))
+    return after, commands
+
+
+def _reduce(state: ExecutionState, event: Event) -> Transition:
     if isinstance(event, Replay):
         return apply_replay(state, event)
     if state.status in TERMINAL:
@@ -97,6 +114,8 @@ def reduce(state: ExecutionState, event: Event) -> Transition:
             return _heartbeat(state, event)
         case Tick():
             return _tick(state, event)
+        case EventArrived():
+            return _event_arrived(state, event)
     raise TypeError(f"not an execution event: {event!r}")
 
 
@@ -315,7 +334,7 @@ def _tick(state: ExecutionState, event: Tick) -> Transition:
         step = state.steps[step_id]
         if step.due_at_ms is not None and step.status is StepStatus.RUNNING:
             if step.due_at_ms <= event.now_ms:
-                state, emitted = _complete_step(state, fired(step_id, step, event.now_ms))
+                state, emitted = _due(state, step_id, step, event.now_ms)
                 commands += emitted
                 if state.status is not ExecutionStatus.RUNNING:
                     return state, tuple(commands)
@@ -333,6 +352,56 @@ def _tick(state: ExecutionState, event: Tick) -> Transition:
                 return state, tuple(commands)
     state, released = _release_due_retries(state, event)
     return state, (*commands, *released)
+
+
+def _due(state: ExecutionState, step_id: str, step: StepState, now_ms: int) -> Transition:
+    """A held step's timer is due: a wait step completes; a wait for an event timed out,
+    and its `onTimeout` says how it ends."""
+    wait_for = state.definition.step_by_id[step_id].wait_for
+    if wait_for is None:
+        return _complete_step(state, fired(step_id, step, now_ms))
+    waited = written_duration(wait_for.timeout_ms or 0)
+    error = f"EventTimeout: no {wait_for.event!r} event within {waited}"
+    if wait_for.on_timeout is OnTimeout.FAIL:
+        ended = StepFailed(
+            step_id, step.attempt, error, False, now_ms, step.ready_at_ms, timed_out=True
+        )
+        return _fail_step(state, ended)
+    if wait_for.on_timeout is OnTimeout.CONTINUE:
+        output = {**fired(step_id, step, now_ms).output, "timed_out": True}
+        return _complete_step(
+            state, StepCompleted(step_id, step.attempt, output, now_ms, step.ready_at_ms)
+        )
+    draft = Draft(state)
+    draft.outstanding -= 1
+    draft.skip(step_id, error)
+    return advance(draft, now_ms)
+
+
+def _event_arrived(state: ExecutionState, event: EventArrived) -> Transition:
+    """The event a wait subscribed to came: its payload is the step's output, and the
+    event's id is kept as who ended the attempt (a copy of it is then not refused)."""
+    wait_for = (
+        state.definition.step_by_id[event.step_id].wait_for
+        if (event.step_id in state.definition.step_by_id)
+        else None
+    )
+    if (
+        wait_for is None
+        or wait_for.event != event.name
+        or not _is_current_attempt(state, event.step_id, event.attempt)
+    ):
+        return state, ()
+    step = state.steps[event.step_id]
+    completed = StepCompleted(
+        event.step_id,
+        event.attempt,
+        event.payload,
+        event.at_ms,
+        started_at_ms=step.ready_at_ms,
+        worker=EVENT_WORKER_PREFIX + event.event_id,
+    )
+    return _complete_step(state, completed)
 
 
 def fired(step_id: str, step: StepState, now_ms: int) -> StepCompleted:

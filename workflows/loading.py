@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 import yaml
 
-from stepstream.workflows.definition import Trigger, Wait, WorkflowDefinition
+from stepstream.workflows.definition import OnTimeout, Trigger, Wait, WaitFor, WorkflowDefinition
 from stepstream.workflows.durations import written_duration
 from stepstream.workflows.validation import InvalidDefinition, Problem, build_definition
 
@@ -65,6 +65,7 @@ def definition_to_dict(definition: WorkflowDefinition) -> dict[str, Any]:
                 **({"queue": step.queue} if step.queue is not None else {}),
                 **({"when": step.when} if step.when is not None else {}),
                 **({"wait": _wait_to_dict(step.wait)} if step.wait is not None else {}),
+                **(_wait_for_to_dict(step.wait_for) if step.wait_for is not None else {}),
                 **(
                     {"trigger": str(step.trigger)}
                     if step.trigger is not Trigger.NONE_FAILED
@@ -90,3 +91,15 @@ def _wait_to_dict(wait: Wait) -> dict[str, Any]:
     if wait.for_ms is not None:
         return {"for": written_duration(wait.for_ms)}
     return {"until": wait.until}
+
+
+def _wait_for_to_dict(wait_for: WaitFor) -> dict[str, Any]:
+    spec: dict[str, Any] = {"event": wait_for.event}
+    if wait_for.correlation_key is not None:
+        spec["correlationKey"] = wait_for.correlation_key
+    if wait_for.timeout_ms is None:
+        return {"waitFor": spec}
+    spec["timeout"] = written_duration(wait_for.timeout_ms)
+    if wait_for.on_timeout is OnTimeout.FAIL:
+        return {"waitFor": spec}
+    return {"waitFor": spec, "onTimeout": str(wait_for.on_timeout)}

@@ -59,6 +59,21 @@ class Tick:
     now_ms: int
 
 
+@dataclass(frozen=True, slots=True)
+class EventArrived:
+    """An event from outside, routed by the correlator to the wait that subscribed to
+    it: attempt `attempt` of `step_id`. Its payload becomes the step's output."""
+
+    step_id: str
+    attempt: int
+    name: str
+    event_id: str  # the producer's
+    payload: Any
+    at_ms: int
+    scope: str = "execution"  # the correlator's address it came from: scope and key
+    key: str = ""
+
+
 class ReplayAction(StrEnum):
     CANCEL = "cancel"  # running: end it as cancelled; nothing new starts
     RESUME = "resume"  # running: send step-ready again for running steps, retries now
@@ -78,7 +93,7 @@ class Replay:
     reason: str = ""
 
 
-Event = Started | StepCompleted | StepFailed | Heartbeat | Tick | Replay
+Event = Started | StepCompleted | StepFailed | Heartbeat | Tick | Replay | EventArrived
 
 
 # Commands ------------------------------------------------------------------------------
@@ -120,6 +135,39 @@ class ArmTimer:
     step_id: str
     attempt: int
     due_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Subscribe:
+    """A wait for an event began: tell the correlator, under the execution's id and, if
+    the step has one, under its correlation key (`key`)."""
+
+    step_id: str
+    attempt: int
+    event: str
+    key: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Unsubscribe:
+    """A wait for an event ended (the event came, it timed out, the execution ended):
+    the correlator forgets it. Best effort: a subscription whose end was lost is
+    dropped when its next event is refused."""
+
+    step_id: str
+    attempt: int
+    event: str
+    key: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RefuseEvent:
+    """An event the correlator delivered finds no wait for it (it ended meanwhile):
+    it goes back to the correlator, which offers it to the next wait or keeps it for
+    the rest of its time to live. An event is never lost by a race."""
+
+    event: EventArrived
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +227,9 @@ Command = (
     | ScheduleRetry
     | ScheduleTimeout
     | ArmTimer
+    | Subscribe
+    | Unsubscribe
+    | RefuseEvent
     | SkipStep
     | EndAttempt
     | CompleteWorkflow

@@ -10,12 +10,15 @@ from dataclasses import replace
 from typing import Any
 
 from stepstream.workflows.definition import (
+    EVENT_TYPE,
     WAIT_TYPE,
     DefaultPolicies,
+    OnTimeout,
     RetryPolicy,
     StepDefinition,
     Trigger,
     Wait,
+    WaitFor,
     WorkflowDefinition,
 )
 from stepstream.workflows.durations import DurationError, parse_duration
@@ -25,8 +28,11 @@ from stepstream.workflows.rate_limit import OverLimitPolicy, RateLimit
 WORKFLOW_FIELDS = {"id", "version", "name", "description", "steps", "defaults", "rateLimit"}
 RATE_LIMIT_FIELDS = {"points", "windowSeconds", "policy"}
 STEP_FIELDS = {"id", "type", "name", "description", "dependsOn", "retry", "timeoutMs"}
-STEP_FIELDS |= {"parallel", "config", "queue", "when", "trigger", "wait"}
+STEP_FIELDS |= {"parallel", "config", "queue", "when", "trigger", "wait", "waitFor", "onTimeout"}
 WAIT_FIELDS = {"for", "until"}
+WAIT_FOR_FIELDS = {"event", "correlationKey", "timeout"}
+# An event name is a part of the correlator's keys and of metric labels: kept plain.
+EVENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
 # What a wait step cannot have: no worker runs it, so nothing retries or times it out.
 NOT_ON_WAITS = {"queue", "retry", "timeoutMs", "config"}
 # A queue name becomes part of a topic name: `<prefix>.tasks.<queue>`.
@@ -117,6 +123,9 @@ class Parser:
             )
             queue = None
         wait = self.wait(where, raw)
+        wait_for = self.wait_for(where, raw)
+        if wait is not None and wait_for is not None:
+            self.fail(where, "a step takes one of 'wait' or 'waitFor', not both")
         when = raw.get("when")
         if when is not None and not (isinstance(when, str) and when.strip()):
             self.fail(f"{where}.when", f"must be an expression in a string, got {when!r}")
@@ -128,9 +137,7 @@ class Parser:
             trigger = Trigger.NONE_FAILED
         return StepDefinition(
             id=self.text(raw, "id", f"{where}.id"),
-            type=WAIT_TYPE
-            if wait and "type" not in raw
-            else self.text(raw, "type", f"{where}.type"),
+            type=self.held_type(raw, where, wait, wait_for),
             depends_on=tuple(depends_on),
             retry=self.retry(f"{where}.retry", raw["retry"]) if "retry" in raw else None,
             timeout_ms=self.optional_int(raw, "timeoutMs", f"{where}.timeoutMs"),
@@ -140,7 +147,62 @@ class Parser:
             when=when,
             trigger=Trigger(trigger),
             wait=wait,
+            wait_for=wait_for,
         )
+
+    def held_type(
+        self, raw: Mapping[str, Any], where: str, wait: Wait | None, wait_for: WaitFor | None
+    ) -> str:
+        """A held step's type may be left out: it is implied by how it waits."""
+        if "type" not in raw and wait is not None:
+            return WAIT_TYPE
+        if "type" not in raw and wait_for is not None:
+            return EVENT_TYPE
+        return self.text(raw, "type", f"{where}.type")
+
+    def wait_for(self, where: str, raw: Mapping[str, Any]) -> WaitFor | None:
+        """`waitFor: {event: <name>, correlationKey: <expression>, timeout: 2h}`, and the
+        step's `onTimeout`."""
+        on_timeout = raw.get("onTimeout", str(OnTimeout.FAIL))
+        if on_timeout not in set(OnTimeout):
+            known = ", ".join(OnTimeout)
+            self.fail(f"{where}.onTimeout", f"must be one of {known}, got {on_timeout!r}")
+            on_timeout = OnTimeout.FAIL
+        if "waitFor" not in raw:
+            if "onTimeout" in raw:
+                self.fail(f"{where}.onTimeout", "only a step that waits (waitFor) times out so")
+            return None
+        spec, where = raw["waitFor"], f"{where}.waitFor"
+        for field_name in sorted(NOT_ON_WAITS & set(raw)):
+            self.fail(where, f"a waiting step takes no {field_name!r}: no worker runs it")
+        if not isinstance(spec, Mapping):
+            self.fail(where, "must be a mapping with an 'event' name")
+            return None
+        self.unknown_fields(where, spec, WAIT_FOR_FIELDS)
+        event = spec.get("event")
+        if not (isinstance(event, str) and EVENT_NAME.fullmatch(event)):
+            self.fail(
+                f"{where}.event",
+                "an event name is required: letters, digits, '_', '.', ':' or '-' "
+                f"(at most 128), got {event!r}",
+            )
+            event = "?"
+        key = spec.get("correlationKey")
+        if key is not None and not (isinstance(key, str) and key.strip()):
+            self.fail(f"{where}.correlationKey", f"must be an expression in a string, got {key!r}")
+            key = None
+        timeout = None
+        if "timeout" in spec:
+            try:
+                timeout = parse_duration(spec["timeout"])
+            except DurationError as error:
+                self.fail(f"{where}.timeout", str(error))
+            else:
+                if timeout <= 0:
+                    self.fail(f"{where}.timeout", "must be longer than 0")
+        elif "onTimeout" in raw:
+            self.fail(f"{where}.timeout", "onTimeout is set, but the wait has no timeout")
+        return WaitFor(event, key, timeout, OnTimeout(on_timeout))
 
     def wait(self, where: str, raw: Mapping[str, Any]) -> Wait | None:
         """`wait: {for: 2h}` or `wait: {until: <expression>}`."""

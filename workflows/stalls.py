@@ -39,6 +39,8 @@ def waiting_on(state: ExecutionState, margin_ms: int) -> list[Waiting]:
         if step.status is StepStatus.RUNNING and step.due_at_ms is not None:
             since = step.ready_at_ms or 0  # a wait step: silent until its timer is due
             deadline = step.due_at_ms + margin_ms
+        elif step.status is StepStatus.RUNNING and state.definition.step_by_id[step_id].held:
+            continue  # a wait for an event with no timeout: silence is what it does
         elif step.status is StepStatus.RUNNING:
             since = max(step.ready_at_ms or 0, step.alive_at_ms or 0)  # a heartbeat counts
             deadline = since + state.definition.timeout_ms(step_id) + margin_ms
@@ -62,6 +64,8 @@ def stall_deadline(state: ExecutionState, margin_ms: int) -> int | None:
     for step_id, step in state.steps.items():
         if step.status is StepStatus.RUNNING and step.due_at_ms is not None:
             deadline = step.due_at_ms
+        elif step.status is StepStatus.RUNNING and definition.step_by_id[step_id].held:
+            continue
         elif step.status is StepStatus.RUNNING:
             since = max(step.ready_at_ms or 0, step.alive_at_ms or 0)
             deadline = since + definition.timeout_ms(step_id)

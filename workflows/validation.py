@@ -11,6 +11,7 @@ from collections.abc import Collection, Iterator, Mapping
 from typing import Any
 
 from stepstream.workflows.definition import (
+    EVENT_TYPE,
     WAIT_TYPE,
     RetryPolicy,
     StepDefinition,
@@ -80,10 +81,14 @@ def check_definition(
             problems.append(Problem(f"{where}.type", f"malformed step type {step.type!r}"))
         elif step.wait is not None and step.type != WAIT_TYPE:
             problems.append(Problem(f"{where}.type", f"a wait step's type is {WAIT_TYPE!r}"))
+        elif step.wait_for is not None and step.type != EVENT_TYPE:
+            problems.append(
+                Problem(f"{where}.type", f"a step that waits for an event has type {EVENT_TYPE!r}")
+            )
         elif (
             step_types is not None
             and step.queue is None
-            and step.wait is None
+            and not step.held
             and step.type not in step_types
         ):
             known = ", ".join(sorted(step_types)) or "none registered"
@@ -152,6 +157,9 @@ def _expressions(definition: WorkflowDefinition) -> Iterator[tuple[int, StepDefi
             yield index, step, f"steps[{index}] ({step.id}).when", step.when
         if step.wait is not None and step.wait.until is not None:
             yield index, step, f"steps[{index}] ({step.id}).wait.until", step.wait.until
+        if step.wait_for is not None and step.wait_for.correlation_key is not None:
+            where = f"steps[{index}] ({step.id}).waitFor.correlationKey"
+            yield index, step, where, step.wait_for.correlation_key
 
 
 def find_cycles(edges: Mapping[str, list[str]]) -> list[list[str]]:
