@@ -1,10 +1,14 @@
-"""`stepstream run` / `make run`: a worker runs the reference maintenance workflow on the
-demo data, followed live; then the request, its priority, the notification and the
-assigned technician are printed."""
+"""`stepstream run` / `make run`: a worker runs the reference maintenance workflow
+(version 3) on the demo data, followed live. When the execution waits for the
+technician's acceptance, what it waits for is printed and the acceptance is sent, as the
+technician's app would; then the request, its priority, the notification, the assigned
+technician and the acceptance are printed."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+import time
 import uuid
 from pathlib import Path
 
@@ -12,14 +16,18 @@ import asyncpg
 from rich.console import Console
 
 from stepstream.client.progress import follow
+from stepstream.client.watch import read_checkpoint
 from stepstream.client.workflow_client import WorkflowClient
 from stepstream.demo.data import seed
 from stepstream.demo.worker_process import WorkerProcess, prepare, wait_until_ready
 from stepstream.streams.engine import default_data_dir
+from stepstream.streams.events import now_ms
 from stepstream.streams.settings import Settings
-from stepstream.workflows import describe, parse_definition, plan
+from stepstream.workflows import StepStatus, describe, parse_definition, plan, state_from_dict
+from stepstream.workflows.explain import explain
 
-EXAMPLE = Path(__file__).resolve().parent / "examples" / "maintenance-request.yaml"
+EXAMPLE = Path(__file__).resolve().parent / "examples" / "maintenance-request-v3.yaml"
+WAITING_STEP = "step-6"  # waits for technician-accepted
 TITLE = "Water leaking under the kitchen sink"
 
 
@@ -57,6 +65,36 @@ async def demo_input(database_url: str) -> dict[str, object]:
     }
 
 
+async def accept_when_waiting(
+    settings: Settings, client: WorkflowClient, execution_id: str, console: Console
+) -> None:
+    """Once the execution waits for the technician's acceptance: say what it waits for,
+    and send the acceptance as the technician's app would."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        stored = await read_checkpoint(settings, execution_id)
+        if stored is not None:
+            state = state_from_dict(stored["state"])
+            if state.steps[WAITING_STEP].status is StepStatus.RUNNING:
+                break
+        await asyncio.sleep(0.2)  # the checkpoint's changelog, read again
+    else:
+        console.print(f"{WAITING_STEP} never began to wait")
+        return
+    console.print(f"{WAITING_STEP}: {explain(state, now_ms(), WAITING_STEP)[WAITING_STEP]}")
+    request_id = state.steps["step-1"].output["request_id"]
+    technician = state.steps["step-4"].output["technician_id"]
+    event_id = await client.send_event(
+        "technician-accepted",
+        str(request_id),
+        {"technician_id": technician, "accepted_at": now_ms()},
+        "tenant-demo",
+        event_id=f"accepted-{execution_id}",
+        sender="demo technician app",
+    )
+    console.print(f"sent technician-accepted for request #{request_id} (event {event_id})")
+
+
 async def run_demo(settings: Settings) -> int:
     console = Console()
     definition = parse_definition(EXAMPLE.read_text())
@@ -74,15 +112,22 @@ async def run_demo(settings: Settings) -> int:
         console.print("worker ready\n")
         execution_id = f"run-{uuid.uuid4()}"
         async with WorkflowClient(settings) as client:
+            answering: list[asyncio.Task[None]] = []
 
             async def start() -> None:
                 await client.start_workflow(
                     definition.id, workflow_input, "tenant-demo", "user-demo", execution_id
                 )
                 await client.flush()
+                answering.append(
+                    asyncio.create_task(
+                        accept_when_waiting(settings, client, execution_id, console)
+                    )
+                )
 
             order = list(definition.graph.order)
             view = await follow(settings, execution_id, start, order, console, timeout=120)
+            await asyncio.gather(*answering)
             outcome = await client.wait_for(execution_id, timeout=30)
     finally:
         worker.stop()
@@ -117,5 +162,7 @@ async def run_demo(settings: Settings) -> int:
     console.print(
         f"technician    {out['step-4']['technician']} ({out['step-4']['distance_km']} km away)"
     )
+    accepted = out[WAITING_STEP]
+    console.print(f"accepted      by technician #{accepted['technician_id']} (an event)")
     console.print(f"execution {execution_id}: [bold]completed[/bold]")
     return 0

@@ -101,12 +101,65 @@ LEFT JOIN technician ON true
 LEFT JOIN technicians earlier ON earlier.id = request.technician_id
 """
 
+# A technician who did not accept: the request goes to the nearest other one with the
+# skill and capacity, and the first one's workload is given back. `reassignment_key`
+# (the step's idempotency key) makes a redelivered reassignment return its choice.
+REASSIGN_TECHNICIAN = """
+WITH request AS (
+    SELECT r.id, r.technician_id, r.reassignment_key, p.latitude, p.longitude, a.category
+    FROM maintenance_requests r
+    JOIN properties p ON p.id = r.property_id
+    LEFT JOIN assets a ON a.id = r.asset_id
+    WHERE r.id = $1
+    FOR UPDATE OF r
+), candidate AS (
+    SELECT t.id
+    FROM technicians t, request
+    WHERE request.reassignment_key IS DISTINCT FROM $2
+      AND t.id IS DISTINCT FROM request.technician_id
+      AND t.active AND t.workload < t.capacity
+      AND (request.category IS NULL OR request.category = ANY (t.skills))
+    ORDER BY (t.latitude - request.latitude) ^ 2
+             + ((t.longitude - request.longitude) * cos(radians(request.latitude))) ^ 2,
+             t.workload, t.id
+    LIMIT 1
+    FOR UPDATE OF t
+), released AS (
+    UPDATE technicians t SET workload = t.workload - 1
+    FROM request, candidate WHERE t.id = request.technician_id
+    RETURNING t.id
+), technician AS (
+    UPDATE technicians t SET workload = t.workload + 1
+    FROM candidate WHERE t.id = candidate.id
+    RETURNING t.id, t.name, t.latitude, t.longitude
+), assigned AS (
+    UPDATE maintenance_requests r
+    SET technician_id = technician.id, status = 'assigned', reassignment_key = $2,
+        updated_at = now()
+    FROM technician WHERE r.id = $1
+    RETURNING r.id
+)
+SELECT request.id AS request_id, request.latitude, request.longitude,
+       request.reassignment_key IS NOT DISTINCT FROM $2 AS already_reassigned,
+       CASE WHEN request.reassignment_key IS NOT DISTINCT FROM $2 THEN request.technician_id
+            ELSE technician.id END AS technician_id,
+       CASE WHEN request.reassignment_key IS NOT DISTINCT FROM $2 THEN NULL
+            ELSE request.technician_id END AS previous_technician_id,
+       COALESCE(technician.name, current.name) AS technician_name,
+       COALESCE(technician.latitude, current.latitude) AS technician_latitude,
+       COALESCE(technician.longitude, current.longitude) AS technician_longitude
+FROM request
+LEFT JOIN technician ON true
+LEFT JOIN technicians current ON current.id = request.technician_id
+    AND request.reassignment_key IS NOT DISTINCT FROM $2
+"""
 
 STEP_TYPES = (
     "CREATE_MAINTENANCE_REQUEST",
     "ASSIGN_PRIORITY_AI",
     "SEND_NOTIFICATION",
     "ASSIGN_TECHNICIAN",
+    "REASSIGN_TECHNICIAN",
 )
 
 
@@ -149,6 +202,7 @@ class MaintenanceSteps:
             self.assign_priority,
             self.send_notification,
             self.assign_technician,
+            self.reassign_technician,
         )
         for step_type, handler in zip(STEP_TYPES, handlers, strict=True):
             self.package.step(step_type)(handler)
@@ -247,4 +301,31 @@ class MaintenanceSteps:
                 2,
             ),
             "already_assigned": row["already_assigned"],
+        }
+
+    async def reassign_technician(self, context: StepContext) -> dict[str, Any]:
+        """The request goes to another technician (the one assigned did not accept)."""
+        request_id = request_id_of(context)
+        pool = await self._pool()
+        with METRICS.timed_query("reassign_technician"):
+            row = await pool.fetchrow(REASSIGN_TECHNICIAN, request_id, context.step_key)
+        if row is None:
+            raise PermanentStepError(f"maintenance request {request_id} does not exist")
+        if row["technician_id"] is None:
+            raise NoTechnicianAvailable(f"no other technician with capacity for {request_id}")
+        return {
+            "request_id": request_id,
+            "technician_id": row["technician_id"],
+            "technician": row["technician_name"],
+            "previous_technician_id": row["previous_technician_id"],
+            "already_reassigned": row["already_reassigned"],
+            "distance_km": round(
+                distance_km(
+                    row["latitude"],
+                    row["longitude"],
+                    row["technician_latitude"],
+                    row["technician_longitude"],
+                ),
+                2,
+            ),
         }

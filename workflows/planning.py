@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from stepstream.workflows.definition import WorkflowDefinition
+from stepstream.workflows.definition import StepDefinition, WorkflowDefinition
+from stepstream.workflows.durations import written_duration
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +66,22 @@ def plan(definition: WorkflowDefinition, durations: Mapping[str, float] | None =
     )
 
 
+def _waits(step: StepDefinition) -> str:
+    """What a held step waits for, as `describe` says it."""
+    if step.wait is not None:
+        if step.wait.until is not None:
+            return f", waits until {step.wait.until}"
+        return f", waits {written_duration(step.wait.for_ms or 0)}"
+    wait_for = step.wait_for
+    if wait_for is None:
+        return ""
+    key = f" by {wait_for.correlation_key}" if wait_for.correlation_key else ""
+    line = f", waits for event {wait_for.event}{key}"
+    if wait_for.timeout_ms is not None:
+        line += f" for {written_duration(wait_for.timeout_ms)}, then {wait_for.on_timeout}"
+    return line
+
+
 def describe(definition: WorkflowDefinition, durations: Mapping[str, float] | None = None) -> str:
     """A readable multi-line execution plan, for logs and the CLI."""
     result = plan(definition, durations)
@@ -80,7 +97,7 @@ def describe(definition: WorkflowDefinition, durations: Mapping[str, float] | No
             after = f" after {', '.join(step.depends_on)}" if step.depends_on else ""
             when = f" when {step.when}" if step.when is not None else ""
             trigger = f" (trigger {step.trigger})" if step.trigger != "none_failed" else ""
-            lines.append(f"    {step_id} [{step.type}]{after}{when}{trigger}")
+            lines.append(f"    {step_id} [{step.type}]{after}{when}{trigger}{_waits(step)}")
     lines.append(
         f"  critical path: {' -> '.join(result.critical_path)} "
         f"({result.critical_path_duration:g} of {result.total_duration:g} units if run in sequence)"

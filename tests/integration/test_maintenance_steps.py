@@ -209,3 +209,29 @@ async def test_concurrent_assignments_never_exceed_capacity(
     assert len(assigned) == 4 and len(refused) == 8, results
     assert {r["technician"] for r in assigned} == {"Madrid Plumber"}
     assert await ids(pool, "SELECT workload FROM technicians WHERE name = 'Madrid Plumber'") == 4
+
+
+async def test_a_reassignment_moves_the_request_to_another_technician_once(
+    steps: MaintenanceSteps, pool: CountingPool, run_token: str
+) -> None:
+    request_id = await new_request(steps, pool, f"{run_token}-r1")
+    given = {"step-1": {"request_id": request_id}}
+    first = await steps.assign_technician(context(f"{run_token}-r1", "step-4", given))
+    workload = "SELECT workload FROM technicians WHERE id = {}"
+    before = {t: await ids(pool, workload.format(t)) for t in (first["technician_id"],)}
+    ctx = context(f"{run_token}-r1", "step-7", given)
+    moved = await steps.reassign_technician(ctx)
+    assert moved["technician_id"] != first["technician_id"]
+    assert moved["previous_technician_id"] == first["technician_id"]
+    assert not moved["already_reassigned"]
+    assert await ids(pool, workload.format(first["technician_id"])) == (
+        before[first["technician_id"]] - 1
+    ), "the first technician's workload is given back"
+    row = await pool.pool.fetchrow(
+        "SELECT technician_id FROM maintenance_requests WHERE id = $1", request_id
+    )
+    assert row["technician_id"] == moved["technician_id"]
+    load = await ids(pool, workload.format(moved["technician_id"]))
+    again = await steps.reassign_technician(ctx)  # redelivered: the same choice, no new load
+    assert again["technician_id"] == moved["technician_id"] and again["already_reassigned"]
+    assert await ids(pool, workload.format(moved["technician_id"])) == load
