@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -230,12 +231,10 @@ class WorkflowClient:
     ) -> str:
         """Send an event to one execution, by its id, for its step that waits for `name`
         (now, or within the event's time to live). The tenant is the execution's, read
-        from its checkpoint when not given."""
+        from its checkpoint when not given (an execution started a moment ago gets a few
+        seconds to have one); pass it to signal an execution that may start later."""
         if tenant_id is None:
-            stored = await read_checkpoint(self.settings, execution_id)
-            if stored is None:
-                raise EventNotSent(f"no execution {execution_id} in the engine: pass tenant_id")
-            tenant_id = str(stored["origin"]["tenant_id"])
+            tenant_id = await self._tenant_of(execution_id)
         record = event_sent(
             name,
             execution_id,
@@ -247,6 +246,16 @@ class WorkflowClient:
         )
         await self._send_event(record)
         return str(record["event_id"])
+
+    async def _tenant_of(self, execution_id: str, patience: float = 10.0) -> str:
+        deadline = time.monotonic() + patience
+        while True:
+            stored = await read_checkpoint(self.settings, execution_id)
+            if stored is not None:
+                return str(stored["origin"]["tenant_id"])
+            if time.monotonic() > deadline:
+                raise EventNotSent(f"no execution {execution_id} in the engine: pass tenant_id")
+            await asyncio.sleep(0.2)  # a start not applied yet: its checkpoint, read again
 
     async def _send_event(self, record: dict[str, Any]) -> None:
         await require_topics(self.settings.kafka_bootstrap_servers, [self.names.events])
