@@ -1,12 +1,13 @@
 """Events from outside: correlation throughput and the latency from an event to the
 release of the step after its wait.
 
-    .venv/bin/python bench/events.py [--executions 5000] [--early 0.2]
+    .venv/bin/python bench/events.py [--executions 5000] [--early 0.2] [--rate 0]
 
 On a fresh topic prefix, one worker (all roles). N executions of `wait → next` wait for
 an event each under a key of their own; a share (`--early`) of the events is sent before
 their execution starts (held by the correlator until the wait begins), the rest once
-every wait has subscribed. Then, from the topics: events/s (all N events sent to the
+every wait has subscribed, all at once or paced (`--rate` per second). Then, from the
+topics: events/s (all N events sent to the
 last `next` released), latency from each late event's send to its `next` StepReady
 p50/p99, the worker's CPU per event (from /proc) and RSS. Asserts nothing; deletes its
 topics.
@@ -40,6 +41,8 @@ AWAIT = build_definition(
     }
 )
 
+SENDING = 200
+
 
 async def subscribed(settings: Settings, waits: int, timeout: float) -> None:
     """Until the coordinator has sent every wait's subscriptions (two per wait)."""
@@ -70,24 +73,41 @@ async def released(settings: Settings, count: int, timeout: float) -> dict[str, 
     raise TimeoutError(f"not every next step released within {timeout} s")
 
 
-async def run(settings: Settings, worker: WorkerProcess, count: int, early: float) -> None:
+async def send_all(
+    client: WorkflowClient, keys: list[str], sent_at: dict[str, int], rate: float = 0
+) -> None:
+    """Each event sent and acknowledged, up to SENDING at a time (as many producers
+    would), its send time noted; with `rate`, paced to that many per second."""
+    size = SENDING if rate <= 0 else max(1, int(rate / 10))
+    began = time.monotonic()
+    for start in range(0, len(keys), size):
+        if rate > 0:  # the schedule is what is measured, not a synchronisation
+            await asyncio.sleep(max(0.0, began + start / rate - time.monotonic()))
+        chunk = keys[start : start + size]
+        for key in chunk:
+            sent_at[key] = int(time.time() * 1000)
+        await asyncio.gather(
+            *(client.send_event("go", k, {"key": k}, "t", event_id=f"e-{k}") for k in chunk)
+        )
+
+
+async def run(
+    settings: Settings, worker: WorkerProcess, count: int, early: float, rate: float
+) -> None:
     keys = [f"k-{n}" for n in range(count)]
     early_count = int(count * early)
     sent_at: dict[str, int] = {}
-    cpu_before = cpu_seconds([worker.process.pid])
     async with WorkflowClient(settings, follow_outcomes=False) as client:
+        cpu_before = cpu_seconds([worker.process.pid])
         began = time.monotonic()
-        for key in keys[:early_count]:  # before their waits exist: held
-            await client.send_event("go", key, {"key": key}, "t", event_id=f"e-{key}")
+        await send_all(client, keys[:early_count], {})  # before their waits exist: held
         ids = {}
         for key in keys:
             ids[key] = await client.start_workflow("await-one", {"key": key}, "t", "u")
         await client.flush()
         await subscribed(settings, count, 600)
         first_late = time.time()
-        for key in keys[early_count:]:
-            sent_at[key] = int(time.time() * 1000)
-            await client.send_event("go", key, {"key": key}, "t", event_id=f"e-{key}")
+        await send_all(client, keys[early_count:], sent_at, rate)
     ready = await released(settings, count, 600)
     cpu = cpu_seconds([worker.process.pid]) - cpu_before
     last = max(ready.values()) / 1000
@@ -112,6 +132,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--executions", type=int, default=5_000)
     parser.add_argument("--early", type=float, default=0.2, help="share of events sent early")
+    parser.add_argument("--rate", type=float, default=0, help="late events/s; 0: all at once")
     options = parser.parse_args()
     prefix = f"bench-events-{uuid.uuid4().hex[:8]}"
     env = {
@@ -126,7 +147,7 @@ def main() -> None:
     worker = WorkerProcess("events-w1", env, workdir)
     try:
         asyncio.run(wait_until_ready(settings, [worker], 120))
-        asyncio.run(run(settings, worker, options.executions, options.early))
+        asyncio.run(run(settings, worker, options.executions, options.early, options.rate))
     finally:
         worker.stop()
         asyncio.run(delete_topics_with_prefix(settings.kafka_bootstrap_servers, prefix))

@@ -90,6 +90,7 @@ class WorkflowClient:
         self._waiters: dict[str, list[tuple[set[str] | None, asyncio.Future[Outcome]]]] = {}
         self._catalog: DefinitionCatalog | None = None
         self._database: asyncpg.Connection | None = None
+        self._events_topic_checked = False
 
     async def __aenter__(self) -> WorkflowClient:
         names = self.names
@@ -258,7 +259,11 @@ class WorkflowClient:
             await asyncio.sleep(0.2)  # a start not applied yet: its checkpoint, read again
 
     async def _send_event(self, record: dict[str, Any]) -> None:
-        await require_topics(self.settings.kafka_bootstrap_servers, [self.names.events])
+        """Sent and acknowledged (acks=all) before it returns: a producer may then forget
+        it. The events topic is checked once per client, not per event."""
+        if not self._events_topic_checked:
+            await require_topics(self.settings.kafka_bootstrap_servers, [self.names.events])
+            self._events_topic_checked = True
         await self._producer.send_and_wait(
             self.names.events,
             CODEC.encode("EventSent", record),
