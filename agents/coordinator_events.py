@@ -107,18 +107,22 @@ def core_event(name: str, record: dict[str, Any]) -> Event:
     raise ValueError(f"the coordinator does not take {name} events")
 
 
-def misrouted(key: bytes, partition: int, partitions: int) -> str | None:
+def misrouted(
+    key: bytes,
+    partition: int,
+    partitions: int,
+    fix: str = "publish reports keyed by execution_id with the default partitioner",
+) -> str | None:
     """Why an event may not be applied where it was published: an execution's events and
-    checkpoint live in its key's partition, and one published elsewhere (a producer with
-    another partitioner) would be applied against a checkpoint that partition does not
-    own."""
+    checkpoint live in its key's partition (a correlation's in its key's), and one
+    published elsewhere (a producer with another partitioner) would be applied against
+    state that partition does not own. `fix` tells the producer what to do."""
     expected = partition_index(key, partitions)
     if expected == partition:
         return None
     return (
         f"misrouted: key {key.decode(errors='replace')!r} belongs in partition {expected} by "
-        f"Kafka's default partitioner (murmur2), not {partition}; publish reports keyed by "
-        "execution_id with the default partitioner"
+        f"Kafka's default partitioner (murmur2), not {partition}; {fix}"
     )
 
 

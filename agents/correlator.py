@@ -29,6 +29,7 @@ import faust
 from faust.types import EventT, StreamT
 
 from stepstream.agents.checkpoints import ORIGIN_FIELDS
+from stepstream.agents.coordinator_events import misrouted
 from stepstream.infra.metrics import METRICS
 from stepstream.schemas.codec import CODEC, EventCodecError
 from stepstream.streams.changelog import Changelog
@@ -98,13 +99,14 @@ class Correlator:
                         f"the Kafka key must be the correlation key {address.key!r}, so that "
                         "the event meets its waits in one partition"
                     )
-                partitions = self.engine.settings.topic_partitions
-                expected = partition_index(message.key, partitions)
-                if expected != message.partition:
-                    raise ValueError(
-                        f"misrouted: key {address.key!r} belongs in partition {expected} by "
-                        f"Kafka's default partitioner (murmur2), not {message.partition}"
-                    )
+                wrong_partition = misrouted(
+                    message.key,
+                    message.partition,
+                    self.engine.settings.topic_partitions,
+                    "publish events keyed by correlation_key with the default partitioner",
+                )
+                if wrong_partition:
+                    raise ValueError(wrong_partition)
                 outgoing += self.apply(address, decoded.name, decoded.record, message.partition)
             except (EventCodecError, ValueError, KeyError, TypeError) as error:
                 letters.append((message, error))

@@ -7,9 +7,10 @@ import asyncio
 import inspect
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 POLL_SECONDS = 0.2
+T = TypeVar("T")
 
 
 async def wait_until(
@@ -30,6 +31,22 @@ async def wait_until(
         if time.monotonic() > deadline:
             raise TimeoutError(f"{what} not within {timeout} s")
         await asyncio.sleep(every)  # polling with a deadline
+
+
+def repeat_until(
+    attempt: Callable[[], T],
+    satisfied: Callable[[T], bool],
+    timeout: float,
+    every: float = POLL_SECONDS,
+) -> T:
+    """Run `attempt` until its value satisfies `satisfied` or `timeout` passes; the last
+    value either way (a caller that asserts on it then shows what it last saw)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = attempt()
+        if satisfied(value) or time.monotonic() > deadline:
+            return value
+        time.sleep(every)  # polling with a deadline
 
 
 async def on_schedule(seconds: float, stop: asyncio.Event) -> bool:

@@ -26,6 +26,7 @@ from stepstream.workflows.state import (
     Failure,
     StepStatus,
     Transition,
+    completed_outputs,
     deadline,
 )
 
@@ -125,13 +126,7 @@ class Draft:
         return f"condition false: {condition.text} (saw {condition.saw(self.state.input, outputs)})"
 
     def outputs_of(self, step_ids: Iterable[str]) -> dict[str, Any]:
-        """What an expression reading these steps sees: the outputs of those completed
-        (a skipped step has none)."""
-        return {
-            s: self.steps[s].output
-            for s in step_ids
-            if self.steps[s].status is StepStatus.COMPLETED
-        }
+        return completed_outputs(self.steps, step_ids)
 
     def instant(self, step_id: str) -> int | None:
         """A `wait: {until}` step's due time, read now that its dependencies are done

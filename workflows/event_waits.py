@@ -10,7 +10,13 @@ from typing import Any
 from stepstream.workflows.definition import WorkflowDefinition
 from stepstream.workflows.expressions import EvaluationError
 from stepstream.workflows.messages import EventArrived, RefuseEvent, Unsubscribe
-from stepstream.workflows.state import TERMINAL, ExecutionState, ExecutionStatus, StepStatus
+from stepstream.workflows.state import (
+    TERMINAL,
+    ExecutionState,
+    ExecutionStatus,
+    StepStatus,
+    completed_outputs,
+)
 
 EVENT_WORKER_PREFIX = "event:"  # a step ended by an event records it as its worker
 
@@ -45,8 +51,7 @@ def state_key(state: ExecutionState, step_id: str) -> str | None:
     subscribed (its step failed), so it is None here."""
 
     def outputs_of(step_ids: Iterable[str]) -> dict[str, Any]:
-        steps = state.steps
-        return {s: steps[s].output for s in step_ids if steps[s].status is StepStatus.COMPLETED}
+        return completed_outputs(state.steps, step_ids)
 
     try:
         return correlation_key(state.definition, step_id, state.input, outputs_of)

@@ -319,11 +319,8 @@ def _due(state: ExecutionState, step_id: str, step: StepState, now_ms: int) -> T
 def _event_arrived(state: ExecutionState, event: EventArrived) -> Transition:
     """The event a wait subscribed to came: its payload is the step's output, and the
     event's id is kept as who ended the attempt (a copy of it is then not refused)."""
-    wait_for = (
-        state.definition.step_by_id[event.step_id].wait_for
-        if (event.step_id in state.definition.step_by_id)
-        else None
-    )
+    step_definition = state.definition.step_by_id.get(event.step_id)
+    wait_for = None if step_definition is None else step_definition.wait_for
     if (
         wait_for is None
         or wait_for.event != event.name

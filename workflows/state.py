@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, NamedTuple
@@ -109,6 +109,12 @@ def new_execution(
         max_outstanding=max_parallel_steps if parallel_enabled else 1,
         steps=steps,
     )
+
+
+def completed_outputs(steps: Mapping[str, StepState], step_ids: Iterable[str]) -> dict[str, Any]:
+    """What an expression reading these steps sees: the outputs of those completed (a
+    skipped step has none)."""
+    return {s: steps[s].output for s in step_ids if steps[s].status is StepStatus.COMPLETED}
 
 
 def deadline(definition: WorkflowDefinition, step_id: str, step: StepState) -> int | None:

@@ -18,6 +18,7 @@ from stepstream.demo.data import seed
 from stepstream.streams.settings import Settings
 from stepstream.workflows import build_definition
 from tests.integration.workers import engine_env, prepare, running_worker
+from tests.waiting import wait_until
 
 V3 = Path(__file__).resolve().parents[2] / "demo" / "examples" / "maintenance-request-v3.yaml"
 
@@ -104,14 +105,14 @@ async def _request_of(database_url: str, execution_id: str) -> int:
     """The request the execution's first step created (its idempotency key names it)."""
     connection = await asyncpg.connect(database_url)
     try:
-        for _ in range(300):
-            found = await connection.fetchval(
+        found = await wait_until(
+            lambda: connection.fetchval(
                 "SELECT id FROM maintenance_requests WHERE idempotency_key = $1",
                 f"{execution_id}/step-1",
-            )
-            if found is not None:
-                return int(found)
-            await asyncio.sleep(0.1)  # polling the database, with a bound
+            ),
+            60,
+            f"the request of {execution_id}",
+        )
     finally:
         await connection.close()
-    raise TimeoutError(f"no request created by {execution_id}")
+    return int(found)

@@ -24,6 +24,7 @@ from stepstream.schemas.codec import CODEC, DecodedEvent, EventCodecError
 from stepstream.streams.settings import Settings
 from stepstream.streams.topics import TopicNames
 from stepstream.workflows import WorkflowDefinition, build_definition
+from tests.waiting import repeat_until
 
 __all__ = ["WorkerProcess", "prepare", "wait_until_ready"]
 
@@ -63,9 +64,9 @@ def cli(
     """Run `stepstream ARGS` as a user would. With `until`, run it again until its answer
     satisfies it or `timeout` passes (PostgreSQL's view trails the topics by the
     persister's batch); the last answer is returned either way."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = subprocess.run(
+
+    def run() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
             [sys.executable, "-m", "stepstream", *args],
             env=env,
             capture_output=True,
@@ -73,9 +74,10 @@ def cli(
             timeout=timeout,
             check=False,
         )
-        if until is None or until(result) or time.monotonic() > deadline:
-            return result
-        time.sleep(0.2)  # between two runs of the command
+
+    if until is None:
+        return run()
+    return repeat_until(run, until, timeout)
 
 
 def definition(raw: dict[str, Any]) -> WorkflowDefinition:
