@@ -98,6 +98,33 @@ ON CONFLICT (tenant_id, name, scope, correlation_key, event_id) DO UPDATE SET
 """
 
 
+INSERT_TASK = """
+INSERT INTO workflow_human_tasks (execution_id, step_id, attempt, tenant_id, workflow_id,
+    workflow_version, assignee, title, form, opened_at, due_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, $11)
+ON CONFLICT (execution_id, step_id, attempt) DO NOTHING
+"""
+
+# A task ends with its attempt's decision, or its step's skip (onTimeout: skip); one
+# that is no longer open keeps how it ended first.
+CLOSE_TASK = """
+UPDATE workflow_human_tasks SET status = $4, answered_by = $5, answer = $6::jsonb,
+    closed_at = $7
+WHERE execution_id = $1 AND step_id = $2 AND (attempt = $3 OR $3 = 0) AND status = 'open'
+"""
+
+# The execution ended while the task was open (cancelled, failed elsewhere).
+CLOSE_TASKS_OF = """
+UPDATE workflow_human_tasks SET status = 'closed', closed_at = now()
+WHERE execution_id = ANY($1::text[]) AND status = 'open'
+"""
+
+COUNT_OPEN_TASKS = "SELECT count(*) FROM workflow_human_tasks WHERE status = 'open'"
+
+HUMAN_STEP_TYPE = "human"
+HUMAN_WORKER_PREFIX = "human:"
+
+
 def when(ms: int | None) -> datetime | None:
     return None if ms is None else datetime.fromtimestamp(ms / 1000, tz=UTC)
 
@@ -115,10 +142,17 @@ class AuditRows:
     replays: Rows = field(default_factory=list)
     rejected: Rows = field(default_factory=list)
     unmatched: Rows = field(default_factory=list)
+    tasks: Rows = field(default_factory=list)
+    closed_tasks: Rows = field(default_factory=list)
+    ended: list[str] = field(default_factory=list)  # executions that ended: open tasks close
 
     def __bool__(self) -> bool:
         tables = (self.executions, self.steps, self.ignored, self.replays, self.rejected)
-        return any(tables) or bool(self.unmatched)
+        return any(tables) or bool(self.unmatched or self.tasks or self.closed_tasks)
+
+    @property
+    def touch_tasks(self) -> bool:
+        return bool(self.tasks or self.closed_tasks)
 
 
 def rows_for(events: list[DecodedEvent]) -> AuditRows:
@@ -134,6 +168,11 @@ def rows_for(events: list[DecodedEvent]) -> AuditRows:
                 rows.ignored.append(ignored_row(r))
             else:
                 rows.steps.append(attempt_row(r))
+                if r["step_type"] == HUMAN_STEP_TYPE:
+                    rows.closed_tasks.append(task_closed_row(r))
+            continue
+        if event.name == "HumanTaskOpened":
+            rows.tasks.append(task_row(r))
             continue
         if event.name == "EventUnmatched":  # of no execution
             rows.unmatched.append(unmatched_row(r))
@@ -145,6 +184,8 @@ def rows_for(events: list[DecodedEvent]) -> AuditRows:
             r["tenant_id"],
             r["user_id"],
         )
+        if event.name in ("WorkflowCompleted", "WorkflowFailed", "WorkflowCancelled"):
+            rows.ended.append(r["execution_id"])
         if event.name == "WorkflowStarted":
             rows.executions.append(
                 (*head, "running", r["input_json"], None, None, None, when(r["timestamp"]), None)
@@ -161,6 +202,9 @@ def rows_for(events: list[DecodedEvent]) -> AuditRows:
         elif event.name == "StepSkipped":  # attempt 0: it never ran
             skip = ("skipped", None, r["reason"], "", None, when(r["timestamp"]), r["tenant_id"])
             rows.steps.append((r["execution_id"], r["step_id"], 0, r["step_type"], *skip))
+            if r["step_type"] == HUMAN_STEP_TYPE:  # by its timeout, if it had opened
+                skipped = ("skipped", None, None, when(r["timestamp"]))
+                rows.closed_tasks.append((r["execution_id"], r["step_id"], 0, *skipped))
         elif event.name == "WorkflowRejected" and r["code"] != "duplicate_execution_id":
             rows.rejected.append((*head, f"{r['code']}: {r['reason']}", when(r["timestamp"])))
         elif event.name == "ReplayRequested":
@@ -221,3 +265,32 @@ def unmatched_row(r: dict[str, Any]) -> tuple[Any, ...]:
         when(r["sent_at"]),
         when(r["expires_at"]),
     )
+
+
+def task_row(r: dict[str, Any]) -> tuple[Any, ...]:
+    return (
+        r["execution_id"],
+        r["step_id"],
+        r["attempt"],
+        r["tenant_id"],
+        r["workflow_id"],
+        r["workflow_version"],
+        r["assignee"],
+        r["title"],
+        r["form_json"],
+        when(r["timestamp"]),
+        when(r["due_at"]),
+    )
+
+
+def task_closed_row(r: dict[str, Any]) -> tuple[Any, ...]:
+    """How a task's attempt ended: answered (by whom, with what), or by its timeout."""
+    worker = r["worker"] or ""
+    answered = r["outcome"] == "completed" and worker.startswith(HUMAN_WORKER_PREFIX)
+    if answered:
+        status, by, answer = "answered", worker.removeprefix(HUMAN_WORKER_PREFIX), r["output_json"]
+    else:
+        status = "timed_out" if r["outcome"] in ("completed", "timed_out") else str(r["outcome"])
+        by, answer = None, None
+    finished = when(r["finished_at"]) or when(r["timestamp"])
+    return (r["execution_id"], r["step_id"], r["attempt"], status, by, answer, finished)

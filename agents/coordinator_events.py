@@ -20,6 +20,7 @@ from stepstream.workflows import (
     ExecutionState,
     FailWorkflow,
     Heartbeat,
+    OpenTask,
     RefuseEvent,
     Replay,
     ReplayAction,
@@ -30,6 +31,7 @@ from stepstream.workflows import (
     StepCompleted,
     StepFailed,
     Subscribe,
+    TaskAnswered,
     Tick,
     Unsubscribe,
 )
@@ -95,6 +97,14 @@ def core_event(name: str, record: dict[str, Any]) -> Event:
             at_ms=now_ms(),
             scope=record["scope"],
             key=record["correlation_key"],
+        )
+    if name == "TaskAnswered":  # the coordinator's clock, as for a worker's failure
+        return TaskAnswered(
+            record["step_id"],
+            record["attempt"],
+            from_json(record["answer_json"]),
+            record["answered_by"],
+            at_ms=now_ms(),
         )
     if name == "ReplayRequested":
         return Replay(
@@ -249,6 +259,26 @@ def refused(names: TopicNames, origin: dict[str, Any], command: RefuseEvent) -> 
     return names.events, event.key, "EventRefused", record
 
 
+def task_opened(state: ExecutionState, origin: dict[str, Any], command: OpenTask) -> dict[str, Any]:
+    """The HumanTaskOpened of a task: whose it is, its form, and when it times out. Its
+    id names the attempt: the task announced again after a redelivery is a duplicate."""
+    human = state.definition.step_by_id[command.step_id].human
+    assert human is not None, "only a human step opens a task"
+    record = envelope(
+        "task-opened",
+        origin,
+        command.step_id,
+        command.attempt,
+        step_id=command.step_id,
+        attempt=command.attempt,
+        assignee=command.assignee,
+        title=human.title,
+        form_json=to_json(human.form),
+        due_at=command.due_at_ms,
+    )
+    return record
+
+
 def command_event(
     names: TopicNames, state: ExecutionState, origin: dict[str, Any], command: Command
 ) -> Outgoing | None:
@@ -304,4 +334,7 @@ def command_event(
             return names.workflow_completed, execution_id, "WorkflowCancelled", record
         case RefuseEvent():
             return refused(names, origin, command)
+        case OpenTask():
+            opened = task_opened(state, origin, command)
+            return names.step_outcomes, execution_id, "HumanTaskOpened", opened
     return None

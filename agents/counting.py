@@ -16,9 +16,11 @@ from stepstream.workflows import (
     EndAttempt,
     ExecutionState,
     FailWorkflow,
+    OpenTask,
     ScheduleRetry,
     SkipStep,
 )
+from stepstream.workflows.human_tasks import ANSWER_REPORT, HUMAN_WORKER_PREFIX
 from stepstream.workflows.state import ran_in_parallel
 
 log = logging.getLogger("stepstream.agents.coordinator")  # where operators look for it
@@ -30,6 +32,12 @@ def count_attempt(end: EndAttempt, before: ExecutionState) -> None:
     worker's report, and how long it waited between its release and its start; a
     warning when it timed out (no report came, so no other line says so)."""
     METRICS.steps.labels(str(end.outcome)).inc()
+    if end.report == ANSWER_REPORT:
+        METRICS.human_tasks.labels("refused").inc()
+    elif end.outcome is AttemptOutcome.COMPLETED and (end.worker or "").startswith(
+        HUMAN_WORKER_PREFIX
+    ):
+        METRICS.human_tasks.labels("answered").inc()
     if end.outcome is AttemptOutcome.TIMED_OUT:
         execution_id = before.execution_id
         log.warning(
@@ -62,6 +70,8 @@ def count_commands(
                 count_attempt(command, before)
             case ScheduleRetry():
                 METRICS.retries.inc()
+            case OpenTask():
+                METRICS.human_tasks.labels("opened").inc()
             case SkipStep():
                 METRICS.steps.labels("skipped").inc()
             case CompleteWorkflow() | FailWorkflow() | CancelWorkflow():

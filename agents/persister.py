@@ -19,10 +19,14 @@ import asyncpg
 from aiokafka import ConsumerRecord, TopicPartition
 
 from stepstream.agents.audit_rows import (
+    CLOSE_TASK,
+    CLOSE_TASKS_OF,
+    COUNT_OPEN_TASKS,
     INSERT_IGNORED,
     INSERT_REJECTED,
     INSERT_REPLAY,
     INSERT_STAGED_STEPS,
+    INSERT_TASK,
     INSERT_UNMATCHED,
     STAGE_STEPS,
     STEP_COLUMNS,
@@ -79,6 +83,14 @@ class Persister:
                     await connection.executemany(INSERT_REJECTED, rows.rejected)
                 if rows.unmatched:
                     await connection.executemany(INSERT_UNMATCHED, rows.unmatched)
+                if rows.tasks:  # before their closures: a batch may open and close one
+                    await connection.executemany(INSERT_TASK, rows.tasks)
+                if rows.closed_tasks:
+                    await connection.executemany(CLOSE_TASK, rows.closed_tasks)
+                if rows.ended:  # one statement a batch, whatever the workflows
+                    await connection.execute(CLOSE_TASKS_OF, rows.ended)
+                if rows.touch_tasks:
+                    METRICS.human_tasks_open.set(await connection.fetchval(COUNT_OPEN_TASKS))
 
     async def check_definitions(self, messages: list[ConsumerRecord[bytes, bytes]]) -> None:
         """Definitions published straight onto the topic, past `register`, are checked

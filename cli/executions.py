@@ -208,6 +208,23 @@ def describe(execution_id: str, output: str) -> None:
                 report.reason,
             )
         Console().print(ignored)
+    if record.tasks:
+        tasks = Table(title="human tasks")
+        for column in ("step", "attempt", "for", "status", "answered by", "at", "answer"):
+            tasks.add_column(column)
+        for task in record.tasks:
+            closed = f"{task.closed_at:%Y-%m-%d %H:%M:%S}" if task.closed_at else ""
+            answer = json.dumps(task.answer) if task.answer is not None else ""
+            tasks.add_row(
+                task.step_id,
+                str(task.attempt),
+                task.assignee or "anyone",
+                task.status,
+                task.answered_by or "",
+                closed,
+                answer,
+            )
+        Console().print(tasks)
     unfinished = [s for s in record.step_order if s not in {a.step_id for a in record.steps}]
     if unfinished:
         click.echo(f"not finished: {', '.join(unfinished)}")

@@ -16,6 +16,7 @@ from stepstream.cli.events import events
 from stepstream.cli.executions import describe, list_command, start, status
 from stepstream.cli.local import console, db, run_demo, services, smoke, stats, topics, worker
 from stepstream.cli.operators import cancel, dead_letters, explain, replay, stalled, workers
+from stepstream.cli.tasks import tasks
 
 
 @click.group(cls=Commands)
@@ -46,6 +47,7 @@ for command in (
     describe,
     list_command,
     events,
+    tasks,
     # operators
     replay,
     cancel,

@@ -4,6 +4,7 @@ It speaks Kafka and the Avro contracts only; it never imports worker code (a tes
 that importing it loads no faust)."""
 
 from stepstream.client.events import EventNotSent
+from stepstream.client.tasks import AnswerRefused
 from stepstream.client.workflow_client import (
     Outcome,
     ReplayRefused,
@@ -11,4 +12,11 @@ from stepstream.client.workflow_client import (
     WorkflowClient,
 )
 
-__all__ = ["EventNotSent", "Outcome", "ReplayRefused", "StartRefused", "WorkflowClient"]
+__all__ = [
+    "AnswerRefused",
+    "EventNotSent",
+    "Outcome",
+    "ReplayRefused",
+    "StartRefused",
+    "WorkflowClient",
+]

@@ -23,6 +23,7 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from stepstream.client.events import EventNotSent, event_sent
+from stepstream.client.tasks import HumanTasks
 from stepstream.client.watch import read_checkpoint
 from stepstream.infra.executions import ExecutionRecord, describe_execution
 from stepstream.schemas.codec import CODEC, EventCodecError
@@ -91,6 +92,7 @@ class WorkflowClient:
         self._catalog: DefinitionCatalog | None = None
         self._database: asyncpg.Connection | None = None
         self._events_topic_checked = False
+        self.tasks = HumanTasks(self)  # human tasks: the open ones, and answers
 
     async def __aenter__(self) -> WorkflowClient:
         names = self.names
@@ -353,12 +355,16 @@ class WorkflowClient:
             await self._catalog.start()
         return await self._catalog.lookup(workflow_id, version)
 
+    async def database(self) -> asyncpg.Connection:
+        """The client's PostgreSQL connection, made on first use, for what is recorded."""
+        if self._database is None:
+            self._database = await asyncpg.connect(self.settings.database_url)
+        return self._database
+
     async def describe(self, execution_id: str) -> ExecutionRecord | None:
         """The execution as recorded in PostgreSQL (status, input, outputs, every step
         attempt with its timings, output and error); None when nothing is recorded."""
-        if self._database is None:
-            self._database = await asyncpg.connect(self.settings.database_url)
-        return await describe_execution(self._database, execution_id)
+        return await describe_execution(await self.database(), execution_id)
 
     async def result(self, execution_id: str, timeout: float) -> ExecutionRecord:
         """How the execution ended, whether before this call or within `timeout` seconds

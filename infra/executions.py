@@ -14,6 +14,8 @@ from typing import Any
 
 import asyncpg
 
+from stepstream.infra.human_tasks import HumanTaskRecord, task_of
+
 DESCRIBE = """
 SELECT e.execution_id, e.workflow_id, e.workflow_version, e.tenant_id, e.user_id, e.status,
     e.input, e.outputs, e.failed_step_id, e.error, e.started_at, e.finished_at,
@@ -24,7 +26,10 @@ SELECT e.execution_id, e.workflow_id, e.workflow_version, e.tenant_id, e.user_id
              '[]') AS steps,
     COALESCE((SELECT json_agg(i ORDER BY i.step_id, i.attempt, i.report)
               FROM workflow_ignored_reports i WHERE i.execution_id = e.execution_id),
-             '[]') AS ignored
+             '[]') AS ignored,
+    COALESCE((SELECT json_agg(t ORDER BY t.opened_at, t.step_id, t.attempt)
+              FROM workflow_human_tasks t WHERE t.execution_id = e.execution_id),
+             '[]') AS tasks
 FROM workflow_executions e
 LEFT JOIN workflow_definitions d ON d.id = e.workflow_id AND d.version = e.workflow_version
 WHERE e.execution_id = $1
@@ -90,6 +95,7 @@ class ExecutionRecord:
     replays: int = 0  # operators' replay requests (resume, retry, rerun-from)
     steps: list[StepAttempt] = field(default_factory=list)  # the coordinator's outcomes
     ignored: list[IgnoredReport] = field(default_factory=list)
+    tasks: list[HumanTaskRecord] = field(default_factory=list)  # human steps' tasks
     step_order: list[str] = field(default_factory=list)  # from its definition, if known
 
     @property
@@ -100,11 +106,13 @@ class ExecutionRecord:
         result = {
             name: value.isoformat() if isinstance(value, datetime) else value
             for name, value in vars(self).items()
-            if name not in ("steps", "ignored", "step_order")
+            if name not in ("steps", "ignored", "tasks", "step_order")
         }
         if self.step_order or self.steps:
             result["steps"] = [vars(step) for step in self.steps]
             result["ignored_reports"] = [vars(report) for report in self.ignored]
+        if self.tasks:
+            result["tasks"] = [task.as_dict() for task in self.tasks]
         return result
 
 
@@ -134,6 +142,7 @@ async def describe_execution(
         replays=row["replays"],
         steps=steps,
         ignored=ignored,
+        tasks=[task_of(task) for task in json.loads(row["tasks"])],
         step_order=[step["id"] for step in definition.get("steps", [])],
     )
 

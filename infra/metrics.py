@@ -136,6 +136,19 @@ class Metrics:
             buckets=SECONDS,
             registry=registry,
         )
+        self.human_tasks_open = Gauge(
+            "stepstream_human_tasks_open",
+            "Human tasks open in PostgreSQL, as the persister last counted them (after each"
+            " batch that opened or closed one).",
+            registry=registry,
+        )
+        self.human_tasks = Counter(
+            "stepstream_human_tasks_total",
+            "Human tasks by how the coordinator saw them: opened, answered, refused (an"
+            " answer that did not fit: the task not open, or the form not matched).",
+            ["outcome"],
+            registry=registry,
+        )
         self.timer_lateness = Histogram(
             "stepstream_timer_lateness_seconds",
             "How long after its due time a wait step's timer fired.",

@@ -8,7 +8,8 @@ again, once per input topic, with the same event ids (delivery rule 2). Every ot
 event goes through the reducer; the checkpoint is written once for the batch, with the
 offsets of the events that changed it. A report the reducer does not apply (stale, of
 an ended execution, contradicting its attempt's end) is not a change, but it is a
-decision: an ignored `EndAttempt` with the reason, so no reader takes it for an outcome.
+decision: an ignored `EndAttempt` with the reason, so no reader takes it for an outcome
+(so is a person's answer that is not applied: a task not open, a form not matched).
 An event from outside that finds its wait ended is sent back to the correlator.
 """
 
@@ -27,10 +28,12 @@ from stepstream.workflows.execution import (
     Started,
     StepCompleted,
     StepFailed,
+    TaskAnswered,
     announce,
     ignored_report,
     reduce,
 )
+from stepstream.workflows.human_tasks import ignored_answer
 
 # NamedTuples, not frozen dataclasses: one or more per event, and a frozen dataclass's
 # __init__ costs several times a tuple's.
@@ -99,8 +102,11 @@ def apply_batch(
                 continue
         after, commands = reduce(state, event)
         if after is state:
-            if isinstance(event, StepCompleted | StepFailed):
-                ignored = ignored_report(state, event)
+            if isinstance(event, StepCompleted | StepFailed | TaskAnswered):
+                if isinstance(event, TaskAnswered):
+                    ignored = ignored_answer(state, event)
+                else:
+                    ignored = ignored_report(state, event)
                 if ignored is not None:  # said once per delivery; a redelivery says it again
                     decision.ignored.append(Emission(index, state, ignored))
                     decision.emissions.append(Emission(index, state, ignored))

@@ -9,6 +9,7 @@ from functools import cached_property
 from typing import Any
 
 from stepstream.workflows.expressions import Condition, compile_condition
+from stepstream.workflows.forms import Form, compile_form
 from stepstream.workflows.rate_limit import RateLimit
 
 
@@ -39,6 +40,7 @@ class Trigger(StrEnum):
 
 WAIT_TYPE = "wait"  # the type of a step that holds a durable timer (`wait:`)
 EVENT_TYPE = "event"  # the type of a step that waits for an event from outside (`waitFor:`)
+HUMAN_TYPE = "human"  # the type of a step that waits for a person's answer (`human:`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +74,20 @@ class WaitFor:
 
 
 @dataclass(frozen=True, slots=True)
+class HumanTask:
+    """A task for a person: the step completes with their answer, which must match
+    `form` (a JSON Schema). No worker runs it: the coordinator holds it, the answer
+    comes to the execution's partition (a `TaskAnswered`), and `assignee` (an
+    expression over input and steps, read at release) says whose task it is."""
+
+    form: Mapping[str, Any]
+    assignee: str | None = None  # None: anyone of the tenant may answer
+    title: str | None = None
+    timeout_ms: int | None = None  # None: waits as long as the execution lives
+    on_timeout: OnTimeout = OnTimeout.FAIL
+
+
+@dataclass(frozen=True, slots=True)
 class StepDefinition:
     id: str
     type: str
@@ -85,11 +101,18 @@ class StepDefinition:
     trigger: Trigger = Trigger.NONE_FAILED
     wait: Wait | None = None
     wait_for: WaitFor | None = None
+    human: HumanTask | None = None
 
     @property
     def held(self) -> bool:
-        """No worker runs it: the coordinator holds it (a timer, a wait for an event)."""
-        return self.wait is not None or self.wait_for is not None
+        """No worker runs it: the coordinator holds it (a timer, a wait for an event or
+        for a person's answer)."""
+        return self.wait is not None or self.wait_for is not None or self.human is not None
+
+    @property
+    def limit(self) -> WaitFor | HumanTask | None:
+        """What a wait that may time out waits for: its timeout and `onTimeout`."""
+        return self.wait_for or self.human
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +193,20 @@ class WorkflowDefinition:
             for s in self.steps
             if s.wait_for is not None and s.wait_for.correlation_key is not None
         }
+
+    @cached_property
+    def assignees(self) -> Mapping[str, Condition]:
+        """Each human step's compiled assignee expression."""
+        return {
+            s.id: compile_condition(s.human.assignee)
+            for s in self.steps
+            if s.human is not None and s.human.assignee is not None
+        }
+
+    @cached_property
+    def forms(self) -> Mapping[str, Form]:
+        """Each human step's form, compiled once (validation has checked it)."""
+        return {s.id: compile_form(s.human.form) for s in self.steps if s.human is not None}
 
     @cached_property
     def has_waits(self) -> bool:

@@ -6,16 +6,18 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from stepstream.workflows.definition import Trigger, WaitFor
+from stepstream.workflows.definition import HumanTask, Trigger, WaitFor
 from stepstream.workflows.durations import DurationError, parse_instant
 from stepstream.workflows.event_waits import CorrelationKeyError, correlation_key
 from stepstream.workflows.expressions import EvaluationError
+from stepstream.workflows.human_tasks import AssigneeError, assignee
 from stepstream.workflows.messages import (
     ArmTimer,
     Command,
     CompleteWorkflow,
     EmitStepReady,
     FailWorkflow,
+    OpenTask,
     ScheduleTimeout,
     SkipStep,
     Subscribe,
@@ -146,14 +148,17 @@ class Draft:
             return None
 
     def check_key(self, step_id: str) -> None:
-        """A `waitFor` step's correlation key, read now that its dependencies are done:
-        one that cannot be read fails the step (`broken`), as a broken condition does."""
-        if step_id not in self.state.definition.correlation_keys:
+        """A `waitFor` step's correlation key or a human step's assignee, read now that
+        its dependencies are done: one that cannot be read fails the step (`broken`), as
+        a broken condition does."""
+        definition = self.state.definition
+        if step_id not in definition.correlation_keys and step_id not in definition.assignees:
             return
         try:
-            correlation_key(self.state.definition, step_id, self.state.input, self.outputs_of)
-        except CorrelationKeyError as error:
-            message = f"CorrelationKeyError: {error}"
+            correlation_key(definition, step_id, self.state.input, self.outputs_of)
+            assignee(definition, step_id, self.state.input, self.outputs_of)
+        except (CorrelationKeyError, AssigneeError) as error:
+            message = f"{type(error).__name__}: {error}"
             self.steps[step_id] = self.steps[step_id]._replace(
                 status=StepStatus.FAILED, error=message
             )
@@ -184,6 +189,10 @@ class Draft:
         wait_for = definition.step_by_id[step_id].wait_for
         if wait_for is not None:
             self.listen(step_id, attempt, at_ms, wait_for)
+            return
+        human = definition.step_by_id[step_id].human
+        if human is not None:
+            self.open_task(step_id, attempt, at_ms, human)
             return
         self.steps[step_id] = step._replace(
             status=StepStatus.RUNNING,
@@ -231,16 +240,16 @@ class Draft:
         )
         self.commands.append(ArmTimer(step_id, attempt, due))
 
-    def listen(self, step_id: str, attempt: int, at_ms: int, wait_for: WaitFor) -> None:
-        """Begin a wait for an event: subscribe, and arm its timeout if it has one. The
-        same attempt sent again (an announcement, a resume) subscribes again, which the
-        correlator takes as the same subscription, and keeps its timeout."""
+    def hold(self, step_id: str, attempt: int, at_ms: int, timeout_ms: int | None) -> int | None:
+        """Run a wait that no worker runs (an event's, a person's) at `attempt`; its
+        timeout's due time, armed. The same attempt sent again (an announcement, a resume)
+        keeps its due time: a timeout never moves by being sent again."""
         step = self.steps[step_id]
         if attempt == step.attempt and step.status is StepStatus.RUNNING:
             due, released = step.due_at_ms, step.ready_at_ms or at_ms
         else:
             released = at_ms
-            due = None if wait_for.timeout_ms is None else at_ms + wait_for.timeout_ms
+            due = None if timeout_ms is None else at_ms + timeout_ms
         self.steps[step_id] = step._replace(
             status=StepStatus.RUNNING,
             attempt=attempt,
@@ -248,10 +257,22 @@ class Draft:
             ready_at_ms=released,
             due_at_ms=due,
         )
-        key = correlation_key(self.state.definition, step_id, self.state.input, self.outputs_of)
-        self.commands.append(Subscribe(step_id, attempt, wait_for.event, key))
         if due is not None:
             self.commands.append(ArmTimer(step_id, attempt, due))
+        return due
+
+    def listen(self, step_id: str, attempt: int, at_ms: int, wait_for: WaitFor) -> None:
+        """Begin a wait for an event: subscribe (the correlator takes the same attempt
+        subscribed again as one subscription), and arm its timeout if it has one."""
+        key = correlation_key(self.state.definition, step_id, self.state.input, self.outputs_of)
+        self.commands.append(Subscribe(step_id, attempt, wait_for.event, key))
+        self.hold(step_id, attempt, at_ms, wait_for.timeout_ms)
+
+    def open_task(self, step_id: str, attempt: int, at_ms: int, human: HumanTask) -> None:
+        """Open a human task: announce it to whom it is for, and arm its timeout."""
+        due = self.hold(step_id, attempt, at_ms, human.timeout_ms)
+        whose = assignee(self.state.definition, step_id, self.state.input, self.outputs_of)
+        self.commands.append(OpenTask(step_id, attempt, whose, due))
 
     def outputs(self) -> dict[str, Any]:
         """The completed steps' outputs, in plan order; skipped steps have none."""

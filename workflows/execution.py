@@ -13,6 +13,7 @@ from stepstream.workflows.definition import OnTimeout
 from stepstream.workflows.draft import Draft, advance, fail, failed
 from stepstream.workflows.durations import iso, written_duration
 from stepstream.workflows.event_waits import EVENT_WORKER_PREFIX, ended_waits
+from stepstream.workflows.human_tasks import HUMAN_WORKER_PREFIX, answer_problems
 from stepstream.workflows.messages import (
     ArmTimer,
     AttemptOutcome,
@@ -25,6 +26,7 @@ from stepstream.workflows.messages import (
     EventArrived,
     FailWorkflow,
     Heartbeat,
+    OpenTask,
     RefuseEvent,
     Replay,
     ReplayAction,
@@ -35,6 +37,7 @@ from stepstream.workflows.messages import (
     StepCompleted,
     StepFailed,
     Subscribe,
+    TaskAnswered,
     Tick,
     Unsubscribe,
 )
@@ -68,6 +71,7 @@ __all__ = [  # the messages are re-exported: they are part of the reducer's cont
     "FailWorkflow",
     "Failure",
     "Heartbeat",
+    "OpenTask",
     "RefuseEvent",
     "Replay",
     "ReplayAction",
@@ -80,6 +84,7 @@ __all__ = [  # the messages are re-exported: they are part of the reducer's cont
     "StepState",
     "StepStatus",
     "Subscribe",
+    "TaskAnswered",
     "Tick",
     "Transition",
     "Unsubscribe",
@@ -117,6 +122,8 @@ def _reduce(state: ExecutionState, event: Event) -> Transition:
             return _tick(state, event)
         case EventArrived():
             return _event_arrived(state, event)
+        case TaskAnswered():
+            return _task_answered(state, event)
     raise TypeError(f"not an execution event: {event!r}")
 
 
@@ -293,19 +300,23 @@ def _tick(state: ExecutionState, event: Tick) -> Transition:
 
 
 def _due(state: ExecutionState, step_id: str, step: StepState, now_ms: int) -> Transition:
-    """A held step's timer is due: a wait step completes; a wait for an event timed out,
-    and its `onTimeout` says how it ends."""
-    wait_for = state.definition.step_by_id[step_id].wait_for
-    if wait_for is None:
+    """A held step's timer is due: a wait step completes; a wait for an event or for an
+    answer timed out, and its `onTimeout` says how it ends."""
+    step_definition = state.definition.step_by_id[step_id]
+    limit = step_definition.limit
+    if limit is None:
         return _complete_step(state, fired(step_id, step, now_ms))
-    waited = written_duration(wait_for.timeout_ms or 0)
-    error = f"EventTimeout: no {wait_for.event!r} event within {waited}"
-    if wait_for.on_timeout is OnTimeout.FAIL:
+    waited = written_duration(limit.timeout_ms or 0)
+    if step_definition.wait_for is not None:
+        error = f"EventTimeout: no {step_definition.wait_for.event!r} event within {waited}"
+    else:
+        error = f"TaskTimeout: no answer within {waited}"
+    if limit.on_timeout is OnTimeout.FAIL:
         ended = StepFailed(
             step_id, step.attempt, error, False, now_ms, step.ready_at_ms, timed_out=True
         )
         return _fail_step(state, ended)
-    if wait_for.on_timeout is OnTimeout.CONTINUE:
+    if limit.on_timeout is OnTimeout.CONTINUE:
         output = {**fired(step_id, step, now_ms).output, "timed_out": True}
         return _complete_step(
             state, StepCompleted(step_id, step.attempt, output, now_ms, step.ready_at_ms)
@@ -335,6 +346,28 @@ def _event_arrived(state: ExecutionState, event: EventArrived) -> Transition:
         event.at_ms,
         started_at_ms=step.ready_at_ms,
         worker=EVENT_WORKER_PREFIX + event.event_id,
+    )
+    return _complete_step(state, completed)
+
+
+def _task_answered(state: ExecutionState, answer: TaskAnswered) -> Transition:
+    """A person answered an open task: an answer that matches the form is the step's
+    output, and who answered is kept as the attempt's worker."""
+    step_definition = state.definition.step_by_id.get(answer.step_id)
+    if (
+        step_definition is None
+        or step_definition.human is None
+        or not _is_current_attempt(state, answer.step_id, answer.attempt)
+        or answer_problems(state, answer)
+    ):
+        return state, ()
+    completed = StepCompleted(
+        answer.step_id,
+        answer.attempt,
+        answer.answer,
+        answer.at_ms,
+        started_at_ms=state.steps[answer.step_id].ready_at_ms,
+        worker=HUMAN_WORKER_PREFIX + answer.answered_by,
     )
     return _complete_step(state, completed)
 

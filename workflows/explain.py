@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from stepstream.workflows.event_waits import state_key
+from stepstream.workflows.human_tasks import task_assignee
 from stepstream.workflows.state import ExecutionState, ExecutionStatus, StepState, StepStatus
 
 
@@ -54,16 +55,21 @@ def _answer(state: ExecutionState, step_id: str, step: StepState, now_ms: int) -
 
 
 def _running(state: ExecutionState, step_id: str, step: StepState, now_ms: int) -> str:
-    wait_for = state.definition.step_by_id[step_id].wait_for
-    if wait_for is not None:
-        key = state_key(state, step_id)
-        addressed = f"correlation key {key!r} or a signal" if key is not None else "a signal"
-        what = f"waiting for event {wait_for.event!r} ({addressed})"
+    step_definition = state.definition.step_by_id[step_id]
+    limit = step_definition.limit
+    if limit is not None:
+        if step_definition.wait_for is not None:
+            key = state_key(state, step_id)
+            addressed = f"correlation key {key!r} or a signal" if key is not None else "a signal"
+            what = f"waiting for event {step_definition.wait_for.event!r} ({addressed})"
+        else:
+            whose = task_assignee(state, step_id)
+            what = f"waiting for an answer from {whose or 'anyone of the tenant'}"
         if step.due_at_ms is None:
             return f"{what}, with no timeout"
         left = (step.due_at_ms - now_ms) // 1000
         until = f"until {_clock(step.due_at_ms)} (in {max(0, left)} s)"
-        return f"{what}, {until}, then {wait_for.on_timeout}"
+        return f"{what}, {until}, then {limit.on_timeout}"
     if step.due_at_ms is not None:
         left = (step.due_at_ms - now_ms) // 1000
         when = f"in {left} s" if left >= 0 else f"{-left} s ago, firing"

@@ -8,7 +8,14 @@ from typing import Any, Literal
 
 import yaml
 
-from stepstream.workflows.definition import OnTimeout, Trigger, Wait, WaitFor, WorkflowDefinition
+from stepstream.workflows.definition import (
+    HumanTask,
+    OnTimeout,
+    Trigger,
+    Wait,
+    WaitFor,
+    WorkflowDefinition,
+)
 from stepstream.workflows.durations import written_duration
 from stepstream.workflows.validation import InvalidDefinition, Problem, build_definition
 
@@ -66,6 +73,7 @@ def definition_to_dict(definition: WorkflowDefinition) -> dict[str, Any]:
                 **({"when": step.when} if step.when is not None else {}),
                 **({"wait": _wait_to_dict(step.wait)} if step.wait is not None else {}),
                 **(_wait_for_to_dict(step.wait_for) if step.wait_for is not None else {}),
+                **(_human_to_dict(step.human) if step.human is not None else {}),
                 **(
                     {"trigger": str(step.trigger)}
                     if step.trigger is not Trigger.NONE_FAILED
@@ -97,9 +105,22 @@ def _wait_for_to_dict(wait_for: WaitFor) -> dict[str, Any]:
     spec: dict[str, Any] = {"event": wait_for.event}
     if wait_for.correlation_key is not None:
         spec["correlationKey"] = wait_for.correlation_key
-    if wait_for.timeout_ms is None:
-        return {"waitFor": spec}
-    spec["timeout"] = written_duration(wait_for.timeout_ms)
-    if wait_for.on_timeout is OnTimeout.FAIL:
-        return {"waitFor": spec}
-    return {"waitFor": spec, "onTimeout": str(wait_for.on_timeout)}
+    return _with_timeout("waitFor", spec, wait_for)
+
+
+def _human_to_dict(human: HumanTask) -> dict[str, Any]:
+    spec: dict[str, Any] = {"form": dict(human.form)}
+    if human.assignee is not None:
+        spec["assignee"] = human.assignee
+    if human.title is not None:
+        spec["title"] = human.title
+    return _with_timeout("human", spec, human)
+
+
+def _with_timeout(field: str, spec: dict[str, Any], limit: WaitFor | HumanTask) -> dict[str, Any]:
+    if limit.timeout_ms is None:
+        return {field: spec}
+    spec["timeout"] = written_duration(limit.timeout_ms)
+    if limit.on_timeout is OnTimeout.FAIL:
+        return {field: spec}
+    return {field: spec, "onTimeout": str(limit.on_timeout)}

@@ -74,6 +74,19 @@ class EventArrived:
     key: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class TaskAnswered:
+    """A person answered attempt `attempt` of a human step (`answered_by` says who, as
+    the client that sent it knew them). The answer becomes the step's output, once it
+    matches the step's form."""
+
+    step_id: str
+    attempt: int
+    answer: Any
+    answered_by: str
+    at_ms: int
+
+
 class ReplayAction(StrEnum):
     CANCEL = "cancel"  # running: end it as cancelled; nothing new starts
     RESUME = "resume"  # running: send step-ready again for running steps, retries now
@@ -93,7 +106,9 @@ class Replay:
     reason: str = ""
 
 
-Event = Started | StepCompleted | StepFailed | Heartbeat | Tick | Replay | EventArrived
+Event = (
+    Started | StepCompleted | StepFailed | Heartbeat | Tick | Replay | EventArrived | TaskAnswered
+)
 
 
 # Commands ------------------------------------------------------------------------------
@@ -146,6 +161,18 @@ class Subscribe:
     attempt: int
     event: str
     key: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class OpenTask:
+    """A human step's attempt began: a task for `assignee` (None: anyone of the tenant),
+    to answer before `due_at_ms` (None: no timeout). Announced as a HumanTaskOpened,
+    which the persister lists and a notifier may tell the assignee of."""
+
+    step_id: str
+    attempt: int
+    assignee: str | None
+    due_at_ms: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,6 +256,7 @@ Command = (
     | ArmTimer
     | Subscribe
     | Unsubscribe
+    | OpenTask
     | RefuseEvent
     | SkipStep
     | EndAttempt

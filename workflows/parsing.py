@@ -11,8 +11,10 @@ from typing import Any
 
 from stepstream.workflows.definition import (
     EVENT_TYPE,
+    HUMAN_TYPE,
     WAIT_TYPE,
     DefaultPolicies,
+    HumanTask,
     OnTimeout,
     RetryPolicy,
     StepDefinition,
@@ -29,8 +31,11 @@ WORKFLOW_FIELDS = {"id", "version", "name", "description", "steps", "defaults", 
 RATE_LIMIT_FIELDS = {"points", "windowSeconds", "policy"}
 STEP_FIELDS = {"id", "type", "name", "description", "dependsOn", "retry", "timeoutMs"}
 STEP_FIELDS |= {"parallel", "config", "queue", "when", "trigger", "wait", "waitFor", "onTimeout"}
+STEP_FIELDS |= {"human"}
 WAIT_FIELDS = {"for", "until"}
 WAIT_FOR_FIELDS = {"event", "correlationKey", "timeout"}
+HUMAN_FIELDS = {"assignee", "form", "title", "timeout"}
+HOLDS = ("wait", "waitFor", "human")  # how a held step waits: one of them
 # An event name is a part of the correlator's keys and of metric labels: kept plain.
 EVENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
 # What a wait step cannot have: no worker runs it, so nothing retries or times it out.
@@ -122,10 +127,13 @@ class Parser:
                 f"must be lowercase letters, digits, '_' or '-' (at most 64), got {queue!r}",
             )
             queue = None
+        on_timeout = self.on_timeout(where, raw)
         wait = self.wait(where, raw)
-        wait_for = self.wait_for(where, raw)
-        if wait is not None and wait_for is not None:
-            self.fail(where, "a step takes one of 'wait' or 'waitFor', not both")
+        wait_for = self.wait_for(where, raw, on_timeout)
+        human = self.human(where, raw, on_timeout)
+        holds = [hold for hold in HOLDS if hold in raw]
+        if len(holds) > 1:
+            self.fail(where, f"a step takes one of 'wait', 'waitFor' or 'human', not {holds}")
         when = raw.get("when")
         if when is not None and not (isinstance(when, str) and when.strip()):
             self.fail(f"{where}.when", f"must be an expression in a string, got {when!r}")
@@ -137,7 +145,7 @@ class Parser:
             trigger = Trigger.NONE_FAILED
         return StepDefinition(
             id=self.text(raw, "id", f"{where}.id"),
-            type=self.held_type(raw, where, wait, wait_for),
+            type=self.held_type(raw, where),
             depends_on=tuple(depends_on),
             retry=self.retry(f"{where}.retry", raw["retry"]) if "retry" in raw else None,
             timeout_ms=self.optional_int(raw, "timeoutMs", f"{where}.timeoutMs"),
@@ -148,33 +156,78 @@ class Parser:
             trigger=Trigger(trigger),
             wait=wait,
             wait_for=wait_for,
+            human=human,
         )
 
-    def held_type(
-        self, raw: Mapping[str, Any], where: str, wait: Wait | None, wait_for: WaitFor | None
-    ) -> str:
+    def held_type(self, raw: Mapping[str, Any], where: str) -> str:
         """A held step's type may be left out: it is implied by how it waits."""
-        if "type" not in raw and wait is not None:
-            return WAIT_TYPE
-        if "type" not in raw and wait_for is not None:
-            return EVENT_TYPE
+        implied = {"wait": WAIT_TYPE, "waitFor": EVENT_TYPE, "human": HUMAN_TYPE}
+        for hold, step_type in implied.items():
+            if "type" not in raw and hold in raw:
+                return step_type
         return self.text(raw, "type", f"{where}.type")
 
-    def wait_for(self, where: str, raw: Mapping[str, Any]) -> WaitFor | None:
-        """`waitFor: {event: <name>, correlationKey: <expression>, timeout: 2h}`, and the
-        step's `onTimeout`."""
+    def on_timeout(self, where: str, raw: Mapping[str, Any]) -> OnTimeout:
+        """The step's `onTimeout`: only a wait for an event or for an answer has one."""
         on_timeout = raw.get("onTimeout", str(OnTimeout.FAIL))
         if on_timeout not in set(OnTimeout):
             known = ", ".join(OnTimeout)
             self.fail(f"{where}.onTimeout", f"must be one of {known}, got {on_timeout!r}")
-            on_timeout = OnTimeout.FAIL
-        if "waitFor" not in raw:
+            return OnTimeout.FAIL
+        if "onTimeout" in raw and "waitFor" not in raw and "human" not in raw:
+            self.fail(f"{where}.onTimeout", "only a step that waits (waitFor, human) times out so")
+        return OnTimeout(on_timeout)
+
+    def timeout(self, where: str, spec: Mapping[str, Any], raw: Mapping[str, Any]) -> int | None:
+        """A wait's `timeout` (a duration), which `onTimeout` needs."""
+        if "timeout" not in spec:
             if "onTimeout" in raw:
-                self.fail(f"{where}.onTimeout", "only a step that waits (waitFor) times out so")
+                self.fail(f"{where}.timeout", "onTimeout is set, but the wait has no timeout")
             return None
-        spec, where = raw["waitFor"], f"{where}.waitFor"
+        try:
+            timeout = parse_duration(spec["timeout"])
+        except DurationError as error:
+            self.fail(f"{where}.timeout", str(error))
+            return None
+        if timeout <= 0:
+            self.fail(f"{where}.timeout", "must be longer than 0")
+        return timeout
+
+    def not_on_waits(self, where: str, raw: Mapping[str, Any]) -> None:
         for field_name in sorted(NOT_ON_WAITS & set(raw)):
             self.fail(where, f"a waiting step takes no {field_name!r}: no worker runs it")
+
+    def human(self, where: str, raw: Mapping[str, Any], on_timeout: OnTimeout) -> HumanTask | None:
+        """`human: {assignee: <expression>, form: <JSON Schema>, title, timeout: 48h}`.
+        The form is checked as a schema by validation (`stepstream.workflows.forms`)."""
+        if "human" not in raw:
+            return None
+        spec, where = raw["human"], f"{where}.human"
+        self.not_on_waits(where, raw)
+        if not isinstance(spec, Mapping):
+            self.fail(where, "must be a mapping with a 'form' (a JSON Schema)")
+            return None
+        self.unknown_fields(where, spec, HUMAN_FIELDS)
+        if "form" not in spec:
+            self.fail(f"{where}.form", "is required: a JSON Schema of the answer")
+        assignee = spec.get("assignee")
+        if assignee is not None and not (isinstance(assignee, str) and assignee.strip()):
+            self.fail(f"{where}.assignee", f"must be an expression in a string, got {assignee!r}")
+            assignee = None
+        title = spec.get("title")
+        if title is not None and not isinstance(title, str):
+            self.fail(f"{where}.title", f"must be a string, got {title!r}")
+            title = None
+        form = spec.get("form", {})
+        timeout = self.timeout(where, spec, raw)
+        return HumanTask(form, assignee, title, timeout, on_timeout)
+
+    def wait_for(self, where: str, raw: Mapping[str, Any], on_timeout: OnTimeout) -> WaitFor | None:
+        """`waitFor: {event: <name>, correlationKey: <expression>, timeout: 2h}`."""
+        if "waitFor" not in raw:
+            return None
+        spec, where = raw["waitFor"], f"{where}.waitFor"
+        self.not_on_waits(where, raw)
         if not isinstance(spec, Mapping):
             self.fail(where, "must be a mapping with an 'event' name")
             return None
@@ -191,26 +244,14 @@ class Parser:
         if key is not None and not (isinstance(key, str) and key.strip()):
             self.fail(f"{where}.correlationKey", f"must be an expression in a string, got {key!r}")
             key = None
-        timeout = None
-        if "timeout" in spec:
-            try:
-                timeout = parse_duration(spec["timeout"])
-            except DurationError as error:
-                self.fail(f"{where}.timeout", str(error))
-            else:
-                if timeout <= 0:
-                    self.fail(f"{where}.timeout", "must be longer than 0")
-        elif "onTimeout" in raw:
-            self.fail(f"{where}.timeout", "onTimeout is set, but the wait has no timeout")
-        return WaitFor(event, key, timeout, OnTimeout(on_timeout))
+        return WaitFor(event, key, self.timeout(where, spec, raw), on_timeout)
 
     def wait(self, where: str, raw: Mapping[str, Any]) -> Wait | None:
         """`wait: {for: 2h}` or `wait: {until: <expression>}`."""
         if "wait" not in raw:
             return None
         spec, where = raw["wait"], f"{where}.wait"
-        for field_name in sorted(NOT_ON_WAITS & set(raw)):
-            self.fail(where, f"a wait step takes no {field_name!r}: no worker runs it")
+        self.not_on_waits(where, raw)
         if not isinstance(spec, Mapping) or len(WAIT_FIELDS & set(spec)) != 1:
             self.fail(where, "must be a mapping with one of 'for' (a duration) or 'until'")
             return Wait(for_ms=1)

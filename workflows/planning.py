@@ -72,13 +72,17 @@ def _waits(step: StepDefinition) -> str:
         if step.wait.until is not None:
             return f", waits until {step.wait.until}"
         return f", waits {written_duration(step.wait.for_ms or 0)}"
-    wait_for = step.wait_for
-    if wait_for is None:
+    limit = step.limit
+    if limit is None:
         return ""
-    key = f" by {wait_for.correlation_key}" if wait_for.correlation_key else ""
-    line = f", waits for event {wait_for.event}{key}"
-    if wait_for.timeout_ms is not None:
-        line += f" for {written_duration(wait_for.timeout_ms)}, then {wait_for.on_timeout}"
+    if step.wait_for is not None:
+        key = f" by {step.wait_for.correlation_key}" if step.wait_for.correlation_key else ""
+        line = f", waits for event {step.wait_for.event}{key}"
+    else:
+        assignee = step.human.assignee if step.human is not None else None
+        line = f", waits for an answer from {assignee or 'anyone of the tenant'}"
+    if limit.timeout_ms is not None:
+        line += f" for {written_duration(limit.timeout_ms)}, then {limit.on_timeout}"
     return line
 
 

@@ -12,12 +12,14 @@ from typing import Any
 
 from stepstream.workflows.definition import (
     EVENT_TYPE,
+    HUMAN_TYPE,
     WAIT_TYPE,
     RetryPolicy,
     StepDefinition,
     WorkflowDefinition,
 )
 from stepstream.workflows.expressions import ExpressionError, compile_condition
+from stepstream.workflows.forms import form_problem
 from stepstream.workflows.parsing import Parser
 from stepstream.workflows.problems import InvalidDefinition, Problem
 
@@ -85,6 +87,8 @@ def check_definition(
             problems.append(
                 Problem(f"{where}.type", f"a step that waits for an event has type {EVENT_TYPE!r}")
             )
+        elif step.human is not None and step.type != HUMAN_TYPE:
+            problems.append(Problem(f"{where}.type", f"a human task's type is {HUMAN_TYPE!r}"))
         elif (
             step_types is not None
             and step.queue is None
@@ -97,6 +101,8 @@ def check_definition(
             problems += _policy_problems(f"{where}.retry", step.retry)
         if step.timeout_ms is not None and step.timeout_ms <= 0:
             problems.append(Problem(f"{where}.timeoutMs", "must be a positive number"))
+        if step.human is not None and (problem := form_problem(step.human.form)) is not None:
+            problems.append(Problem(f"{where}.human.form", problem))
         if step.wait is not None and (step.wait.for_ms is None) == (step.wait.until is None):
             problems.append(Problem(f"{where}.wait", "takes one of 'for' or 'until'"))
         elif step.wait is not None and step.wait.for_ms is not None and step.wait.for_ms <= 0:
@@ -160,6 +166,9 @@ def _expressions(definition: WorkflowDefinition) -> Iterator[tuple[int, StepDefi
         if step.wait_for is not None and step.wait_for.correlation_key is not None:
             where = f"steps[{index}] ({step.id}).waitFor.correlationKey"
             yield index, step, where, step.wait_for.correlation_key
+        if step.human is not None and step.human.assignee is not None:
+            where = f"steps[{index}] ({step.id}).human.assignee"
+            yield index, step, where, step.human.assignee
 
 
 def find_cycles(edges: Mapping[str, list[str]]) -> list[list[str]]:

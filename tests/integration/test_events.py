@@ -350,4 +350,4 @@ def test_register_refuses_a_bad_wait_for_an_event_with_its_location(
     assert "steps[0].waitFor.event: an event name is required" in out, out
     assert "steps[1].waitFor.timeout: not a duration" in out, out
     assert "steps[2] (c).waitFor.correlationKey: reads step 'd'" in out, out
-    assert "steps[3].onTimeout: only a step that waits (waitFor) times out so" in out, out
+    assert "steps[3].onTimeout: only a step that waits (waitFor, human) times out so" in out, out
