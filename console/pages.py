@@ -25,20 +25,21 @@ def layout(title: str, body: str, message: str = "", writable: bool = False) -> 
         "<!doctype html><html lang=en><head><meta charset=utf-8>"
         f"<title>{escape(title)} · stepstream</title>"
         '<link rel="stylesheet" href="/static/console.css"></head><body>'
-        '<nav><a href="/executions">executions</a><a href="/dead-letters">dead letters</a>'
+        '<nav><a href="/executions">executions</a><a href="/tasks">tasks</a>'
+        '<a href="/dead-letters">dead letters</a>'
         f'<a href="/figures">figures</a>{mode}</nav><main><h1>{escape(title)}</h1>'
         f'{notice}{body}</main><script src="/static/console.js"></script></body></html>'
     )
 
 
-def _field(name: str, value: str, label: str, kind: str = "text") -> str:
+def text_field(name: str, value: str, label: str, kind: str = "text") -> str:
     return (
         f'<label>{escape(label)} <input type="{kind}" name="{name}"'
         f' value="{escape(value)}"></label>'
     )
 
 
-def _operator_fields() -> str:
+def operator_fields() -> str:
     return (
         '<label>operator <input name="by" required placeholder="who asks"></label>'
         '<label>token <input name="token" type="password" required></label>'
@@ -55,12 +56,12 @@ def executions_page(
     )
     form = (
         '<form class="filters" method="get" action="/executions">'
-        + _field("workflow", filters.get("workflow", ""), "workflow")
+        + text_field("workflow", filters.get("workflow", ""), "workflow")
         + f'<label>status <select name="status">{status_options}</select></label>'
-        + _field("tenant", filters.get("tenant", ""), "tenant")
-        + _field("since", filters.get("since", ""), "since", "datetime-local")
-        + _field("until", filters.get("until", ""), "until", "datetime-local")
-        + _field("input", filters.get("input", ""), "input key=value")
+        + text_field("tenant", filters.get("tenant", ""), "tenant")
+        + text_field("since", filters.get("since", ""), "since", "datetime-local")
+        + text_field("until", filters.get("until", ""), "until", "datetime-local")
+        + text_field("input", filters.get("input", ""), "input key=value")
         + '<button type="submit">filter</button></form>'
     )
     rows = "".join(
@@ -90,7 +91,7 @@ def executions_page(
         )
         bulk = (
             '<form class="bulk" method="post" action="/actions/bulk-retry">'
-            f"{hidden}{_operator_fields()}"
+            f"{hidden}{operator_fields()}"
             '<label>reason <input name="reason"></label>'
             '<button type="submit">retry every failed execution that matches</button></form>'
         )
@@ -142,6 +143,13 @@ def execution_page(
             "<th>step</th><th>attempt</th><th>report</th><th>worker</th><th>reason</th></tr>"
             f"</thead><tbody>{ignored}</tbody></table>"
         )
+    human = [s.id for s in definition.steps if s.human is not None] if definition else []
+    if human:
+        links = "".join(
+            f'<a href="/tasks/{escape(record.execution_id)}/{escape(step)}">{escape(step)}</a> '
+            for step in human
+        )
+        timeline = f'<p class="task-links">human tasks: {links}</p>' + timeline
     actions = _actions(record, definition) if writable else ""
     body = (
         f'<section id="execution" data-execution="{escape(record.execution_id)}"'
@@ -174,7 +182,7 @@ def _actions(record: ExecutionRecord, definition: WorkflowDefinition | None) -> 
         f'<form class="actions" method="post" action="/executions/{escape(record.execution_id)}'
         f'/actions"><label>action <select name="action">{options}</select></label>'
         f'<label>step <select name="step"><option value=""></option>{steps}</select></label>'
-        f'<label>reason <input name="reason"></label>{_operator_fields()}'
+        f'<label>reason <input name="reason"></label>{operator_fields()}'
         '<button type="submit">send</button></form>'
     )
 
@@ -187,7 +195,7 @@ def dead_letters_page(letters: Iterable[Any], writable: bool, message: str = "")
     )
     redrive = (
         '<form class="redrive" method="post" action="/actions/redrive">'
-        f'{_operator_fields()}<button type="submit">re-drive every letter once</button></form>'
+        f'{operator_fields()}<button type="submit">re-drive every letter once</button></form>'
         if writable
         else ""
     )

@@ -18,12 +18,13 @@ from urllib.parse import urlencode
 import asyncpg
 from aiohttp import web
 
-from stepstream.client import ReplayRefused, WorkflowClient
+from stepstream.client import AnswerRefused, ReplayRefused, WorkflowClient
 from stepstream.client.dead_letters import read_letters, redrive
 from stepstream.client.figures import add_up, scrape, seed_figures
 from stepstream.client.watch import ExecutionWatcher, read_checkpoint, step_status
-from stepstream.console import pages
+from stepstream.console import pages, task_pages
 from stepstream.infra.executions import describe_execution, list_executions
+from stepstream.infra.human_tasks import find_task, open_tasks
 from stepstream.streams.announcements import read_announcements
 from stepstream.streams.events import now_ms
 from stepstream.streams.settings import Settings
@@ -78,6 +79,9 @@ class Console:
         app.router.add_get("/executions/{id}/events", self.events)
         app.router.add_post("/executions/{id}/actions", self.act)
         app.router.add_post("/actions/bulk-retry", self.bulk_retry)
+        app.router.add_get("/tasks", self.tasks)
+        app.router.add_get("/tasks/{id}/{step}", self.task)
+        app.router.add_post("/tasks/{id}/{step}/answer", self.answer)
         app.router.add_get("/dead-letters", self.dead_letters)
         app.router.add_post("/actions/redrive", self.redrive)
         app.router.add_get("/figures", self.figures)
@@ -153,6 +157,28 @@ class Console:
                 await send({"outcome": outcome})
         return response
 
+    async def tasks(self, request: web.Request) -> web.Response:
+        filters = {name: request.query.get(name, "").strip() for name in ("tenant", "assignee")}
+        assert self.pool is not None
+        async with self.pool.acquire() as connection:
+            found = await open_tasks(
+                connection, filters["tenant"] or None, filters["assignee"] or None
+            )
+        html = task_pages.tasks_page(
+            filters, found, self.writable, request.query.get("message", "")
+        )
+        return web.Response(text=html, content_type="text/html")
+
+    async def task(self, request: web.Request) -> web.Response:
+        execution_id, step_id = request.match_info["id"], request.match_info["step"]
+        assert self.pool is not None
+        async with self.pool.acquire() as connection:
+            found = await find_task(connection, execution_id, step_id)
+        if found is None:
+            raise web.HTTPNotFound(text=f"no task is recorded for {execution_id}/{step_id}")
+        html = task_pages.task_page(found, self.writable, request.query.get("message", ""))
+        return web.Response(text=html, content_type="text/html")
+
     async def dead_letters(self, request: web.Request) -> web.Response:
         letters = await read_letters(self.settings)
         html = pages.dead_letters_page(letters, self.writable, request.query.get("message", ""))
@@ -192,6 +218,24 @@ class Console:
         except ReplayRefused as refusal:
             message = f"refused: {refusal}"
         raise web.HTTPSeeOther(f"/executions/{execution_id}?{urlencode({'message': message})}")
+
+    async def answer(self, request: web.Request) -> web.Response:
+        """A person's answer to a task, read from its form, checked against the schema
+        by the client; a refusal says why, and nothing is sent."""
+        execution_id, step_id = request.match_info["id"], request.match_info["step"]
+        form = await self.authorized(request)
+        task = await self.client.tasks.find(execution_id, step_id)
+        if task is None:
+            raise web.HTTPNotFound(text=f"no task is recorded for {execution_id}/{step_id}")
+        answer = task_pages.answer_from(task.form, form)
+        try:
+            attempt = await self.client.tasks.answer(execution_id, step_id, answer, form["by"])
+            await self.client.flush()
+            message = f"answered by {form['by']} (attempt {attempt})"
+        except AnswerRefused as refusal:
+            message = f"refused: {refusal}"
+        where = f"/tasks/{execution_id}/{step_id}"
+        raise web.HTTPSeeOther(f"{where}?{urlencode({'message': message})}")
 
     async def bulk_retry(self, request: web.Request) -> web.Response:
         form = await self.authorized(request)

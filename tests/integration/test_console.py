@@ -28,6 +28,7 @@ from stepstream.streams.settings import Settings
 from tests.integration.workers import (
     FAILS_ONCE,
     SLOW_DIAMOND,
+    definition,
     engine_env,
     prepare,
     running_worker,
@@ -36,6 +37,29 @@ from tests.integration.workers import (
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / ".artifacts" / "console"
 TOKEN = "s3cret-operator-token"
+APPROVAL = definition(
+    {
+        "id": "console-approval",
+        "steps": [
+            {
+                "id": "approve",
+                "human": {
+                    "assignee": "input.manager",
+                    "title": "Approve the boiler repair",
+                    "form": {
+                        "type": "object",
+                        "required": ["approved"],
+                        "properties": {
+                            "approved": {"type": "boolean"},
+                            "budget": {"type": "integer", "minimum": 0},
+                        },
+                    },
+                },
+            },
+            {"id": "order", "type": "noop", "dependsOn": ["approve"]},
+        ],
+    }
+)
 
 
 def free_port() -> int:
@@ -83,7 +107,7 @@ def console(
     run: the tests name their executions and business values with the run's token."""
     env = engine_env(settings, f"test-{run_token}-console", STEPSTREAM_CONSOLE_TOKEN=TOKEN)
     engine = Settings.from_env(env)
-    asyncio.run(prepare(engine, SLOW_DIAMOND, FAILS_ONCE))
+    asyncio.run(prepare(engine, SLOW_DIAMOND, FAILS_ONCE, APPROVAL))
     workdir = tmp_path_factory.mktemp("console")
     with (
         running_worker(engine, env, "console-w1", workdir),
@@ -309,3 +333,41 @@ def test_the_dead_letters_and_figures_pages(
     browser.get(f"{base}/dead-letters")
     assert browser.find_elements(By.CSS_SELECTOR, "form.redrive")  # the token is configured
     screenshot(browser, workdir, "dead-letters")
+
+
+def test_an_open_task_is_listed_and_answered_through_its_form(
+    console: tuple[Settings, str, Path], browser: webdriver.Chrome, run_token: str
+) -> None:
+    settings, base, workdir = console
+    execution_id = f"{run_token}-console-task"
+    manager = f"dana-{run_token}"
+    start(settings, "console-approval", execution_id, manager=manager)
+
+    def listed(b: webdriver.Chrome) -> list[Any]:
+        b.get(f"{base}/tasks?tenant=tenant-c&assignee={manager}")
+        return b.find_elements(
+            By.CSS_SELECTOR, f'table.tasks tr[data-task="{execution_id}/approve"]'
+        )
+
+    (row,) = until(browser, listed)
+    assert manager in row.text and "Approve the boiler repair" in row.text
+    screenshot(browser, workdir, "tasks")
+    row.find_element(By.LINK_TEXT, "Approve the boiler repair").click()
+    until(browser, lambda b: b.find_elements(By.CSS_SELECTOR, "form.answer"))
+    act(browser, "answer", **{"field.approved": "true", "field.budget": "-5"})
+    assert action_message(browser) == (
+        "refused: the answer does not match the form: budget: -5 is less than the minimum of 0"
+    )
+    assert browser.find_element(By.ID, "task-status").text == "open", "nothing was sent"
+    screenshot(browser, workdir, "task-refused")
+    act(browser, "answer", **{"field.approved": "true", "field.budget": "800"})
+    assert action_message(browser) == "answered by ops (attempt 1)"
+    recorded(settings, execution_id, "completed")
+
+    def answered(b: webdriver.Chrome) -> bool:
+        b.get(f"{base}/tasks/{execution_id}/approve")
+        return b.find_element(By.ID, "task-status").text == "answered"
+
+    until(browser, answered)
+    assert "answered by ops" in browser.find_element(By.CSS_SELECTOR, "p.answered").text
+    screenshot(browser, workdir, "task-answered")
