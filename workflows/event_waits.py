@@ -38,12 +38,9 @@ def correlation_key(
     if expression is None:
         return None
     try:
-        value = expression.value(workflow_input, outputs_of(expression.steps))
+        return expression.name(workflow_input, outputs_of(expression.steps))
     except EvaluationError as error:
         raise CorrelationKeyError(f"{expression.text}: {error}") from error
-    if isinstance(value, bool) or not isinstance(value, str | int) or value == "":
-        raise CorrelationKeyError(f"{expression.text} gave {value!r}, not a string or an integer")
-    return str(value)
 
 
 def state_key(state: ExecutionState, step_id: str) -> str | None:

@@ -106,6 +106,14 @@ class Condition:
         except (TypeError, ZeroDivisionError, AttributeError) as error:
             raise EvaluationError(str(error)) from None
 
+    def name(self, workflow_input: Any, outputs: Mapping[str, Any]) -> str:
+        """The expression's value as a name (a correlation key, an assignee): a string or
+        an integer, not empty."""
+        value = self.value(workflow_input, outputs)
+        if isinstance(value, bool) or not isinstance(value, str | int) or value == "":
+            raise EvaluationError(f"gave {value!r}, not a string or an integer")
+        return str(value)
+
     def saw(self, workflow_input: Any, outputs: Mapping[str, Any]) -> str:
         """The values the condition read, e.g. `steps.assess.priority = "LOW"`."""
         scope = {"input": workflow_input, "steps": outputs}

@@ -34,12 +34,9 @@ def assignee(
     if expression is None:
         return None
     try:
-        value = expression.value(workflow_input, outputs_of(expression.steps))
+        return expression.name(workflow_input, outputs_of(expression.steps))
     except EvaluationError as error:
         raise AssigneeError(f"{expression.text}: {error}") from error
-    if isinstance(value, bool) or not isinstance(value, str | int) or value == "":
-        raise AssigneeError(f"{expression.text} gave {value!r}, not a name")
-    return str(value)
 
 
 def task_assignee(state: ExecutionState, step_id: str) -> str | None:

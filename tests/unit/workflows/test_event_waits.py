@@ -163,7 +163,7 @@ def test_an_unreadable_correlation_key_fails_the_step_with_the_reason() -> None:
     state, commands = waiting(accept(), request={"nested": 1})
     assert state.status is ExecutionStatus.FAILED
     assert state.failure is not None
-    assert state.failure.error.startswith("CorrelationKeyError: input.request gave {")
+    assert state.failure.error.startswith("CorrelationKeyError: input.request: gave {")
     assert not [c for c in commands if isinstance(c, Subscribe)]
 
 
