@@ -193,9 +193,9 @@ class Parser:
             self.fail(f"{where}.timeout", "must be longer than 0")
         return timeout
 
-    def not_on_waits(self, where: str, raw: Mapping[str, Any]) -> None:
+    def not_on_waits(self, where: str, raw: Mapping[str, Any], what: str) -> None:
         for field_name in sorted(NOT_ON_WAITS & set(raw)):
-            self.fail(where, f"a waiting step takes no {field_name!r}: no worker runs it")
+            self.fail(where, f"{what} takes no {field_name!r}: no worker runs it")
 
     def human(self, where: str, raw: Mapping[str, Any], on_timeout: OnTimeout) -> HumanTask | None:
         """`human: {assignee: <expression>, form: <JSON Schema>, title, timeout: 48h}`.
@@ -203,7 +203,7 @@ class Parser:
         if "human" not in raw:
             return None
         spec, where = raw["human"], f"{where}.human"
-        self.not_on_waits(where, raw)
+        self.not_on_waits(where, raw, "a human task")
         if not isinstance(spec, Mapping):
             self.fail(where, "must be a mapping with a 'form' (a JSON Schema)")
             return None
@@ -227,7 +227,7 @@ class Parser:
         if "waitFor" not in raw:
             return None
         spec, where = raw["waitFor"], f"{where}.waitFor"
-        self.not_on_waits(where, raw)
+        self.not_on_waits(where, raw, "a waiting step")
         if not isinstance(spec, Mapping):
             self.fail(where, "must be a mapping with an 'event' name")
             return None
@@ -251,7 +251,7 @@ class Parser:
         if "wait" not in raw:
             return None
         spec, where = raw["wait"], f"{where}.wait"
-        self.not_on_waits(where, raw)
+        self.not_on_waits(where, raw, "a wait step")
         if not isinstance(spec, Mapping) or len(WAIT_FIELDS & set(spec)) != 1:
             self.fail(where, "must be a mapping with one of 'for' (a duration) or 'until'")
             return Wait(for_ms=1)
