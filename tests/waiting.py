@@ -57,3 +57,16 @@ async def on_schedule(seconds: float, stop: asyncio.Event) -> bool:
     except TimeoutError:
         return False
     return True
+
+
+async def until_moment(moment: float) -> None:
+    """Let a load's or a fault's schedule reach `moment` (time.monotonic()): the pace of
+    starts, how long a service stays down. The schedule is the behaviour, not a wait."""
+    ahead = moment - time.monotonic()
+    if ahead > 0:
+        await asyncio.sleep(ahead)
+
+
+def hold_for(seconds: float) -> None:
+    """A fault's duration, for synchronous tests (`until_moment`'s twin)."""
+    asyncio.run(until_moment(time.monotonic() + seconds))

@@ -19,6 +19,7 @@ from stepstream.streams.topics import TopicNames
 from tests.chaos.faults import Workers
 from tests.chaos.verifier import Verdict, evidence, verify
 from tests.integration.workers import read_topic, sleep_diamond
+from tests.waiting import until_moment
 
 
 class Load(Protocol):
@@ -67,9 +68,7 @@ async def start_at_pace(
             diamonds.add(
                 await client.start_workflow("chaos-diamond", {}, "t", f"u{n}", f"{token}-d{n}")
             )
-        ahead = began + (n + 1) / scenario.start_rate - time.monotonic()
-        if ahead > 0:
-            await asyncio.sleep(ahead)  # the load: starts paced at start_rate
+        await until_moment(began + (n + 1) / scenario.start_rate)  # the load's pace
     await client.flush()
     return diamonds, requests
 

@@ -19,6 +19,7 @@ from stepstream.streams.topics import TopicNames
 from stepstream.workflows import build_definition
 from tests.chaos.verifier import Verdict
 from tests.integration.workers import read_topic
+from tests.waiting import until_moment
 
 NAP_MS = 3_000
 EVENT = "chaos-accepted"
@@ -58,7 +59,7 @@ async def start_waiting_at_pace(
     began = time.monotonic()
 
     async def send(item: Sent, delay: float) -> None:
-        await asyncio.sleep(delay)  # the load's schedule: the event comes this much later
+        await until_moment(time.monotonic() + delay)  # the load: the event comes this later
         for _ in range(2 if item.twice else 1):
             await client.send_event(EVENT, item.key, item.payload, "t", item.event_id)
 
@@ -73,9 +74,7 @@ async def start_waiting_at_pace(
         if not item.early:
             late.append(asyncio.create_task(send(item, LATE_BY)))
         sent.append(item)
-        ahead = began + (n + 1) / rate - time.monotonic()
-        if ahead > 0:
-            await asyncio.sleep(ahead)  # the load: starts paced at `rate`
+        await until_moment(began + (n + 1) / rate)  # the load: starts paced at `rate`
     await asyncio.gather(*late)
     await client.flush()
     return sent

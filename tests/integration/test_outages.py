@@ -43,6 +43,7 @@ from tests.integration.workers import (
     read_topic,
     wait_until_ready,
 )
+from tests.waiting import hold_for, until_moment
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "infra" / "local" / "services.sh"
@@ -136,7 +137,7 @@ def test_a_broker_outage_is_logged_in_few_lines_and_work_resumes_after_it(
         before_outage = worker.log_path.stat().st_size
 
         private_services.down("kafka")
-        time.sleep(BROKER_DOWN_SECONDS)  # the fault: the broker stays down this long
+        hold_for(BROKER_DOWN_SECONDS)  # the fault: the broker stays down this long
         private_services.up("kafka")
 
         async def run_one() -> str:
@@ -196,7 +197,7 @@ def test_the_reference_workflow_rides_out_a_database_restart(
             # A step has failed against the stopped database at least once ...
             await read_topic(engine, names.step_completed, until=failed_once(execution_id))
             # ... and the database stays down well beyond the old 1.5 s retry budget.
-            await asyncio.sleep(DATABASE_DOWN_SECONDS - (time.monotonic() - down_at))
+            await until_moment(down_at + DATABASE_DOWN_SECONDS)
             await asyncio.to_thread(private_services.up, "postgres")
             outcome = await client.wait_for(execution_id, timeout=150)
             assert outcome.status == "completed", (outcome.record, worker.log_tail())
