@@ -5,13 +5,15 @@ its worker mid-way, and `status` (read_checkpoints) shows every step."""
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
+from typing import Any
 
-from stepstream.client.watch import changelog_topic, reader, rewind
+from stepstream.client.watch import INDEX_KEYS, changelog_topic, reader, rewind
 from stepstream.client.workflow_client import WorkflowClient
 from stepstream.streams.settings import Settings
 from stepstream.streams.topics import TopicNames
-from stepstream.workflows.checkpoint import split_part_key
+from stepstream.workflows.checkpoint import DELTA_LIMIT, split_part_key
 from tests.integration.workers import (
     WorkerProcess,
     definition,
@@ -39,7 +41,8 @@ FAN_OUT = definition(
 )
 
 
-async def changelog_keys(settings: Settings) -> list[str]:
+async def changelog_records(settings: Settings) -> list[list[tuple[str, Any]]]:
+    """Each partition's (key, value) records in the order they were written."""
     from aiokafka import TopicPartition
 
     consumer = reader(settings)
@@ -48,11 +51,15 @@ async def changelog_keys(settings: Settings) -> list[str]:
         topic = changelog_topic(settings)
         partitions = [TopicPartition(topic, p) for p in range(settings.topic_partitions)]
         ends = await rewind(consumer, partitions)
-        keys: list[str] = []
+        written: dict[int, list[tuple[str, Any]]] = {p.partition: [] for p in partitions}
         while any([await consumer.position(p) < ends[p] for p in partitions]):
-            for records in (await consumer.getmany(timeout_ms=500)).values():
-                keys += [r.key.decode() for r in records if r.key]
-        return keys
+            for tp, records in (await consumer.getmany(timeout_ms=500)).items():
+                written[tp.partition] += [
+                    (r.key.decode(), r.value and json.loads(r.value))
+                    for r in records
+                    if r.key and not r.key.startswith(INDEX_KEYS)  # indexes are not JSON
+                ]
+        return list(written.values())
     finally:
         await consumer.stop()
 
@@ -103,11 +110,25 @@ def test_a_large_execution_is_stored_in_parts_and_survives_a_kill(
             assert state["st"] == "completed"
             assert len(state["steps"]) == MIDDLE + 2
             assert {values[0] for values in state["steps"].values()} == {"completed"}
-        keys = asyncio.run(changelog_keys(engine))
-        parts = {split_part_key(k) for k in keys} - {None}
+        partitions = asyncio.run(changelog_records(engine))
+        parts = {split_part_key(key) for records in partitions for key, _ in records} - {None}
         assert {(i, n) for i in ids for n in range(3)} <= parts  # 150 steps: 3 parts of 64
-        # A header per batch of an execution's events; its parts only now and then.
-        headers = sum(k in ids for k in keys)
-        assert len([k for k in keys if split_part_key(k)]) < headers / 2
+        for records in partitions:
+            assert_parts_only_follow_a_full_delta(records)
     finally:
         worker.stop()
+
+
+def assert_parts_only_follow_a_full_delta(records: list[tuple[str, Any]]) -> None:
+    """A header carries the steps changed since the parts were last written. Parts are
+    written only once that delta is over DELTA_LIMIT, right after the header that carries
+    it (then a header with an empty delta). So an event of a 150-step execution writes
+    what it changed, not the 150 steps, however its events are batched."""
+    may_write_parts: dict[str, bool] = {}  # execution id -> its last record allows a part
+    for key, value in records:
+        if (part := split_part_key(key)) is None:
+            if isinstance(value, dict) and "state" in value:
+                may_write_parts[key] = len(value["state"]["steps"]) > DELTA_LIMIT
+            continue
+        execution_id, _ = part
+        assert may_write_parts.get(execution_id), f"{key} written without a full delta before it"
