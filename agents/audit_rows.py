@@ -8,6 +8,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from stepstream.schemas.codec import DecodedEvent
+from stepstream.workflows.definition import HUMAN_TYPE
+from stepstream.workflows.human_tasks import HUMAN_WORKER_PREFIX
 
 # A rejected start gets a row with its reason, unless the id is taken: a start refused as
 # a duplicate names another tenant's (or the same) execution, whose row it must not touch.
@@ -121,9 +123,6 @@ WHERE execution_id = ANY($1::text[]) AND status = 'open'
 
 COUNT_OPEN_TASKS = "SELECT count(*) FROM workflow_human_tasks WHERE status = 'open'"
 
-HUMAN_STEP_TYPE = "human"
-HUMAN_WORKER_PREFIX = "human:"
-
 
 def when(ms: int | None) -> datetime | None:
     return None if ms is None else datetime.fromtimestamp(ms / 1000, tz=UTC)
@@ -168,7 +167,7 @@ def rows_for(events: list[DecodedEvent]) -> AuditRows:
                 rows.ignored.append(ignored_row(r))
             else:
                 rows.steps.append(attempt_row(r))
-                if r["step_type"] == HUMAN_STEP_TYPE:
+                if r["step_type"] == HUMAN_TYPE:
                     rows.closed_tasks.append(task_closed_row(r))
             continue
         if event.name == "HumanTaskOpened":
@@ -202,7 +201,7 @@ def rows_for(events: list[DecodedEvent]) -> AuditRows:
         elif event.name == "StepSkipped":  # attempt 0: it never ran
             skip = ("skipped", None, r["reason"], "", None, when(r["timestamp"]), r["tenant_id"])
             rows.steps.append((r["execution_id"], r["step_id"], 0, r["step_type"], *skip))
-            if r["step_type"] == HUMAN_STEP_TYPE:  # by its timeout, if it had opened
+            if r["step_type"] == HUMAN_TYPE:  # by its timeout, if it had opened
                 skipped = ("skipped", None, None, when(r["timestamp"]))
                 rows.closed_tasks.append((r["execution_id"], r["step_id"], 0, *skipped))
         elif event.name == "WorkflowRejected" and r["code"] != "duplicate_execution_id":

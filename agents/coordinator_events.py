@@ -264,7 +264,7 @@ def task_opened(state: ExecutionState, origin: dict[str, Any], command: OpenTask
     id names the attempt: the task announced again after a redelivery is a duplicate."""
     human = state.definition.step_by_id[command.step_id].human
     assert human is not None, "only a human step opens a task"
-    record = envelope(
+    return envelope(
         "task-opened",
         origin,
         command.step_id,
@@ -276,7 +276,6 @@ def task_opened(state: ExecutionState, origin: dict[str, Any], command: OpenTask
         form_json=to_json(human.form),
         due_at=command.due_at_ms,
     )
-    return record
 
 
 def command_event(
