@@ -56,6 +56,7 @@ from stepstream.workflows.checkpoint import (
     merge_parts,
     part_key,
     split_part_key,
+    stored_parts,
 )
 from stepstream.workflows.retention import RUNNING_PREFIX, retire_due, retire_key, running_key
 from stepstream.workflows.timers import armed_timers, split_timer_key
@@ -119,6 +120,7 @@ class Checkpoints:
             from_json(record["input_json"]),
             max_parallel_steps=self.settings.max_parallel_steps,
             parallel_enabled=self.settings.parallel_execution_enabled,
+            max_foreach_items=self.settings.max_foreach_items,
         )
         return state, {k: record[k] for k in ORIGIN_FIELDS}, None
 
@@ -210,8 +212,8 @@ class Checkpoints:
     def delete(self, key: bytes, partition: int) -> None:
         """Delete an execution's checkpoint (header and parts): it has left hot state."""
         stored = self.table.get(key)
-        parts = from_json(stored)["state"].get("parts", 0) if stored is not None else 0
-        for part in range(parts):
+        header = from_json(stored)["state"] if stored is not None else {}
+        for part in stored_parts(header, lambda n: self._part(key, n)):
             self.changelog.delete(stored_part_key(key, part), partition)
         self.changelog.delete(key, partition)
         self.recent.pop(key, None)
@@ -236,8 +238,7 @@ class Checkpoints:
         """Read a checkpoint's state, with its parts and the definition it names from the
         memo or from the table's copy in its partition."""
         if "parts" in data:
-            parts = {n: self.table.get(stored_part_key(key, n)) for n in range(data["parts"])}
-            data = merge_parts(data, {n: from_json(v) for n, v in parts.items() if v is not None})
+            data = merge_parts(data, stored_parts(data, lambda n: self._part(key, n)))
         ref = definition_ref(data)
         if ref is not None and ref not in self.memo:
             stored = self.table.get(definition_key(*ref).encode())
@@ -245,6 +246,10 @@ class Checkpoints:
                 raise CheckpointError(f"definition {ref} is not in this partition")
             self.memo[ref] = build_definition(from_json(stored))
         return state_from_dict(data, self.memo)
+
+    def _part(self, key: bytes, part: int) -> dict[str, Any] | None:
+        stored = self.table.get(stored_part_key(key, part))
+        return None if stored is None else cast(dict[str, Any], from_json(stored))
 
     def _store_definition(self, partition: int, definition: WorkflowDefinition) -> None:
         known = (partition, definition.id, definition.version)

@@ -35,6 +35,7 @@ from stepstream.workflows import (
     Tick,
     Unsubscribe,
 )
+from stepstream.workflows.fan_out import parent_of
 
 # An outgoing event: topic, key, schema name, record.
 Outgoing = tuple[str, str, str, dict[str, Any]]
@@ -86,7 +87,7 @@ def core_event(name: str, record: dict[str, Any]) -> Event:
     if name == "StepHeartbeat":
         return Heartbeat(record["step_id"], record["attempt"], at_ms=now_ms())
     if name == "StepRetryDue":
-        return Tick(now_ms=max(record["timestamp"], now_ms()))
+        return Tick(now_ms=max(record["timestamp"], now_ms()), step_id=record.get("step_id"))
     if name == "EventDelivered":
         return EventArrived(
             record["step_id"],
@@ -170,8 +171,8 @@ def attempt_ended(state: ExecutionState, origin: dict[str, Any], end: EndAttempt
         origin,
         *parts,
         step_id=end.step_id,
-        step_type=state.definition.step_by_id[end.step_id].type
-        if end.step_id in state.definition.step_by_id
+        step_type=state.definition.step(end.step_id).type
+        if parent_of(end.step_id) in state.definition.step_by_id
         else "",
         attempt=end.attempt,
         outcome=str(end.outcome),
@@ -286,7 +287,7 @@ def command_event(
     started_at = state.started_at_ms
     match command:
         case EmitStepReady():
-            queue = state.definition.step_by_id[command.step_id].queue
+            queue = state.definition.step(command.step_id).queue
             topic = names.step_ready if queue is None else names.task_queue(queue)
             return topic, execution_id, "StepReady", step_ready(origin, command)
         case CompleteWorkflow():

@@ -47,7 +47,7 @@ def count_attempt(end: EndAttempt, before: ExecutionState) -> None:
             extra={"execution_id": execution_id, "step_id": end.step_id},
         )
     if end.outcome is AttemptOutcome.COMPLETED and before.definition.has_waits:
-        step = before.definition.step_by_id.get(end.step_id)
+        step = before.definition.step_by_id.get(end.step_id)  # None for fan-out instances
         if step is not None and step.wait is not None:  # a timer fired: how late
             late = end.output["fired_at_ms"] - end.output["due_at_ms"]
             METRICS.timer_lateness.observe(max(0, late) / SECOND_MS)

@@ -42,6 +42,8 @@ def context_for(record: dict[str, Any]) -> StepContext:
         input=inputs.get("input", {}),
         steps=inputs.get("steps", {}),
         config=json.loads(record["config_json"]),
+        item=inputs.get("item"),
+        index=inputs.get("index"),
     )
 
 

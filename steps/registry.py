@@ -30,6 +30,8 @@ class StepContext:
     input: Mapping[str, Any]  # the workflow input
     steps: Mapping[str, Any]  # outputs of the dependencies, by step id
     config: Mapping[str, Any]  # the step's static config from the definition
+    item: Any = None  # a fan-out instance's item (`forEach`); None for other steps
+    index: int | None = None  # a fan-out instance's place in its list
 
     @property
     def step_key(self) -> str:

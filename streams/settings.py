@@ -12,6 +12,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
+from stepstream.workflows.fan_out import DEFAULT_MAX_ITEMS, MAX_ITEMS_LIMIT
+
 
 class SettingsError(ValueError):
     """A configuration variable holds a value stepstream cannot use."""
@@ -34,6 +36,13 @@ def _parse_positive_int(raw: str) -> int:
     value = int(raw.strip())
     if value <= 0:
         raise ValueError("expected a positive integer")
+    return value
+
+
+def _parse_foreach_cap(raw: str) -> int:
+    value = _parse_positive_int(raw)
+    if value > MAX_ITEMS_LIMIT:
+        raise ValueError(f"at most {MAX_ITEMS_LIMIT}")
     return value
 
 
@@ -113,6 +122,7 @@ class Settings:
     rate_limit_policy: str = "reject"
     parallel_execution_enabled: bool = True
     max_parallel_steps: int = 10
+    max_foreach_items: int = DEFAULT_MAX_ITEMS  # items a `forEach` may fan out over
     kafka_bootstrap_servers: str = "127.0.0.1:19092"
     database_url: str = "postgresql://stepstream:stepstream@127.0.0.1:15432/stepstream"
     redis_url: str = "redis://127.0.0.1:16379/0"
@@ -192,6 +202,7 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "rate_limit_policy": ("WORKFLOW_RATE_LIMIT_POLICY", _parse_choice("reject", "defer")),
     "parallel_execution_enabled": ("WORKFLOW_PARALLEL_EXECUTION_ENABLED", _parse_bool),
     "max_parallel_steps": ("WORKFLOW_MAX_PARALLEL_STEPS", _parse_positive_int),
+    "max_foreach_items": ("WORKFLOW_MAX_FOREACH_ITEMS", _parse_foreach_cap),
     "kafka_bootstrap_servers": ("KAFKA_BOOTSTRAP_SERVERS", _parse_non_empty),
     "database_url": ("DATABASE_URL", _parse_url("postgresql", "postgres")),
     "redis_url": ("REDIS_URL", _parse_url("redis", "rediss", "unix")),

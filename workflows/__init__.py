@@ -47,6 +47,7 @@ from stepstream.workflows.execution import (
     reduce,
     replay_applies,
 )
+from stepstream.workflows.fan_out import FailurePolicy, ForEach
 from stepstream.workflows.loading import definition_to_dict, format_for, parse_definition
 from stepstream.workflows.planning import Plan, describe, plan
 from stepstream.workflows.rendering import to_dot, to_mermaid
@@ -67,6 +68,8 @@ __all__ = [
     "ExecutionState",
     "ExecutionStatus",
     "FailWorkflow",
+    "FailurePolicy",
+    "ForEach",
     "Heartbeat",
     "HumanTask",
     "InvalidDefinition",

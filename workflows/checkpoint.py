@@ -16,7 +16,7 @@ write reads back as the state before it or the state after it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from typing import Any
 
 from stepstream.workflows.definition import WorkflowDefinition
@@ -26,6 +26,12 @@ from stepstream.workflows.execution import (
     Failure,
     StepState,
     StepStatus,
+)
+from stepstream.workflows.fan_out import (
+    DEFAULT_MAX_ITEMS,
+    MAX_ITEMS_LIMIT,
+    FanProgress,
+    split_instance,
 )
 from stepstream.workflows.loading import definition_to_dict
 from stepstream.workflows.validation import build_definition
@@ -47,6 +53,7 @@ _STEP_FIELDS = (
     "worker",
     "timed_out",
     "due_at_ms",
+    "fan",
 )
 _BASE = _STEP_FIELDS.index("base")
 
@@ -93,6 +100,8 @@ def state_to_dict(
     else:
         steps = {step_id: step_to_list(state.steps[step_id]) for step_id in step_ids}
         parts = {"parts": len(parts_of(state.definition))}
+        if state.definition.fan_outs:
+            parts["fans"] = len(state.definition.fan_outs)
         # Left out: read back from the steps' statuses (`implied_queue`; a fan-out's queue
         # is most of its steps). The reducer keeps the queue so; the property tests of
         # split checkpoints check it for every kind of transition.
@@ -119,6 +128,7 @@ def state_to_dict(
         **({"skip": state.skipped_steps} if state.skipped_steps else {}),
         **({"why": state.cancel_reason} if state.cancel_reason is not None else {}),
         **parts,
+        **({"maxi": state.max_items} if state.max_items != DEFAULT_MAX_ITEMS else {}),
     }
 
 
@@ -158,6 +168,8 @@ def state_from_dict(data: dict[str, Any], memo: DefinitionMemo | None = None) ->
             fields = dict(zip(_STEP_FIELDS, values, strict=False))
             fields["status"] = StepStatus(fields["status"])
             fields["base"] = fields.get("base") or 0
+            if fields.get("fan") is not None:
+                fields["fan"] = FanProgress(*fields["fan"])
             steps[step_id] = StepState(**fields)
         failure = data["fail"]
         status = ExecutionStatus(data["st"])
@@ -180,6 +192,7 @@ def state_from_dict(data: dict[str, Any], memo: DefinitionMemo | None = None) ->
             replays=tuple(data.get("ops", ())),
             skipped_steps=data.get("skip", 0),
             cancel_reason=data.get("why"),
+            max_items=data.get("maxi", DEFAULT_MAX_ITEMS),
         )
     except (KeyError, TypeError, ValueError) as error:
         raise CheckpointError(f"malformed checkpoint: {error!r}") from error
@@ -193,11 +206,13 @@ _parts_cache: dict[tuple[str, int], tuple[tuple[str, ...], ...]] = {}
 
 
 def parts_of(definition: WorkflowDefinition) -> tuple[tuple[str, ...], ...]:
-    """The step ids of each part, in definition order (fixed for a definition version)."""
+    """The step ids of each part, in definition order (fixed for a definition version).
+    None for a small definition split for its fan-outs: its steps stay in the header."""
     key = (definition.id, definition.version)
     parts = _parts_cache.get(key)
     if parts is None:
         ids = [step.id for step in definition.steps]
+        ids = ids if len(ids) > STEPS_PER_PART else []
         parts = tuple(
             tuple(ids[start : start + STEPS_PER_PART])
             for start in range(0, len(ids), STEPS_PER_PART)
@@ -207,7 +222,58 @@ def parts_of(definition: WorkflowDefinition) -> tuple[tuple[str, ...], ...]:
 
 
 def is_split(definition: WorkflowDefinition) -> bool:
-    return len(definition.steps) > STEPS_PER_PART
+    """Large workflows, and every one with a fan-out (whose instances may be thousands),
+    keep their steps in parts."""
+    return len(definition.steps) > STEPS_PER_PART or bool(definition.fan_outs)
+
+
+# A fan-out's instances are kept in parts of their own, STEPS_PER_PART instances each,
+# numbered after the definition's parts: a fan-out's parts are a prefix of its range
+# (instances are released in item order, and a fold writes every part its delta
+# touches), so a reader finds them by reading on until the first one that is absent.
+CHUNKS_PER_FAN_OUT = MAX_ITEMS_LIMIT // STEPS_PER_PART + 1
+
+
+def instance_part(definition_parts: int, fan_out: int, chunk: int) -> int:
+    """The part number of chunk `chunk` of the `fan_out`-th fan-out step's instances."""
+    return definition_parts + fan_out * CHUNKS_PER_FAN_OUT + chunk
+
+
+def part_of(definition: WorkflowDefinition, step_id: str) -> int:
+    """The part a step's or an instance's state is folded into."""
+    split = split_instance(step_id)
+    if split is None:
+        return _part_index(definition)[step_id]
+    parent, index = split
+    ordinal = definition.fan_outs.index(parent)
+    return instance_part(len(parts_of(definition)), ordinal, index // STEPS_PER_PART)
+
+
+_part_index_cache: dict[tuple[str, int], dict[str, int]] = {}
+
+
+def _part_index(definition: WorkflowDefinition) -> dict[str, int]:
+    key = (definition.id, definition.version)
+    index = _part_index_cache.get(key)
+    if index is None:
+        index = {i: n for n, ids in enumerate(parts_of(definition)) for i in ids}
+        _part_index_cache[key] = index
+    return index
+
+
+def stored_parts(
+    header: Mapping[str, Any], read: Callable[[int], Mapping[str, Any] | None]
+) -> dict[int, Mapping[str, Any] | None]:
+    """The parts a split header stands on, read with `read(part number)` (None: absent):
+    the definition's, then each fan-out's up to its first absent part."""
+    count = header.get("parts", 0)
+    parts = {n: read(n) for n in range(count)}
+    for fan_out in range(header.get("fans", 0)):
+        chunk = 0
+        while (part := read(instance_part(count, fan_out, chunk))) is not None:
+            parts[instance_part(count, fan_out, chunk)] = part
+            chunk += 1
+    return parts
 
 
 def part_key(execution_id: str, part: int) -> str:
@@ -243,17 +309,40 @@ def checkpoint_writes(
     carries (and that override them when read)."""
     if not is_split(state.definition):
         return [(None, state_to_dict(state, inline_definition=False))], frozenset()
-    delta = delta | frozenset(changed)
-    header = state_to_dict(state, inline_definition=False, step_ids=sorted(delta))
+    resident = _resident(state.definition)
+    delta = (delta | frozenset(changed)) - resident
+    header = state_to_dict(state, inline_definition=False, step_ids=sorted(delta | resident))
     if len(delta) <= DELTA_LIMIT:
         return [(None, header)], delta
     parts = parts_of(state.definition)
-    touched = sorted({n for n, ids in enumerate(parts) if not delta.isdisjoint(ids)})
+    members: dict[int, list[str]] = {}
+    for step_id in delta:
+        members.setdefault(part_of(state.definition, step_id), [])
+    for n in members:
+        if n < len(parts):
+            members[n] = list(parts[n])
+        else:  # a chunk of instances: those the state has
+            members[n] = _chunk_members(state, n - len(parts))
     writes: Writes = [(None, header)]
-    for n in touched:
-        writes.append((n, {"steps": {i: step_to_list(state.steps[i]) for i in parts[n]}}))
-    writes.append((None, state_to_dict(state, inline_definition=False, step_ids=())))
+    for n in sorted(members):
+        writes.append((n, {"steps": {i: step_to_list(state.steps[i]) for i in members[n]}}))
+    writes.append((None, state_to_dict(state, inline_definition=False, step_ids=sorted(resident))))
     return writes, frozenset()
+
+
+def _resident(definition: WorkflowDefinition) -> frozenset[str]:
+    """The steps a split header always carries: a small definition's, all of them (it is
+    split only for its fan-outs' instances)."""
+    return frozenset() if parts_of(definition) else frozenset(definition.step_by_id)
+
+
+def _chunk_members(state: ExecutionState, offset: int) -> list[str]:
+    """The instance ids of a chunk (`offset` past the definition's parts) in the state."""
+    fan_out, chunk = divmod(offset, CHUNKS_PER_FAN_OUT)
+    parent = state.definition.fan_outs[fan_out]
+    first = chunk * STEPS_PER_PART
+    ids = (f"{parent}[{index}]" for index in range(first, first + STEPS_PER_PART))
+    return [i for i in ids if i in state.steps]
 
 
 def merge_parts(
@@ -270,7 +359,12 @@ def merge_parts(
         if part is None:
             raise CheckpointError(f"part {n} of checkpoint {header.get('id')!r} is missing")
         steps.update(part["steps"])
+    for n in sorted(n for n in parts if n >= count):  # fan-out instances' parts
+        part = parts[n]
+        if part is not None:
+            steps.update(part["steps"])
     steps.update(header["steps"])
     merged = {**header, "steps": steps}
     del merged["parts"]
+    merged.pop("fans", None)
     return merged

@@ -9,6 +9,7 @@ from functools import cached_property
 from typing import Any
 
 from stepstream.workflows.expressions import Condition, compile_condition
+from stepstream.workflows.fan_out import ForEach, parent_of
 from stepstream.workflows.forms import Form, compile_form
 from stepstream.workflows.rate_limit import RateLimit
 
@@ -102,6 +103,7 @@ class StepDefinition:
     wait: Wait | None = None
     wait_for: WaitFor | None = None
     human: HumanTask | None = None
+    for_each: ForEach | None = None  # one instance per item of a list read at run time
 
     @property
     def held(self) -> bool:
@@ -209,6 +211,23 @@ class WorkflowDefinition:
         return {s.id: compile_form(s.human.form) for s in self.steps if s.human is not None}
 
     @cached_property
+    def fan_outs(self) -> tuple[str, ...]:
+        """The `forEach` steps, in plan order."""
+        return tuple(s for s in self.graph.order if self.step_by_id[s].for_each is not None)
+
+    @cached_property
+    def item_lists(self) -> Mapping[str, Condition]:
+        """Each `forEach` step's compiled item expression."""
+        return {
+            s.id: compile_condition(s.for_each.items) for s in self.steps if s.for_each is not None
+        }
+
+    def step(self, step_id: str) -> StepDefinition:
+        """The definition of a step, or of the `forEach` step an instance belongs to."""
+        found = self.step_by_id.get(step_id)
+        return found if found is not None else self.step_by_id[parent_of(step_id)]
+
+    @cached_property
     def has_waits(self) -> bool:
         """Some step is held by the coordinator, and may keep a timer."""
         return any(step.held for step in self.steps)
@@ -231,10 +250,10 @@ class WorkflowDefinition:
         return any(step.trigger is Trigger.ALL_DONE for step in self.steps)
 
     def retry_policy(self, step_id: str) -> RetryPolicy:
-        return self.step_by_id[step_id].retry or self.defaults.retry
+        return self.step(step_id).retry or self.defaults.retry
 
     def timeout_ms(self, step_id: str) -> int:
-        timeout = self.step_by_id[step_id].timeout_ms
+        timeout = self.step(step_id).timeout_ms
         return self.defaults.timeout_ms if timeout is None else timeout
 
 

@@ -6,10 +6,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from stepstream.workflows import fanning
 from stepstream.workflows.definition import HumanTask, Trigger, WaitFor
 from stepstream.workflows.durations import DurationError, parse_instant
 from stepstream.workflows.event_waits import CorrelationKeyError, correlation_key
 from stepstream.workflows.expressions import EvaluationError
+from stepstream.workflows.fan_out import instance_inputs, split_instance
 from stepstream.workflows.human_tasks import AssigneeError, assignee
 from stepstream.workflows.messages import (
     ArmTimer,
@@ -30,6 +32,7 @@ from stepstream.workflows.state import (
     Transition,
     completed_outputs,
     deadline,
+    in_flight_order,
 )
 
 
@@ -52,6 +55,7 @@ class Draft:
         self.skipped = state.skipped_steps
         self.failure = state.failure
         self.broken: list[Failure] = []  # steps whose condition could not be evaluated
+        self.item_lists: dict[str, list[Any]] = {}  # fan-out steps' items, read once
         self.commands: list[Command] = []
 
     def dependency_finished(self, step_id: str) -> None:
@@ -165,13 +169,16 @@ class Draft:
             self.broken.append(Failure(step_id, message))
 
     def fill_slots(self, at_ms: int) -> None:
-        free = self.state.max_outstanding - self.outstanding
-        if free <= 0 or not self.queue:
-            return
-        taken, self.queue = self.queue[:free], self.queue[free:]
-        self.outstanding += len(taken)
-        for step_id in taken:
+        """Start queued steps while slots are free, then running fan-outs' next instances.
+        A fan-out step gives its slot back when it begins (or completes at once, for an
+        empty list, which may queue its dependents): the loop takes from the queue until
+        it is empty or the slots are full."""
+        while self.outstanding < self.state.max_outstanding and self.queue:
+            step_id = self.queue.pop(0)
+            self.outstanding += 1
             self.release(step_id, at_ms)
+        for step_id in self.state.definition.fan_outs:
+            fanning.release_instances(self, step_id, at_ms)
 
     def release(self, step_id: str, at_ms: int) -> None:
         """Emit step-ready for the step's next attempt."""
@@ -182,15 +189,20 @@ class Draft:
         from `steps` (not null): it has no output."""
         definition = self.state.definition
         step = self.steps[step_id]
-        wait = definition.step_by_id[step_id].wait
+        step_definition = definition.step(step_id)
+        if step_definition.for_each is not None and step_id in definition.step_by_id:
+            if attempt != step.attempt or step.status is not StepStatus.RUNNING:
+                fanning.fan_out(self, step_id, attempt, at_ms)
+            return  # sent again: its instances are sent on their own
+        wait = step_definition.wait
         if wait is not None:
             self.arm(step_id, attempt, at_ms, wait.for_ms)
             return
-        wait_for = definition.step_by_id[step_id].wait_for
+        wait_for = step_definition.wait_for
         if wait_for is not None:
             self.listen(step_id, attempt, at_ms, wait_for)
             return
-        human = definition.step_by_id[step_id].human
+        human = step_definition.human
         if human is not None:
             self.open_task(step_id, attempt, at_ms, human)
             return
@@ -201,12 +213,14 @@ class Draft:
             ready_at_ms=at_ms,
             alive_at_ms=step.alive_at_ms if attempt == step.attempt else None,
         )
-        step_definition = definition.step_by_id[step_id]
         outputs = {}
         for dependency in step_definition.depends_on:
             if self.steps[dependency].status is StepStatus.COMPLETED:
                 outputs[dependency] = self.steps[dependency].output
-        inputs = {"input": self.state.input, "steps": outputs}
+        inputs: dict[str, Any] = {"input": self.state.input, "steps": outputs}
+        if step_definition.for_each is not None:
+            for_each, item, index = fanning.item_of(self, step_id)
+            inputs = instance_inputs(inputs, for_each, item, index)
         self.commands.append(
             EmitStepReady(
                 step_id=step_id,
@@ -313,6 +327,7 @@ class Draft:
             cancel_reason=(
                 old.cancel_reason if isinstance(cancel_reason, Unchanged) else cancel_reason
             ),
+            max_items=old.max_items,
         )
         return state, tuple(self.commands)
 
@@ -332,14 +347,17 @@ def fail(draft: Draft, step_id: str, error: str) -> bool:
         if draft.state.definition.step_by_id[queued].trigger is not Trigger.ALL_DONE:
             draft.queue.remove(queued)
             draft.skip(queued, reason)
-    for other in draft.state.definition.graph.order:
+    for other in list(in_flight_order(draft.state.definition, draft.steps)):
         step = draft.steps[other]
         if step.status is StepStatus.RETRYING:
             draft.steps[other] = step._replace(
                 status=StepStatus.FAILED, error=f"{step.error}; not retried: {reason}"
             )
             draft.outstanding -= 1
-            draft.dependency_finished(other)
+            if split_instance(other) is None:
+                draft.dependency_finished(other)
+            else:
+                fanning.instance_finished(draft, other, step.finished_at_ms or 0)
     draft.dependency_finished(step_id)
     return False
 
@@ -353,16 +371,19 @@ def failed(draft: Draft, at_ms: int, **changes: Any) -> Transition:
 def advance(draft: Draft, at_ms: int, **changes: Any) -> Transition:
     """After steps finished or settled: fail the steps whose condition broke, start what
     the slots allow, and end the execution once nothing is left to run."""
-    while draft.broken:
-        broken = draft.broken.pop(0)
-        if fail(draft, broken.step_id, broken.error):
-            return failed(draft, at_ms, **changes)
-    draft.fill_slots(at_ms)
+    while True:  # starting steps may break some (a fan-out's items cannot be read)
+        while draft.broken:
+            broken = draft.broken.pop(0)
+            if fail(draft, broken.step_id, broken.error):
+                return failed(draft, at_ms, **changes)
+        draft.fill_slots(at_ms)
+        if not draft.broken:
+            break
     if draft.failure is not None:
         if draft.outstanding == 0 and not draft.queue:
             return failed(draft, at_ms, **changes)
         return draft.finish(**changes)
-    if draft.completed + draft.skipped == len(draft.steps):
+    if draft.completed + draft.skipped == len(draft.state.definition.steps):
         draft.commands.append(CompleteWorkflow(draft.outputs(), at_ms))
         ended = {"status": ExecutionStatus.COMPLETED, "finished_at_ms": at_ms}
         return draft.finish(**{**changes, **ended})

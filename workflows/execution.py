@@ -13,6 +13,8 @@ from stepstream.workflows.definition import OnTimeout
 from stepstream.workflows.draft import Draft, advance, fail, failed
 from stepstream.workflows.durations import iso, written_duration
 from stepstream.workflows.event_waits import EVENT_WORKER_PREFIX, ended_waits
+from stepstream.workflows.fan_out import split_instance
+from stepstream.workflows.fanning import instance_finished
 from stepstream.workflows.human_tasks import HUMAN_WORKER_PREFIX, answer_problems
 from stepstream.workflows.messages import (
     ArmTimer,
@@ -52,6 +54,7 @@ from stepstream.workflows.state import (
     StepStatus,
     Transition,
     deadline,
+    in_flight_order,
     new_execution,
 )
 
@@ -158,7 +161,7 @@ def announce(state: ExecutionState) -> tuple[Command, ...]:
     if state.status is not ExecutionStatus.RUNNING:
         return ()
     draft.commands += [*ends, *skips]
-    for step_id in state.definition.graph.order:
+    for step_id in in_flight_order(state.definition, state.steps):
         step = state.steps[step_id]
         if step.status is StepStatus.RUNNING:
             draft.send(step_id, step.attempt, step.ready_at_ms or 0)
@@ -169,7 +172,15 @@ def announce(state: ExecutionState) -> tuple[Command, ...]:
 
 def _is_current_attempt(state: ExecutionState, step_id: str, attempt: int) -> bool:
     step = state.steps.get(step_id)
-    return step is not None and step.status is StepStatus.RUNNING and step.attempt == attempt
+    if step is None or step.status is not StepStatus.RUNNING or step.attempt != attempt:
+        return False
+    split = split_instance(step_id)
+    if split is None:
+        return True
+    # An instance runs for its step's current fan-out only: one left running by an
+    # earlier run of the step (cancelled, failed fast, rerun) is not reported to.
+    fan = state.steps[split[0]].fan
+    return fan is not None and split[1] < fan.released and fan.running > 0
 
 
 def _start(state: ExecutionState, event: Started) -> Transition:
@@ -205,8 +216,11 @@ def _complete_step(state: ExecutionState, event: StepCompleted) -> Transition:
         )
     )
     draft.outstanding -= 1
-    draft.completed += 1
-    draft.dependency_finished(event.step_id)
+    if split_instance(event.step_id) is not None:
+        instance_finished(draft, event.step_id, event.at_ms)
+    else:
+        draft.completed += 1
+        draft.dependency_finished(event.step_id)
     return advance(draft, event.at_ms)
 
 
@@ -248,6 +262,9 @@ def _fail_step(state: ExecutionState, event: StepFailed) -> Transition:
         return draft.finish()
     draft.steps[event.step_id] = ended
     draft.outstanding -= 1
+    if split_instance(event.step_id) is not None:
+        instance_finished(draft, event.step_id, event.at_ms)  # its failure policy decides
+        return advance(draft, event.at_ms)
     if fail(draft, event.step_id, event.error):
         return failed(draft, event.at_ms)
     return advance(draft, event.at_ms)
@@ -275,7 +292,7 @@ def _tick(state: ExecutionState, event: Tick) -> Transition:
     policy applies), wait steps whose timer is due complete, then the retries that are
     due are released. Never early: a step is only decided once `now_ms` has passed."""
     commands: list[Command] = []
-    for step_id in state.definition.graph.order:
+    for step_id in _ticked(state, event):
         step = state.steps[step_id]
         if step.due_at_ms is not None and step.status is StepStatus.RUNNING:
             if step.due_at_ms <= event.now_ms:
@@ -302,7 +319,7 @@ def _tick(state: ExecutionState, event: Tick) -> Transition:
 def _due(state: ExecutionState, step_id: str, step: StepState, now_ms: int) -> Transition:
     """A held step's timer is due: a wait step completes; a wait for an event or for an
     answer timed out, and its `onTimeout` says how it ends."""
-    step_definition = state.definition.step_by_id[step_id]
+    step_definition = state.definition.step(step_id)
     limit = step_definition.limit
     if limit is None:
         return _complete_step(state, fired(step_id, step, now_ms))
@@ -379,12 +396,23 @@ def fired(step_id: str, step: StepState, now_ms: int) -> StepCompleted:
     return StepCompleted(step_id, step.attempt, output, now_ms, started_at_ms=step.ready_at_ms)
 
 
+def _ticked(state: ExecutionState, event: Tick) -> list[str]:
+    """The steps a tick looks at: the definition's, and the fan-out instance whose due
+    event it is (each instance's retry and timeout has one, so a fan-out of 10,000 is
+    not scanned per tick)."""
+    order = list(state.definition.graph.order)
+    if event.step_id is not None and split_instance(event.step_id) is not None:
+        if event.step_id in state.steps:
+            order.append(event.step_id)
+    return order
+
+
 def _release_due_retries(state: ExecutionState, event: Tick) -> Transition:
     if state.status is not ExecutionStatus.RUNNING:
         return state, ()
     due = [
         step_id
-        for step_id in state.definition.graph.order
+        for step_id in _ticked(state, event)
         if state.steps[step_id].status is StepStatus.RETRYING
         and (state.steps[step_id].retry_at_ms or 0) <= event.now_ms
     ]

@@ -55,7 +55,16 @@ def _answer(state: ExecutionState, step_id: str, step: StepState, now_ms: int) -
 
 
 def _running(state: ExecutionState, step_id: str, step: StepState, now_ms: int) -> str:
-    step_definition = state.definition.step_by_id[step_id]
+    step_definition = state.definition.step(step_id)
+    if step.fan is not None:
+        fan = step.fan
+        finished = fan.released - fan.running
+        failed = f", {fan.failed} failed" if fan.failed else ""
+        text = step_definition.for_each.items if step_definition.for_each else "?"
+        return (
+            f"fanned out over {text}: {finished} of {fan.items} items done, "
+            f"{fan.running} running{failed}"
+        )
     limit = step_definition.limit
     if limit is not None:
         if step_definition.wait_for is not None:
@@ -76,7 +85,7 @@ def _running(state: ExecutionState, step_id: str, step: StepState, now_ms: int) 
         return f"waiting for its timer, due at {_clock(step.due_at_ms)} ({when})"
     since = now_ms if step.ready_at_ms is None else step.ready_at_ms
     seconds = max(0, now_ms - since) // 1000
-    queue = state.definition.step_by_id[step_id].queue
+    queue = step_definition.queue
     where = f" on queue {queue}" if queue else ""
     return f"running{where}, attempt {step.attempt}, for {seconds} s"
 

@@ -57,6 +57,7 @@ class Tick:
     that are due."""
 
     now_ms: int
+    step_id: str | None = None  # the due event's step: a fan-out instance is looked at alone
 
 
 @dataclass(frozen=True, slots=True)

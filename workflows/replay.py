@@ -12,6 +12,7 @@ from stepstream.workflows.state import (
     StepState,
     StepStatus,
     Transition,
+    in_flight_order,
 )
 
 
@@ -26,7 +27,7 @@ def replay_applies(state: ExecutionState, action: ReplayAction, step_id: str | N
         case ReplayAction.RETRY:
             return state.status is ExecutionStatus.FAILED
         case ReplayAction.RERUN_FROM:
-            return state.status in TERMINAL and step_id in state.steps
+            return state.status in TERMINAL and step_id in state.definition.step_by_id
     return False
 
 
@@ -64,23 +65,27 @@ def _reopen(state: ExecutionState, reset: tuple[str, ...], event: Replay) -> Tra
     for step_id in reset:
         attempt = draft.steps[step_id].attempt
         draft.steps[step_id] = StepState(StepStatus.WAITING, 0, attempt=attempt, base=attempt)
-    graph = state.definition.graph
-    done = {s for s, step in draft.steps.items() if step.status is StepStatus.COMPLETED}
+    steps = state.definition.step_by_id
+    done = {s for s in steps if draft.steps[s].status is StepStatus.COMPLETED}
     draft.queue, draft.outstanding, draft.failure = [], 0, None
     draft.completed, draft.skipped = len(done), 0
     ready = []
-    for step_id in graph.order:
+    for step_id in list(in_flight_order(state.definition, draft.steps)):
         step = draft.steps[step_id]
         if step.status is StepStatus.COMPLETED:
             continue
+        if step.status is StepStatus.RUNNING and step.fan is not None:
+            continue  # a fan-out holds no slot; its instances that run follow it here
         if step.status is StepStatus.RUNNING:
             draft.outstanding += 1
             draft.send(step_id, step.attempt, event.at_ms)
         elif step.status is StepStatus.RETRYING:
             draft.outstanding += 1
             draft.release(step_id, event.at_ms)
+        elif step_id not in steps:
+            continue  # a fan-out instance that failed: its step decided on it already
         else:  # waiting, queued, failed or skipped: settled again once its dependencies are
-            remaining = sum(d not in done for d in state.definition.step_by_id[step_id].depends_on)
+            remaining = sum(d not in done for d in steps[step_id].depends_on)
             base = step.attempt if step.status is StepStatus.FAILED else step.base
             draft.steps[step_id] = step._replace(
                 status=StepStatus.WAITING, remaining=remaining, error=None, base=base

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from stepstream.workflows.execution import ExecutionState, ExecutionStatus, StepStatus
+from stepstream.workflows.state import in_flight_order
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,12 +35,14 @@ def waiting_on(state: ExecutionState, margin_ms: int) -> list[Waiting]:
     if state.status is not ExecutionStatus.RUNNING:
         return []
     waiting = []
-    for step_id in state.definition.graph.order:
+    for step_id in in_flight_order(state.definition, state.steps):
         step = state.steps[step_id]
+        if step.fan is not None:
+            continue  # a fan-out: its instances are what it waits for
         if step.status is StepStatus.RUNNING and step.due_at_ms is not None:
             since = step.ready_at_ms or 0  # a wait step: silent until its timer is due
             deadline = step.due_at_ms + margin_ms
-        elif step.status is StepStatus.RUNNING and state.definition.step_by_id[step_id].held:
+        elif step.status is StepStatus.RUNNING and state.definition.step(step_id).held:
             continue  # a wait for an event with no timeout: silence is what it does
         elif step.status is StepStatus.RUNNING:
             since = max(step.ready_at_ms or 0, step.alive_at_ms or 0)  # a heartbeat counts
@@ -61,10 +64,13 @@ def stall_deadline(state: ExecutionState, margin_ms: int) -> int | None:
         return None
     definition = state.definition
     earliest: int | None = None
-    for step_id, step in state.steps.items():
+    for step_id in in_flight_order(definition, state.steps):
+        step = state.steps[step_id]
+        if step.fan is not None:
+            continue
         if step.status is StepStatus.RUNNING and step.due_at_ms is not None:
             deadline = step.due_at_ms
-        elif step.status is StepStatus.RUNNING and definition.step_by_id[step_id].held:
+        elif step.status is StepStatus.RUNNING and definition.step(step_id).held:
             continue
         elif step.status is StepStatus.RUNNING:
             since = max(step.ready_at_ms or 0, step.alive_at_ms or 0)

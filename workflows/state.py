@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, NamedTuple
 
 from stepstream.workflows.definition import WorkflowDefinition
+from stepstream.workflows.fan_out import DEFAULT_MAX_ITEMS, FanProgress, instance_id
 from stepstream.workflows.messages import Command
 
 
@@ -52,6 +53,7 @@ class StepState(NamedTuple):
     worker: str | None = None
     timed_out: bool | None = None  # None: not timed out (and nothing in the checkpoint)
     due_at_ms: int | None = None  # a wait step's: when its timer fires
+    fan: FanProgress | None = None  # a running or ended `forEach` step's instances
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +79,7 @@ class ExecutionState:
     finished_at_ms: int | None = None
     replays: tuple[str, ...] = ()  # operator requests applied, oldest first
     cancel_reason: str | None = None
+    max_items: int = DEFAULT_MAX_ITEMS  # WORKFLOW_MAX_FOREACH_ITEMS when it started
 
     @property
     def generation(self) -> int:
@@ -94,6 +97,7 @@ def new_execution(
     *,
     max_parallel_steps: int,
     parallel_enabled: bool = True,
+    max_foreach_items: int = DEFAULT_MAX_ITEMS,
 ) -> ExecutionState:
     """A pending execution; the `Started` event releases its first steps."""
     if max_parallel_steps < 1:
@@ -108,6 +112,7 @@ def new_execution(
         input=workflow_input,
         max_outstanding=max_parallel_steps if parallel_enabled else 1,
         steps=steps,
+        max_items=max_foreach_items,
     )
 
 
@@ -117,11 +122,26 @@ def completed_outputs(steps: Mapping[str, StepState], step_ids: Iterable[str]) -
     return {s: steps[s].output for s in step_ids if steps[s].status is StepStatus.COMPLETED}
 
 
+def in_flight_order(
+    definition: WorkflowDefinition, steps: Mapping[str, StepState]
+) -> Iterator[str]:
+    """The steps in plan order, each fan-out step followed by its instances that have
+    not finished (what may run, retry or time out; its others are done or not begun)."""
+    for step_id in definition.graph.order:
+        yield step_id
+        fan = steps[step_id].fan
+        if fan is not None and fan.running > 0:
+            for index in range(fan.released):
+                instance = instance_id(step_id, index)
+                if steps[instance].status in (StepStatus.RUNNING, StepStatus.RETRYING):
+                    yield instance
+
+
 def deadline(definition: WorkflowDefinition, step_id: str, step: StepState) -> int | None:
     """When a queue step's current attempt times out: its step's timeout after its
     release or its last heartbeat. None for the built-in executor's steps (it enforces
     their timeouts itself, from when it starts them)."""
-    if definition.step_by_id[step_id].queue is None or step.ready_at_ms is None:
+    if definition.step(step_id).queue is None or step.ready_at_ms is None:
         return None
     return max(step.ready_at_ms, step.alive_at_ms or 0) + definition.timeout_ms(step_id)
 

@@ -97,6 +97,10 @@ def check_definition(
         ):
             known = ", ".join(sorted(step_types)) or "none registered"
             problems.append(Problem(f"{where}.type", f"unknown step type {step.type!r} ({known})"))
+        if step.for_each is not None and step.held:
+            problems.append(
+                Problem(f"{where}.forEach", "a step that waits (wait, waitFor, human) has no items")
+            )
         if step.retry is not None:
             problems += _policy_problems(f"{where}.retry", step.retry)
         if step.timeout_ms is not None and step.timeout_ms <= 0:
@@ -169,6 +173,8 @@ def _expressions(definition: WorkflowDefinition) -> Iterator[tuple[int, StepDefi
         if step.human is not None and step.human.assignee is not None:
             where = f"steps[{index}] ({step.id}).human.assignee"
             yield index, step, where, step.human.assignee
+        if step.for_each is not None:
+            yield index, step, f"steps[{index}] ({step.id}).forEach", step.for_each.items
 
 
 def find_cycles(edges: Mapping[str, list[str]]) -> list[list[str]]:

@@ -35,6 +35,7 @@ from stepstream.workflows.checkpoint import (
     part_key,
     split_part_key,
     state_to_dict,
+    stored_parts,
 )
 
 Store = dict[str, Any]
@@ -51,7 +52,7 @@ def read(store: Store, memo: dict[Any, Any]) -> ExecutionState | None:
     header = store.get(EXECUTION)
     if header is None:
         return None
-    parts = {n: store.get(part_key(EXECUTION, n)) for n in range(header.get("parts", 0))}
+    parts = stored_parts(header, lambda n: store.get(part_key(EXECUTION, n)))
     return state_from_dict(merge_parts(header, parts), memo)
 
 
