@@ -56,6 +56,7 @@ _STEP_FIELDS = (
     "fan",
 )
 _BASE = _STEP_FIELDS.index("base")
+_FAN = _STEP_FIELDS.index("fan")
 
 
 class CheckpointError(ValueError):
@@ -83,6 +84,8 @@ def step_to_list(step: StepState) -> list[Any]:
     values = [getattr(step, name) for name in _STEP_FIELDS]
     values[0] = str(step.status)
     values[_BASE] = step.base or None  # 0 for steps never retried or rerun by an operator
+    if step.fan is not None:
+        values[_FAN] = list(step.fan)  # a plain list: JSON encoders differ on named tuples
     while values and values[-1] is None:  # trailing unset fields cost nothing
         values.pop()
     return values

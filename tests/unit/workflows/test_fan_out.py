@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from stepstream.streams.events import from_json, to_json_bytes
 from stepstream.workflows import (
     ExecutionState,
     ExecutionStatus,
@@ -139,7 +140,7 @@ def test_an_instance_retries_on_its_own_with_its_own_attempts() -> None:
 
 def test_fail_fast_fails_the_step_and_the_workflow_at_the_first_failure() -> None:
     state, _ = started(["a", "b", "c"])
-    state, commands = reduce(state, StepFailed("notify[1]", 1, "no address", False, at_ms=3))
+    state, _ = reduce(state, StepFailed("notify[1]", 1, "no address", False, at_ms=3))
     assert state.status is ExecutionStatus.FAILED
     assert state.failure is not None and state.failure.step_id == "notify"
     assert state.failure.error == "an item failed: no address"
@@ -283,7 +284,8 @@ class Run:
     @staticmethod
     def write(store: dict[str, Any], writes: Any) -> None:
         for part, value in writes:
-            store["e1" if part is None else part_key("e1", part)] = json.loads(json.dumps(value))
+            # As the table stores it: the worker's JSON encoder, not the standard library's.
+            store["e1" if part is None else part_key("e1", part)] = from_json(to_json_bytes(value))
 
     def read(self, store: dict[str, Any]) -> ExecutionState:
         header = store["e1"]
