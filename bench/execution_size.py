@@ -1,5 +1,6 @@
 """What one coordinator event costs as workflows grow: CPU and changelog bytes per event
-for a 4-step diamond, and a fan-out and a chain of 200 and 1,000 steps.
+for a 4-step diamond, a fan-out and a chain of 200 and 1,000 steps, and a `forEach` over
+10 to 10,000 items (read from a step's output, as a list known only at run time).
 
     .venv/bin/python bench/execution_size.py [--executions 20]
 
@@ -57,6 +58,26 @@ def chain(length: int) -> dict[str, Any]:
     return {"id": f"chain-{length}", "version": 1, "steps": steps}
 
 
+def for_each(items: int) -> dict[str, Any]:
+    """read -> each (one instance per item of read's output) -> after."""
+    return {
+        "id": f"for-each-{items}",
+        "version": 1,
+        "steps": [
+            {"id": "read", "type": "noop"},
+            {"id": "each", "type": "noop", "forEach": "steps.read.items", "dependsOn": ["read"]},
+            {"id": "after", "type": "noop", "dependsOn": ["each"]},
+        ],
+    }
+
+
+def output_of(step_id: str, definition: WorkflowDefinition) -> Any:
+    """A step's report: `read` gives a for-each shape its items."""
+    if step_id == "read" and definition.id.startswith("for-each-"):
+        return {"items": [{"tenant": n} for n in range(int(definition.id.rsplit("-", 1)[1]))]}
+    return {"ok": True}
+
+
 DIAMOND = {
     "id": "diamond",
     "version": 1,
@@ -85,7 +106,7 @@ def run(
         event = pending.pop(0)
         began = time.process_time()
         if decode and stored:
-            parts = {n: from_json(v) for n, v in stored.items() if n is not None}
+            parts: dict[int, Any] = {n: from_json(v) for n, v in stored.items() if n is not None}
             header = from_json(stored[None])["state"]
             current = state_from_dict(merge_parts(header, parts), memo)
             delta = frozenset(header["steps"]) if "parts" in header else frozenset()
@@ -95,7 +116,7 @@ def run(
         if previous is None:
             changed: Any = current.steps
         else:
-            changed = [i for i, s in current.steps.items() if s is not previous.steps[i]]
+            changed = [i for i, s in current.steps.items() if s is not previous.steps.get(i)]
         writes, delta = checkpoint_writes(current, delta, changed)
         applied = {"x": 1, "c": events}
         for part, value in writes:
@@ -108,7 +129,7 @@ def run(
         cpu += time.process_time() - began
         events += 1
         pending += [
-            StepCompleted(c.step_id, c.attempt, {"ok": True}, at_ms=2)
+            StepCompleted(c.step_id, c.attempt, output_of(c.step_id, definition), at_ms=2)
             for c in commands
             if isinstance(c, EmitStepReady)
         ]
@@ -123,6 +144,8 @@ def main() -> None:
     shapes = [("diamond, 4 steps", DIAMOND)]
     for size in (200, 1_000):
         shapes += [(f"fan-out, {size} steps", fan_out(size)), (f"chain, {size} steps", chain(size))]
+    for items in (10, 100, 1_000, 10_000):
+        shapes.append((f"forEach, {items} items", for_each(items)))
     for name, raw in shapes:
         definition = build_definition(raw)
         memo: DefinitionMemo = {}

@@ -166,6 +166,9 @@ def state_from_dict(data: dict[str, Any], memo: DefinitionMemo | None = None) ->
             definition = build_definition(raw_definition)
             if memo is not None:
                 memo[key] = definition
+        missing = definition.step_by_id.keys() - data["steps"].keys()
+        if missing:  # a part lost, or a header that names parts never written
+            raise CheckpointError(f"checkpoint {data.get('id')!r} lacks steps {sorted(missing)}")
         steps = {}
         for step_id, values in data["steps"].items():
             fields = dict(zip(_STEP_FIELDS, values, strict=False))
@@ -209,17 +212,17 @@ _parts_cache: dict[tuple[str, int], tuple[tuple[str, ...], ...]] = {}
 
 
 def parts_of(definition: WorkflowDefinition) -> tuple[tuple[str, ...], ...]:
-    """The step ids of each part, in definition order (fixed for a definition version).
-    None for a small definition split for its fan-outs: its steps stay in the header."""
+    """The step ids of each part, in definition order (fixed for a definition version)."""
     key = (definition.id, definition.version)
     parts = _parts_cache.get(key)
     if parts is None:
-        ids = [step.id for step in definition.steps]
-        ids = ids if len(ids) > STEPS_PER_PART else []
+        # A fan-out step changes with every instance: a part of its own, so that folding
+        # it does not write its neighbours again (a `read` step's long list, say).
+        ids = [step.id for step in definition.steps if step.for_each is None]
         parts = tuple(
             tuple(ids[start : start + STEPS_PER_PART])
             for start in range(0, len(ids), STEPS_PER_PART)
-        )
+        ) + tuple((step_id,) for step_id in definition.fan_outs)
         _parts_cache[key] = parts
     return parts
 
@@ -312,9 +315,8 @@ def checkpoint_writes(
     carries (and that override them when read)."""
     if not is_split(state.definition):
         return [(None, state_to_dict(state, inline_definition=False))], frozenset()
-    resident = _resident(state.definition)
-    delta = (delta | frozenset(changed)) - resident
-    header = state_to_dict(state, inline_definition=False, step_ids=sorted(delta | resident))
+    delta = delta | frozenset(changed)
+    header = state_to_dict(state, inline_definition=False, step_ids=sorted(delta))
     if len(delta) <= DELTA_LIMIT:
         return [(None, header)], delta
     parts = parts_of(state.definition)
@@ -329,14 +331,8 @@ def checkpoint_writes(
     writes: Writes = [(None, header)]
     for n in sorted(members):
         writes.append((n, {"steps": {i: step_to_list(state.steps[i]) for i in members[n]}}))
-    writes.append((None, state_to_dict(state, inline_definition=False, step_ids=sorted(resident))))
+    writes.append((None, state_to_dict(state, inline_definition=False, step_ids=())))
     return writes, frozenset()
-
-
-def _resident(definition: WorkflowDefinition) -> frozenset[str]:
-    """The steps a split header always carries: a small definition's, all of them (it is
-    split only for its fan-outs' instances)."""
-    return frozenset() if parts_of(definition) else frozenset(definition.step_by_id)
 
 
 def _chunk_members(state: ExecutionState, offset: int) -> list[str]:
@@ -357,12 +353,7 @@ def merge_parts(
     if count is None:
         return header
     steps: dict[str, Any] = {}
-    for n in range(count):
-        part = parts.get(n)
-        if part is None:
-            raise CheckpointError(f"part {n} of checkpoint {header.get('id')!r} is missing")
-        steps.update(part["steps"])
-    for n in sorted(n for n in parts if n >= count):  # fan-out instances' parts
+    for n in sorted(parts):  # a part not written yet: the header's delta has its steps
         part = parts[n]
         if part is not None:
             steps.update(part["steps"])

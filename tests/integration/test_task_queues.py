@@ -43,6 +43,20 @@ steps:
 """
 
 
+# A fan-out whose instances run on the external worker, each a task of its own.
+FAN_QUEUE = """\
+id: fan-queue
+version: 1
+steps:
+  - id: charge
+    type: CHARGE_CARD
+    queue: billing
+    forEach: input.cards
+    maxParallel: 3
+    timeoutMs: 5000
+    retry: {maxAttempts: 5}
+"""
+
 SLOW_QUEUE = """\
 id: slow-queue
 version: 1
@@ -123,6 +137,8 @@ def engine(
     (workdir / "mixed.yaml").write_text(MIXED)
     registered = cli(env, "register", str(workdir / "mixed.yaml"))
     assert registered.returncode == 0, registered.stderr  # CHARGE_CARD is served elsewhere
+    (workdir / "fan.yaml").write_text(FAN_QUEUE)
+    assert cli(env, "register", str(workdir / "fan.yaml")).returncode == 0
     (workdir / "slow.yaml").write_text(SLOW_QUEUE)
     assert cli(env, "register", str(workdir / "slow.yaml")).returncode == 0
     for name, queue, attempts in (("long", "long-haul", 1), ("fragile", "fragile", 12)):
@@ -425,3 +441,21 @@ def test_a_task_of_a_type_the_worker_does_not_run_fails_at_once_with_the_reason(
     assert outcome.record["error"] == (
         "UnknownStepType: worker pdf-only on queue typed-late runs RENDER_PDF"
     )
+
+
+def test_a_fan_out_of_queue_steps_runs_each_item_on_the_external_worker(
+    engine: tuple[Settings, dict[str, str]],
+) -> None:
+    settings, _ = engine
+
+    async def run() -> Outcome:
+        async with WorkflowClient(settings) as client:
+            cards = [{"card": f"c{n}"} for n in range(12)]
+            execution_id = await client.start_workflow("fan-queue", {"cards": cards}, "t", "u")
+            return await client.wait_for(execution_id, timeout=120)
+
+    outcome = asyncio.run(run())
+    assert outcome.status == "completed", outcome.record
+    charged = outcome.outputs["charge"]
+    assert [entry["step"] for entry in charged] == [f"charge[{n}]" for n in range(12)]
+    assert {entry["done_by"] for entry in charged} == {"billing-1"}

@@ -271,6 +271,8 @@ class Run:
 
     def check_checkpoint(self, before: ExecutionState) -> None:
         changed = [i for i, s in self.state.steps.items() if s is not before.steps.get(i)]
+        if not self.store:  # a new execution's first write: all of it (Checkpoints.write)
+            changed = list(self.state.steps)
         writes, self.delta = checkpoint_writes(self.state, self.delta, changed)
         assert len(self.delta) <= DELTA_LIMIT
         for cut in range(len(writes)):  # a crash after `cut` records reads back whole
