@@ -59,6 +59,7 @@ from stepstream.workflows.checkpoint import (
     stored_parts,
 )
 from stepstream.workflows.retention import RUNNING_PREFIX, retire_due, retire_key, running_key
+from stepstream.workflows.state import changed_steps
 from stepstream.workflows.timers import armed_timers, split_timer_key
 
 DEFINITION_KEY = DEFINITION_KEY_PREFIX.encode()
@@ -132,8 +133,7 @@ class Checkpoints:
         if previous is None:
             changed: Iterable[str] = state.steps
         else:
-            before = previous[0].steps
-            changed = [i for i, step in state.steps.items() if step is not before.get(i)]
+            changed = changed_steps(previous[0].steps, state.steps)
         self._index(key, partition, state, origin, was_running=previous is not None)
         if state.definition.has_waits:
             self._timers(partition, state, origin, None if previous is None else previous[0])

@@ -32,6 +32,7 @@ from stepstream.workflows import (
     state_from_dict,
 )
 from stepstream.workflows.checkpoint import DefinitionMemo, checkpoint_writes, merge_parts
+from stepstream.workflows.state import changed_steps
 
 ORIGIN = {
     "execution_id": "0b7c7f3e-1f6a-4f8e-9c7d-2a1b3c4d5e6f",
@@ -116,7 +117,7 @@ def run(
         if previous is None:
             changed: Any = current.steps
         else:
-            changed = [i for i, s in current.steps.items() if s is not previous.steps.get(i)]
+            changed = changed_steps(previous.steps, current.steps)
         writes, delta = checkpoint_writes(current, delta, changed)
         applied = {"x": 1, "c": events}
         for part, value in writes:

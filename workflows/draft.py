@@ -28,6 +28,7 @@ from stepstream.workflows.state import (
     ExecutionState,
     ExecutionStatus,
     Failure,
+    StepMap,
     StepStatus,
     Transition,
     completed_outputs,
@@ -48,7 +49,7 @@ class Draft:
 
     def __init__(self, state: ExecutionState) -> None:
         self.state = state
-        self.steps = dict(state.steps)
+        self.steps = StepMap(state.steps)
         self.queue = list(state.queue)
         self.outstanding = state.outstanding
         self.completed = state.completed_steps

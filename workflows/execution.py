@@ -294,6 +294,8 @@ def _tick(state: ExecutionState, event: Tick) -> Transition:
     commands: list[Command] = []
     for step_id in _ticked(state, event):
         step = state.steps[step_id]
+        if step.fan is not None:
+            continue  # a fan-out times out by its instances, never as a whole
         if step.due_at_ms is not None and step.status is StepStatus.RUNNING:
             if step.due_at_ms <= event.now_ms:
                 state, emitted = _due(state, step_id, step, event.now_ms)

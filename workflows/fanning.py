@@ -89,7 +89,7 @@ def release_instances(draft: Draft, step_id: str, at_ms: int) -> None:
         draft.outstanding += 1
     if fan.released == start:
         return
-    draft.steps[step_id] = step._replace(fan=fan)
+    draft.steps[step_id] = step._replace(fan=fan, alive_at_ms=at_ms)
     for index in range(start, fan.released):
         instance = instance_id(step_id, index)
         # An earlier run's instance keeps counting its attempts: its late reports are
@@ -109,7 +109,7 @@ def instance_finished(draft: Draft, instance: str, at_ms: int) -> None:
     assert fan is not None
     failed = draft.steps[instance].status is StepStatus.FAILED
     fan = fan._replace(running=fan.running - 1, failed=fan.failed + failed)
-    draft.steps[step_id] = step = step._replace(fan=fan)
+    draft.steps[step_id] = step = step._replace(fan=fan, alive_at_ms=at_ms)
     if step.status is not StepStatus.RUNNING:
         return  # a straggler of a step that failed fast: counted, nothing more
     for_each = _for_each(draft, step_id)

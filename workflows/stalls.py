@@ -59,15 +59,15 @@ def waiting_on(state: ExecutionState, margin_ms: int) -> list[Waiting]:
 def stall_deadline(state: ExecutionState, margin_ms: int) -> int | None:
     """When the execution counts as stalled if nothing happens first (None: it waits
     for nothing). The earliest deadline of `waiting_on`, without building it: this runs
-    after every checkpoint write."""
+    after every checkpoint write. A running fan-out counts as one step, alive as long as
+    some instance was released or finished within the step's timeout: its instances
+    are not looked at one by one (`waiting_on` lists them)."""
     if state.status is not ExecutionStatus.RUNNING:
         return None
     definition = state.definition
     earliest: int | None = None
-    for step_id in in_flight_order(definition, state.steps):
+    for step_id in definition.graph.order:  # a fan-out's instances: by the step (below)
         step = state.steps[step_id]
-        if step.fan is not None:
-            continue
         if step.status is StepStatus.RUNNING and step.due_at_ms is not None:
             deadline = step.due_at_ms
         elif step.status is StepStatus.RUNNING and definition.step(step_id).held:

@@ -16,6 +16,7 @@ from stepstream.streams.events import from_json, to_json_bytes
 from stepstream.workflows import (
     ExecutionState,
     ExecutionStatus,
+    Heartbeat,
     InvalidDefinition,
     Replay,
     ReplayAction,
@@ -40,6 +41,7 @@ from stepstream.workflows.checkpoint import (
 from stepstream.workflows.execution import EmitStepReady, EndAttempt, announce
 from stepstream.workflows.explain import explain
 from stepstream.workflows.stalls import waiting_on
+from stepstream.workflows.state import changed_steps
 
 POLICIES: list[Any] = ["failFast", "continue", {"tolerate": "30%"}]
 
@@ -271,6 +273,8 @@ class Run:
 
     def check_checkpoint(self, before: ExecutionState) -> None:
         changed = [i for i, s in self.state.steps.items() if s is not before.steps.get(i)]
+        tracked = changed_steps(before.steps, self.state.steps)  # what the worker uses
+        assert set(changed) <= set(tracked), "a changed step the transition did not track"
         if not self.store:  # a new execution's first write: all of it (Checkpoints.write)
             changed = list(self.state.steps)
         writes, self.delta = checkpoint_writes(self.state, self.delta, changed)
@@ -354,3 +358,20 @@ def test_every_fan_out_ends_with_one_entry_per_item_in_item_order(
                 assert entry == f"out notify[{index}]"
             else:
                 assert policy != "failFast" and entry == {"error": instance.error}
+
+
+def test_a_fan_out_of_queue_steps_times_out_by_its_instances_never_as_a_whole() -> None:
+    state, _ = started(["a"], queue="billing", timeoutMs=1000)
+    for at in (800, 1600, 2400):  # the instance's worker is alive: its deadline moves on
+        state, _ = reduce(state, Heartbeat("notify[0]", 1, at_ms=at))
+        state, _ = reduce(state, Tick(now_ms=at + 500))
+    assert state.steps["notify"].status is StepStatus.RUNNING
+    state, _ = reduce(state, StepCompleted("notify[0]", 1, "A", at_ms=3000))
+    assert state.steps["notify"].output == ["A"]
+
+
+def test_a_silent_instance_of_a_queue_fan_out_times_out_and_is_retried() -> None:
+    state, _ = started(["a"], queue="billing", timeoutMs=1000, retry={"maxAttempts": 2})
+    state, _ = reduce(state, Tick(now_ms=5000, step_id="notify[0]"))
+    assert state.steps["notify[0]"].status is StepStatus.RETRYING
+    assert state.steps["notify[0]"].timed_out
