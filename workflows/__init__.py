@@ -2,6 +2,7 @@
 machine. No I/O, no Kafka, no database: a test keeps it that way."""
 
 from stepstream.workflows.checkpoint import CheckpointError, state_from_dict, state_to_dict
+from stepstream.workflows.children import ChildWorkflow, OnParentCancel
 from stepstream.workflows.definition import (
     DefaultPolicies,
     HumanTask,
@@ -16,7 +17,9 @@ from stepstream.workflows.definition import (
 from stepstream.workflows.execution import (
     ArmTimer,
     AttemptOutcome,
+    CancelChild,
     CancelWorkflow,
+    ChildEnded,
     Command,
     CompleteWorkflow,
     EmitStepReady,
@@ -34,6 +37,7 @@ from stepstream.workflows.execution import (
     ScheduleRetry,
     ScheduleTimeout,
     SkipStep,
+    StartChild,
     Started,
     StepCompleted,
     StepFailed,
@@ -56,8 +60,11 @@ from stepstream.workflows.validation import InvalidDefinition, Problem, build_de
 __all__ = [
     "ArmTimer",
     "AttemptOutcome",
+    "CancelChild",
     "CancelWorkflow",
     "CheckpointError",
+    "ChildEnded",
+    "ChildWorkflow",
     "Command",
     "CompleteWorkflow",
     "DefaultPolicies",
@@ -73,6 +80,7 @@ __all__ = [
     "Heartbeat",
     "HumanTask",
     "InvalidDefinition",
+    "OnParentCancel",
     "OnTimeout",
     "OpenTask",
     "Plan",
@@ -84,6 +92,7 @@ __all__ = [
     "ScheduleRetry",
     "ScheduleTimeout",
     "SkipStep",
+    "StartChild",
     "Started",
     "StepCompleted",
     "StepDefinition",

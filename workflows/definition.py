@@ -8,6 +8,7 @@ from enum import StrEnum
 from functools import cached_property
 from typing import Any
 
+from stepstream.workflows.children import ChildWorkflow
 from stepstream.workflows.expressions import Condition, compile_condition
 from stepstream.workflows.fan_out import ForEach, parent_of
 from stepstream.workflows.forms import Form, compile_form
@@ -104,12 +105,18 @@ class StepDefinition:
     wait_for: WaitFor | None = None
     human: HumanTask | None = None
     for_each: ForEach | None = None  # one instance per item of a list read at run time
+    child: ChildWorkflow | None = None  # a sub-workflow this step starts and waits for
 
     @property
     def held(self) -> bool:
-        """No worker runs it: the coordinator holds it (a timer, a wait for an event or
-        for a person's answer)."""
-        return self.wait is not None or self.wait_for is not None or self.human is not None
+        """No worker runs it: the coordinator holds it (a timer, a wait for an event,
+        for a person's answer or for a child execution)."""
+        return (
+            self.wait is not None
+            or self.wait_for is not None
+            or self.human is not None
+            or self.child is not None
+        )
 
     @property
     def limit(self) -> WaitFor | HumanTask | None:
@@ -220,6 +227,16 @@ class WorkflowDefinition:
         """Each `forEach` step's compiled item expression."""
         return {
             s.id: compile_condition(s.for_each.items) for s in self.steps if s.for_each is not None
+        }
+
+    @cached_property
+    def child_inputs(self) -> Mapping[str, Condition]:
+        """Every child step's input expressions, compiled, by their text."""
+        return {
+            text: compile_condition(text)
+            for s in self.steps
+            if s.child is not None
+            for text in s.child.expressions().values()
         }
 
     def step(self, step_id: str) -> StepDefinition:

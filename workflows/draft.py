@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from stepstream.workflows import fanning
+from stepstream.workflows.children import ChildInputError, child_execution_id, child_input
 from stepstream.workflows.definition import HumanTask, Trigger, WaitFor
 from stepstream.workflows.durations import DurationError, parse_instant
 from stepstream.workflows.event_waits import CorrelationKeyError, correlation_key
@@ -22,6 +23,7 @@ from stepstream.workflows.messages import (
     OpenTask,
     ScheduleTimeout,
     SkipStep,
+    StartChild,
     Subscribe,
 )
 from stepstream.workflows.state import (
@@ -203,6 +205,9 @@ class Draft:
         if wait_for is not None:
             self.listen(step_id, attempt, at_ms, wait_for)
             return
+        if step_definition.child is not None:
+            self.start_child(step_id, attempt, at_ms)
+            return
         human = step_definition.human
         if human is not None:
             self.open_task(step_id, attempt, at_ms, human)
@@ -282,6 +287,34 @@ class Draft:
         key = correlation_key(self.state.definition, step_id, self.state.input, self.outputs_of)
         self.commands.append(Subscribe(step_id, attempt, wait_for.event, key))
         self.hold(step_id, attempt, at_ms, wait_for.timeout_ms)
+
+    def start_child(self, step_id: str, attempt: int, at_ms: int) -> None:
+        """Start the child execution of this attempt (again, for the same attempt sent
+        again: the intake takes the same id once). An input that cannot be read fails
+        the step (`broken`)."""
+        child = self.state.definition.step_by_id[step_id].child
+        assert child is not None
+        expressions = self.state.definition.child_inputs
+
+        def evaluate(text: str) -> Any:
+            expression = expressions[text]
+            return expression.value(self.state.input, self.outputs_of(expression.steps))
+
+        try:
+            child_in = child_input(child, self.state.input, evaluate)
+        except (EvaluationError, ChildInputError) as error:
+            message = f"ChildInputError: {error}"
+            self.steps[step_id] = self.steps[step_id]._replace(
+                status=StepStatus.FAILED, attempt=attempt, error=message
+            )
+            self.outstanding -= 1
+            self.broken.append(Failure(step_id, message))
+            return
+        self.hold(step_id, attempt, at_ms, None)
+        child_id = child_execution_id(self.state.execution_id, step_id, attempt)
+        self.commands.append(
+            StartChild(step_id, attempt, child_id, child.workflow_id, child.version, child_in)
+        )
 
     def open_task(self, step_id: str, attempt: int, at_ms: int, human: HumanTask) -> None:
         """Open a human task: announce it to whom it is for, and arm its timeout."""

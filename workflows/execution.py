@@ -12,14 +12,16 @@ from stepstream.workflows.decisions import ended_attempt, ignored_report
 from stepstream.workflows.definition import OnTimeout
 from stepstream.workflows.draft import Draft, advance, fail, failed
 from stepstream.workflows.durations import iso, written_duration
-from stepstream.workflows.event_waits import EVENT_WORKER_PREFIX, ended_waits
+from stepstream.workflows.event_waits import ended_waits
 from stepstream.workflows.fan_out import split_instance
 from stepstream.workflows.fanning import instance_finished
-from stepstream.workflows.human_tasks import HUMAN_WORKER_PREFIX, answer_problems
+from stepstream.workflows.held_reports import held_report
 from stepstream.workflows.messages import (
     ArmTimer,
     AttemptOutcome,
+    CancelChild,
     CancelWorkflow,
+    ChildEnded,
     Command,
     CompleteWorkflow,
     EmitStepReady,
@@ -35,6 +37,7 @@ from stepstream.workflows.messages import (
     ScheduleRetry,
     ScheduleTimeout,
     SkipStep,
+    StartChild,
     Started,
     StepCompleted,
     StepFailed,
@@ -44,7 +47,7 @@ from stepstream.workflows.messages import (
     Unsubscribe,
 )
 from stepstream.workflows.policies import backoff_ms
-from stepstream.workflows.replay import apply_replay, replay_applies
+from stepstream.workflows.replay import apply_replay, children_to_cancel, replay_applies
 from stepstream.workflows.state import (
     TERMINAL,
     ExecutionState,
@@ -55,6 +58,7 @@ from stepstream.workflows.state import (
     Transition,
     deadline,
     in_flight_order,
+    is_current_attempt,
     new_execution,
 )
 
@@ -62,7 +66,9 @@ __all__ = [  # the messages are re-exported: they are part of the reducer's cont
     "TERMINAL",
     "ArmTimer",
     "AttemptOutcome",
+    "CancelChild",
     "CancelWorkflow",
+    "ChildEnded",
     "Command",
     "CompleteWorkflow",
     "EmitStepReady",
@@ -81,6 +87,7 @@ __all__ = [  # the messages are re-exported: they are part of the reducer's cont
     "ScheduleRetry",
     "ScheduleTimeout",
     "SkipStep",
+    "StartChild",
     "Started",
     "StepCompleted",
     "StepFailed",
@@ -123,10 +130,11 @@ def _reduce(state: ExecutionState, event: Event) -> Transition:
             return _heartbeat(state, event)
         case Tick():
             return _tick(state, event)
-        case EventArrived():
-            return _event_arrived(state, event)
-        case TaskAnswered():
-            return _task_answered(state, event)
+        case EventArrived() | TaskAnswered() | ChildEnded():
+            report = held_report(state, event)
+            if isinstance(report, StepCompleted):
+                return _complete_step(state, report)
+            return (state, ()) if report is None else _fail_step(state, report)
     raise TypeError(f"not an execution event: {event!r}")
 
 
@@ -157,7 +165,9 @@ def announce(state: ExecutionState) -> tuple[Command, ...]:
         failure = state.failure
         return (*ends, *skips, FailWorkflow(failure.step_id, failure.error, finished_at))
     if state.status is ExecutionStatus.CANCELLED:
-        return (*ends, CancelWorkflow(state.cancel_reason or "", finished_at))
+        reason = state.cancel_reason or ""
+        cancels = children_to_cancel(state, reason)
+        return (*ends, *cancels, CancelWorkflow(reason, finished_at))
     if state.status is not ExecutionStatus.RUNNING:
         return ()
     draft.commands += [*ends, *skips]
@@ -170,19 +180,6 @@ def announce(state: ExecutionState) -> tuple[Command, ...]:
     return tuple(draft.commands)
 
 
-def _is_current_attempt(state: ExecutionState, step_id: str, attempt: int) -> bool:
-    step = state.steps.get(step_id)
-    if step is None or step.status is not StepStatus.RUNNING or step.attempt != attempt:
-        return False
-    split = split_instance(step_id)
-    if split is None:
-        return True
-    # An instance runs for its step's current fan-out only: one left running by an
-    # earlier run of the step (cancelled, failed fast, rerun) is not reported to.
-    fan = state.steps[split[0]].fan
-    return fan is not None and split[1] < fan.released and fan.running > 0
-
-
 def _start(state: ExecutionState, event: Started) -> Transition:
     if state.status is not ExecutionStatus.PENDING:
         return state, ()
@@ -192,7 +189,7 @@ def _start(state: ExecutionState, event: Started) -> Transition:
 
 
 def _complete_step(state: ExecutionState, event: StepCompleted) -> Transition:
-    if not _is_current_attempt(state, event.step_id, event.attempt):
+    if not is_current_attempt(state, event.step_id, event.attempt):
         return state, ()
     draft = Draft(state)
     draft.steps[event.step_id] = state.steps[event.step_id]._replace(
@@ -225,7 +222,7 @@ def _complete_step(state: ExecutionState, event: StepCompleted) -> Transition:
 
 
 def _fail_step(state: ExecutionState, event: StepFailed) -> Transition:
-    if not _is_current_attempt(state, event.step_id, event.attempt):
+    if not is_current_attempt(state, event.step_id, event.attempt):
         return state, ()
     draft = Draft(state)
     step = state.steps[event.step_id]
@@ -273,7 +270,7 @@ def _fail_step(state: ExecutionState, event: StepFailed) -> Transition:
 def _heartbeat(state: ExecutionState, event: Heartbeat) -> Transition:
     """The current attempt of a queue step is alive: its deadline moves on, and a timer
     is armed for the new one (the old timer then finds nothing due)."""
-    if not _is_current_attempt(state, event.step_id, event.attempt):
+    if not is_current_attempt(state, event.step_id, event.attempt):
         return state, ()
     step = state.steps[event.step_id]
     before = deadline(state.definition, event.step_id, step)
@@ -344,51 +341,6 @@ def _due(state: ExecutionState, step_id: str, step: StepState, now_ms: int) -> T
     draft.outstanding -= 1
     draft.skip(step_id, error)
     return advance(draft, now_ms)
-
-
-def _event_arrived(state: ExecutionState, event: EventArrived) -> Transition:
-    """The event a wait subscribed to came: its payload is the step's output, and the
-    event's id is kept as who ended the attempt (a copy of it is then not refused)."""
-    step_definition = state.definition.step_by_id.get(event.step_id)
-    wait_for = None if step_definition is None else step_definition.wait_for
-    if (
-        wait_for is None
-        or wait_for.event != event.name
-        or not _is_current_attempt(state, event.step_id, event.attempt)
-    ):
-        return state, ()
-    step = state.steps[event.step_id]
-    completed = StepCompleted(
-        event.step_id,
-        event.attempt,
-        event.payload,
-        event.at_ms,
-        started_at_ms=step.ready_at_ms,
-        worker=EVENT_WORKER_PREFIX + event.event_id,
-    )
-    return _complete_step(state, completed)
-
-
-def _task_answered(state: ExecutionState, answer: TaskAnswered) -> Transition:
-    """A person answered an open task: an answer that matches the form is the step's
-    output, and who answered is kept as the attempt's worker."""
-    step_definition = state.definition.step_by_id.get(answer.step_id)
-    if (
-        step_definition is None
-        or step_definition.human is None
-        or not _is_current_attempt(state, answer.step_id, answer.attempt)
-        or answer_problems(state, answer)
-    ):
-        return state, ()
-    completed = StepCompleted(
-        answer.step_id,
-        answer.attempt,
-        answer.answer,
-        answer.at_ms,
-        started_at_ms=state.steps[answer.step_id].ready_at_ms,
-        worker=HUMAN_WORKER_PREFIX + answer.answered_by,
-    )
-    return _complete_step(state, completed)
 
 
 def fired(step_id: str, step: StepState, now_ms: int) -> StepCompleted:

@@ -75,6 +75,7 @@ def definition_to_dict(definition: WorkflowDefinition) -> dict[str, Any]:
                 **(_wait_for_to_dict(step.wait_for) if step.wait_for is not None else {}),
                 **(_human_to_dict(step.human) if step.human is not None else {}),
                 **(step.for_each.to_dict() if step.for_each is not None else {}),
+                **(step.child.to_dict() if step.child is not None else {}),
                 **(
                     {"trigger": str(step.trigger)}
                     if step.trigger is not Trigger.NONE_FAILED

@@ -88,6 +88,20 @@ class TaskAnswered:
     at_ms: int
 
 
+@dataclass(frozen=True, slots=True)
+class ChildEnded:
+    """The child execution that attempt `attempt` of `step_id` started has ended (or was
+    refused by the intake): `status` is completed, failed, cancelled or rejected."""
+
+    step_id: str
+    attempt: int
+    child_id: str
+    status: str
+    outputs: Any
+    error: str | None
+    at_ms: int
+
+
 class ReplayAction(StrEnum):
     CANCEL = "cancel"  # running: end it as cancelled; nothing new starts
     RESUME = "resume"  # running: send step-ready again for running steps, retries now
@@ -108,7 +122,15 @@ class Replay:
 
 
 Event = (
-    Started | StepCompleted | StepFailed | Heartbeat | Tick | Replay | EventArrived | TaskAnswered
+    Started
+    | StepCompleted
+    | StepFailed
+    | Heartbeat
+    | Tick
+    | Replay
+    | EventArrived
+    | TaskAnswered
+    | ChildEnded
 )
 
 
@@ -174,6 +196,29 @@ class OpenTask:
     attempt: int
     assignee: str | None
     due_at_ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class StartChild:
+    """Start the child execution `child_id` of this attempt of a sub-workflow step: a
+    start request like any other of the tenant (the intake dedupes it by its id)."""
+
+    step_id: str
+    attempt: int
+    child_id: str
+    workflow_id: str
+    version: int
+    input: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class CancelChild:
+    """Cancel a child execution: its parent was cancelled (`onParentCancel: cancel`)."""
+
+    step_id: str
+    attempt: int
+    child_id: str
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,6 +303,8 @@ Command = (
     | Subscribe
     | Unsubscribe
     | OpenTask
+    | StartChild
+    | CancelChild
     | RefuseEvent
     | SkipStep
     | EndAttempt

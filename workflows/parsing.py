@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
+from stepstream.workflows.children import CHILD_TYPE, ChildWorkflow, parse_child
 from stepstream.workflows.definition import (
     EVENT_TYPE,
     HUMAN_TYPE,
@@ -33,10 +34,11 @@ RATE_LIMIT_FIELDS = {"points", "windowSeconds", "policy"}
 STEP_FIELDS = {"id", "type", "name", "description", "dependsOn", "retry", "timeoutMs"}
 STEP_FIELDS |= {"parallel", "config", "queue", "when", "trigger", "wait", "waitFor", "onTimeout"}
 STEP_FIELDS |= {"human", "forEach", "as", "maxParallel", "failurePolicy"}
+STEP_FIELDS |= {"workflow", "onParentCancel"}
 WAIT_FIELDS = {"for", "until"}
 WAIT_FOR_FIELDS = {"event", "correlationKey", "timeout"}
 HUMAN_FIELDS = {"assignee", "form", "title", "timeout"}
-HOLDS = ("wait", "waitFor", "human")  # how a held step waits: one of them
+HOLDS = ("wait", "waitFor", "human", "workflow")  # how a held step waits: one of them
 # An event name is a part of the correlator's keys and of metric labels: kept plain.
 EVENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
 # What a wait step cannot have: no worker runs it, so nothing retries or times it out.
@@ -136,7 +138,7 @@ class Parser:
         human = self.human(where, raw, on_timeout)
         holds = [hold for hold in HOLDS if hold in raw]
         if len(holds) > 1:
-            self.fail(where, f"a step takes one of 'wait', 'waitFor' or 'human', not {holds}")
+            self.fail(where, f"a step takes one of {', '.join(HOLDS)}, not {holds}")
         when = raw.get("when")
         if when is not None and not (isinstance(when, str) and when.strip()):
             self.fail(f"{where}.when", f"must be an expression in a string, got {when!r}")
@@ -161,7 +163,14 @@ class Parser:
             wait_for=wait_for,
             human=human,
             for_each=self.for_each(where, raw),
+            child=self.child(where, raw),
         )
+
+    def child(self, where: str, raw: Mapping[str, Any]) -> ChildWorkflow | None:
+        if "workflow" in raw:
+            for field_name in sorted({"queue", "timeoutMs", "config"} & set(raw)):
+                self.fail(where, f"a sub-workflow step takes no {field_name!r}: no worker runs it")
+        return parse_child(raw, where, self.fail)
 
     def for_each(self, where: str, raw: Mapping[str, Any]) -> ForEach | None:
         """`forEach: <expression>` with `as`, `maxParallel` and `failurePolicy`."""
@@ -207,6 +216,7 @@ class Parser:
     def held_type(self, raw: Mapping[str, Any], where: str) -> str:
         """A held step's type may be left out: it is implied by how it waits."""
         implied = {"wait": WAIT_TYPE, "waitFor": EVENT_TYPE, "human": HUMAN_TYPE}
+        implied["workflow"] = CHILD_TYPE
         for hold, step_type in implied.items():
             if "type" not in raw and hold in raw:
                 return step_type

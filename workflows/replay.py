@@ -3,8 +3,9 @@ one from one of its steps, cancel one."""
 
 from __future__ import annotations
 
+from stepstream.workflows.children import OnParentCancel, child_execution_id
 from stepstream.workflows.draft import Draft, advance
-from stepstream.workflows.messages import CancelWorkflow, Replay, ReplayAction
+from stepstream.workflows.messages import CancelChild, CancelWorkflow, Replay, ReplayAction
 from stepstream.workflows.state import (
     TERMINAL,
     ExecutionState,
@@ -42,11 +43,27 @@ def apply_replay(state: ExecutionState, event: Replay) -> Transition:
     return _reopen(state, reset, event)
 
 
+def children_to_cancel(state: ExecutionState, reason: str) -> list[CancelChild]:
+    """The running children a cancel of their parent cancels (`onParentCancel: cancel`),
+    also when a redelivered cancel announces it again."""
+    cancels = []
+    for step in state.definition.steps:
+        running = state.steps[step.id]
+        if step.child is None or running.status is not StepStatus.RUNNING:
+            continue
+        if step.child.on_parent_cancel is OnParentCancel.CANCEL:
+            child_id = child_execution_id(state.execution_id, step.id, running.attempt)
+            why = f"its parent {state.execution_id} was cancelled: {reason}".rstrip(": ")
+            cancels.append(CancelChild(step.id, running.attempt, child_id, why))
+    return cancels
+
+
 def _cancel(state: ExecutionState, event: Replay) -> Transition:
     """The execution ends as cancelled: nothing new starts; reports of steps still
     running are recorded downstream but change nothing here."""
     draft = Draft(state)
     draft.queue.clear()
+    draft.commands += children_to_cancel(state, event.reason)
     draft.commands.append(CancelWorkflow(event.reason, event.at_ms))
     return draft.finish(
         status=ExecutionStatus.CANCELLED,

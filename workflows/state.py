@@ -8,7 +8,12 @@ from enum import StrEnum
 from typing import Any, NamedTuple
 
 from stepstream.workflows.definition import WorkflowDefinition
-from stepstream.workflows.fan_out import DEFAULT_MAX_ITEMS, FanProgress, instance_id
+from stepstream.workflows.fan_out import (
+    DEFAULT_MAX_ITEMS,
+    FanProgress,
+    instance_id,
+    split_instance,
+)
 from stepstream.workflows.messages import Command
 
 
@@ -154,6 +159,20 @@ def changed_steps(before: Mapping[str, StepState], after: Mapping[str, StepState
     if isinstance(after, StepMap):
         after.base = None  # older states need not stay alive for this
     return list(found)
+
+
+def is_current_attempt(state: ExecutionState, step_id: str, attempt: int) -> bool:
+    """Whether a report for this attempt of the step is one to apply: the step runs it."""
+    step = state.steps.get(step_id)
+    if step is None or step.status is not StepStatus.RUNNING or step.attempt != attempt:
+        return False
+    split = split_instance(step_id)
+    if split is None:
+        return True
+    # An instance runs for its step's current fan-out only: one left running by an
+    # earlier run of the step (cancelled, failed fast, rerun) is not reported to.
+    fan = state.steps[split[0]].fan
+    return fan is not None and split[1] < fan.released and fan.running > 0
 
 
 def in_flight_order(

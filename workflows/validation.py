@@ -10,6 +10,7 @@ import re
 from collections.abc import Collection, Iterator, Mapping
 from typing import Any
 
+from stepstream.workflows.children import CHILD_TYPE
 from stepstream.workflows.definition import (
     EVENT_TYPE,
     HUMAN_TYPE,
@@ -89,6 +90,10 @@ def check_definition(
             )
         elif step.human is not None and step.type != HUMAN_TYPE:
             problems.append(Problem(f"{where}.type", f"a human task's type is {HUMAN_TYPE!r}"))
+        elif step.child is not None and step.type != CHILD_TYPE:
+            problems.append(
+                Problem(f"{where}.type", f"a sub-workflow step's type is {CHILD_TYPE!r}")
+            )
         elif (
             step_types is not None
             and step.queue is None
@@ -97,6 +102,14 @@ def check_definition(
         ):
             known = ", ".join(sorted(step_types)) or "none registered"
             problems.append(Problem(f"{where}.type", f"unknown step type {step.type!r} ({known})"))
+        if step.child is not None and step.child.workflow_id == definition.id:
+            problems.append(
+                Problem(
+                    f"{where}.workflow.id",
+                    f"{definition.id} calls itself: {definition.id} -> "
+                    f"{definition.id} (a sub-workflow may not start its own workflow)",
+                )
+            )
         if step.for_each is not None and step.held:
             problems.append(
                 Problem(f"{where}.forEach", "a step that waits (wait, waitFor, human) has no items")
@@ -175,6 +188,9 @@ def _expressions(definition: WorkflowDefinition) -> Iterator[tuple[int, StepDefi
             yield index, step, where, step.human.assignee
         if step.for_each is not None:
             yield index, step, f"steps[{index}] ({step.id}).forEach", step.for_each.items
+        if step.child is not None:
+            for at, text in step.child.expressions().items():
+                yield index, step, f"steps[{index}] ({step.id}).workflow.{at}", text
 
 
 def find_cycles(edges: Mapping[str, list[str]]) -> list[list[str]]:

@@ -116,7 +116,7 @@ def test_a_wait_for_an_event_survives_its_written_form_and_a_checkpoint() -> Non
         ({"waitFor": {"event": "e", "correlationKey": "steps.t.k"}}, "reads step 't', which"),
         ({"waitFor": {"event": "e", "correlationKey": "input.("}}, "correlationKey: syntax"),
         ({"waitFor": {"event": "e"}, "queue": "q"}, "a waiting step takes no 'queue'"),
-        ({"waitFor": {"event": "e"}, "wait": {"for": "1s"}}, "one of 'wait', 'waitFor' or 'human'"),
+        ({"waitFor": {"event": "e"}, "wait": {"for": "1s"}}, "one of wait, waitFor, human"),
         ({"waitFor": {"event": "e"}, "type": "noop"}, "a step that waits for an event has type"),
     ],
 )
