@@ -91,6 +91,13 @@ WHERE NOT EXISTS (SELECT 1 FROM workflow_executions e WHERE e.execution_id = $8
 ON CONFLICT (execution_id, step_id, attempt, report) DO NOTHING
 """
 
+INSERT_CHILD = """
+INSERT INTO workflow_children (child_execution_id, parent_execution_id, step_id, attempt,
+    depth, tenant_id, workflow_id, started_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+ON CONFLICT (child_execution_id) DO NOTHING
+"""
+
 INSERT_UNMATCHED = """
 INSERT INTO workflow_unmatched_events (tenant_id, name, scope, correlation_key, event_id,
     payload, sender, sent_at, expired_at)
@@ -143,15 +150,24 @@ class AuditRows:
     unmatched: Rows = field(default_factory=list)
     tasks: Rows = field(default_factory=list)
     closed_tasks: Rows = field(default_factory=list)
+    children: Rows = field(default_factory=list)  # sub-workflows' children, by their parent
     ended: list[str] = field(default_factory=list)  # executions that ended: open tasks close
 
     def __bool__(self) -> bool:
         tables = (self.executions, self.steps, self.ignored, self.replays, self.rejected)
-        return any(tables) or bool(self.unmatched or self.tasks or self.closed_tasks)
+        more = (self.unmatched, self.tasks, self.closed_tasks, self.children)
+        return any(tables) or any(more)
 
     @property
     def touch_tasks(self) -> bool:
         return bool(self.tasks or self.closed_tasks)
+
+
+def child_row(r: dict[str, Any]) -> tuple[Any, ...]:
+    """A sub-workflow child's link to the parent step that started it."""
+    link = r["parent"]
+    parent = (link["execution_id"], link["step_id"], link["attempt"], link["depth"])
+    return (r["execution_id"], *parent, r["tenant_id"], r["workflow_id"], when(r["timestamp"]))
 
 
 def rows_for(events: list[DecodedEvent]) -> AuditRows:
@@ -189,6 +205,8 @@ def rows_for(events: list[DecodedEvent]) -> AuditRows:
             rows.executions.append(
                 (*head, "running", r["input_json"], None, None, None, when(r["timestamp"]), None)
             )
+            if r.get("parent"):  # a sub-workflow's child: linked to its parent's step
+                rows.children.append(child_row(r))
         elif event.name == "WorkflowCompleted":
             ended = (None, r["outputs_json"], None, None, when(r["started_at"]))
             rows.executions.append((*head, "completed", *ended, when(r["timestamp"])))

@@ -123,7 +123,10 @@ class Checkpoints:
             parallel_enabled=self.settings.parallel_execution_enabled,
             max_foreach_items=self.settings.max_foreach_items,
         )
-        return state, {k: record[k] for k in ORIGIN_FIELDS}, None
+        origin = {k: record[k] for k in ORIGIN_FIELDS}
+        if record.get("parent"):  # a sub-workflow's child: its outcome goes to the parent
+            origin["parent"] = record["parent"]
+        return state, origin, None
 
     def write(self, key: bytes, partition: int, loaded: Loaded) -> None:
         """Write the checkpoint (and, first, its definition, once per partition)."""

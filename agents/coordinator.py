@@ -17,6 +17,11 @@ import faust
 from faust.types import EventT, StreamT
 
 from stepstream.agents.checkpoints import Checkpoints, Loaded, UnknownExecution
+from stepstream.agents.child_events import (
+    child_cancel,
+    child_start,
+    outcome_to_parent,
+)
 from stepstream.agents.coordinator_events import (
     command_event,
     core_event,
@@ -35,11 +40,16 @@ from stepstream.streams.changelog import Changelog
 from stepstream.streams.engine import ConsumedMessage, Engine
 from stepstream.streams.events import envelope
 from stepstream.workflows import (
+    CancelChild,
+    CancelWorkflow,
     Command,
+    CompleteWorkflow,
     EndAttempt,
     ExecutionState,
+    FailWorkflow,
     ScheduleRetry,
     ScheduleTimeout,
+    StartChild,
     Subscribe,
     Unsubscribe,
     announce,
@@ -84,9 +94,19 @@ class Coordinator:
             for change in wait_changes(self.names, origin, command):
                 await self.engine.send(*change)
             return
+        if isinstance(command, StartChild):
+            await self.engine.send(*child_start(self.names, state, origin, command))
+            return
+        if isinstance(command, CancelChild):
+            await self.engine.send(*child_cancel(self.names, origin, command))
+            return
         outgoing = command_event(self.names, state, origin, command)
         if outgoing is not None:
             await self.engine.send(*outgoing)
+        if isinstance(command, CompleteWorkflow | FailWorkflow | CancelWorkflow):
+            to_parent = outcome_to_parent(self.names, state, origin, command)
+            if to_parent is not None:
+                await self.engine.send(*to_parent)
 
     def decide(self, key: bytes, events: Sequence[EventT[Any]]) -> Decided:
         """Decode one execution's events, load its checkpoint and apply them. No I/O: what

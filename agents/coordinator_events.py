@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from stepstream.agents.child_events import core_child_ended
 from stepstream.streams.events import envelope, from_json, now_ms, to_json
 from stepstream.streams.partitioner import partition_index
 from stepstream.streams.topics import TopicNames
@@ -107,6 +108,8 @@ def core_event(name: str, record: dict[str, Any]) -> Event:
             record["answered_by"],
             at_ms=now_ms(),
         )
+    if name == "ChildEnded":
+        return core_child_ended(record)
     if name == "ReplayRequested":
         return Replay(
             record["request_id"],

@@ -19,6 +19,7 @@ from faust.types import EventT, StreamT
 from redis.exceptions import RedisError
 
 from stepstream.agents.admission import Request, StartGate, Wake
+from stepstream.agents.child_events import child_ended
 from stepstream.agents.rate_limiter import RateLimiter
 from stepstream.agents.start_watchdog import install as install_start_watchdog
 from stepstream.infra.cache import write_rate_stats
@@ -27,7 +28,7 @@ from stepstream.schemas.codec import CODEC, EventCodecError
 from stepstream.streams.engine import ConsumedMessage, Engine
 from stepstream.streams.events import envelope, event_id, now_ms
 from stepstream.workflows import WorkflowDefinition, definition_to_dict
-from stepstream.workflows.admission import Admission, Verdict, screen
+from stepstream.workflows.admission import Admission, Verdict, check_nesting, screen
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,10 @@ class Intake:
             )
 
     async def start_requested(self, request: Request, message: ConsumedMessage) -> None:
-        admission = screen(request, self.gate.seen(request), self.engine.settings.max_input_bytes)
+        settings = self.engine.settings
+        admission = screen(request, self.gate.seen(request), settings.max_input_bytes)
+        if admission is None:
+            admission = check_nesting(request, settings.max_nesting_depth)
         definition = None
         if admission is None:
             definition = await self.lookup(request, request["workflow_version"])
@@ -134,6 +138,11 @@ class Intake:
                     "WorkflowRejected",
                     record,
                 )
+                refused = child_ended(
+                    self.names, request, "rejected", error=f"{admission.code}: {admission.reason}"
+                )
+                if refused is not None:  # a sub-workflow's child: its parent's step fails
+                    await self.engine.send(*refused)
 
     async def announce_start(self, request: Request, definition: WorkflowDefinition) -> None:
         pinned = {**request, "workflow_version": definition.version}
@@ -142,6 +151,7 @@ class Intake:
             pinned,
             input_json=request["input_json"],
             definition_json=self.definition_json(definition),
+            parent=request.get("parent"),
         )
         await self.engine.send(
             self.names.executions, request["execution_id"], "WorkflowStarted", record

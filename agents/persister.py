@@ -22,6 +22,7 @@ from stepstream.agents.audit_rows import (
     CLOSE_TASK,
     CLOSE_TASKS_OF,
     COUNT_OPEN_TASKS,
+    INSERT_CHILD,
     INSERT_IGNORED,
     INSERT_REJECTED,
     INSERT_REPLAY,
@@ -83,6 +84,8 @@ class Persister:
                     await connection.executemany(INSERT_REJECTED, rows.rejected)
                 if rows.unmatched:
                     await connection.executemany(INSERT_UNMATCHED, rows.unmatched)
+                if rows.children:
+                    await connection.executemany(INSERT_CHILD, rows.children)
                 if rows.tasks:  # before their closures: a batch may open and close one
                     await connection.executemany(INSERT_TASK, rows.tasks)
                 if rows.closed_tasks:

@@ -179,6 +179,13 @@ def describe(execution_id: str, output: str) -> None:
     click.echo(f"{'input:':<18}{json.dumps(record.input)}")
     if record.outputs is not None:
         click.echo(f"{'outputs:':<18}{json.dumps(record.outputs)}")
+    if record.parent:
+        link = record.parent
+        started_by = f"{link['parent_execution_id']} (step {link['step_id']}, attempt "
+        click.echo(f"{'parent:':<18}{started_by}{link['attempt']}, depth {link['depth']})")
+    for child in record.children:
+        started = f"{child['child_execution_id']} ({child['workflow_id']}), started by step"
+        click.echo(f"{'child:':<18}{started} {child['step_id']} attempt {child['attempt']}")
     table = Table(title="step attempts")
     for column in ("step", "attempt", "type", "status", "worker", "took", "output / error"):
         table.add_column(column)

@@ -29,7 +29,12 @@ SELECT e.execution_id, e.workflow_id, e.workflow_version, e.tenant_id, e.user_id
              '[]') AS ignored,
     COALESCE((SELECT json_agg(t ORDER BY t.opened_at, t.step_id, t.attempt)
               FROM workflow_human_tasks t WHERE t.execution_id = e.execution_id),
-             '[]') AS tasks
+             '[]') AS tasks,
+    (SELECT row_to_json(c) FROM workflow_children c
+      WHERE c.child_execution_id = e.execution_id) AS parent,
+    COALESCE((SELECT json_agg(c ORDER BY c.started_at, c.child_execution_id)
+              FROM workflow_children c WHERE c.parent_execution_id = e.execution_id),
+             '[]') AS children
 FROM workflow_executions e
 LEFT JOIN workflow_definitions d ON d.id = e.workflow_id AND d.version = e.workflow_version
 WHERE e.execution_id = $1
@@ -97,6 +102,10 @@ class ExecutionRecord:
     ignored: list[IgnoredReport] = field(default_factory=list)
     tasks: list[HumanTaskRecord] = field(default_factory=list)  # human steps' tasks
     step_order: list[str] = field(default_factory=list)  # from its definition, if known
+    # Sub-workflows: the parent that started this one ({parent_execution_id, step_id,
+    # attempt, depth}), and the children its steps started, oldest first.
+    parent: dict[str, Any] | None = None
+    children: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def ended(self) -> bool:
@@ -106,13 +115,17 @@ class ExecutionRecord:
         result = {
             name: value.isoformat() if isinstance(value, datetime) else value
             for name, value in vars(self).items()
-            if name not in ("steps", "ignored", "tasks", "step_order")
+            if name not in ("steps", "ignored", "tasks", "step_order", "parent", "children")
         }
         if self.step_order or self.steps:
             result["steps"] = [vars(step) for step in self.steps]
             result["ignored_reports"] = [vars(report) for report in self.ignored]
         if self.tasks:
             result["tasks"] = [task.as_dict() for task in self.tasks]
+        if self.parent:
+            result["parent"] = self.parent
+        if self.children:
+            result["children"] = self.children
         return result
 
 
@@ -143,6 +156,8 @@ async def describe_execution(
         steps=steps,
         ignored=ignored,
         tasks=[task_of(task) for task in json.loads(row["tasks"])],
+        parent=_json(row["parent"]),
+        children=json.loads(row["children"]),
         step_order=[step["id"] for step in definition.get("steps", [])],
     )
 

@@ -123,6 +123,7 @@ class Settings:
     parallel_execution_enabled: bool = True
     max_parallel_steps: int = 10
     max_foreach_items: int = DEFAULT_MAX_ITEMS  # items a `forEach` may fan out over
+    max_nesting_depth: int = 5  # how deep sub-workflows may nest
     kafka_bootstrap_servers: str = "127.0.0.1:19092"
     database_url: str = "postgresql://stepstream:stepstream@127.0.0.1:15432/stepstream"
     redis_url: str = "redis://127.0.0.1:16379/0"
@@ -203,6 +204,7 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "parallel_execution_enabled": ("WORKFLOW_PARALLEL_EXECUTION_ENABLED", _parse_bool),
     "max_parallel_steps": ("WORKFLOW_MAX_PARALLEL_STEPS", _parse_positive_int),
     "max_foreach_items": ("WORKFLOW_MAX_FOREACH_ITEMS", _parse_foreach_cap),
+    "max_nesting_depth": ("WORKFLOW_MAX_NESTING_DEPTH", _parse_positive_int),
     "kafka_bootstrap_servers": ("KAFKA_BOOTSTRAP_SERVERS", _parse_non_empty),
     "database_url": ("DATABASE_URL", _parse_url("postgresql", "postgres")),
     "redis_url": ("REDIS_URL", _parse_url("redis", "rediss", "unix")),

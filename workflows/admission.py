@@ -76,3 +76,17 @@ def check_input(request: dict[str, Any], definition: WorkflowDefinition | None) 
     if not isinstance(workflow_input, dict):
         return rejection("invalid_input", "input must be a JSON object")
     return None
+
+
+def check_nesting(request: dict[str, Any], max_depth: int) -> Admission | None:
+    """Reject a sub-workflow's child nested deeper than WORKFLOW_MAX_NESTING_DEPTH: a
+    definition that calls itself through others (found only at run time) ends there."""
+    parent = request.get("parent")
+    if parent and parent["depth"] > max_depth:
+        return rejection(
+            "nesting_too_deep",
+            f"a child at depth {parent['depth']}, over WORKFLOW_MAX_NESTING_DEPTH ({max_depth})"
+            f" (started by {parent['execution_id']} step {parent['step_id']})",
+            limit=f"depth {max_depth}",
+        )
+    return None
