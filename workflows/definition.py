@@ -106,6 +106,7 @@ class StepDefinition:
     human: HumanTask | None = None
     for_each: ForEach | None = None  # one instance per item of a list read at run time
     child: ChildWorkflow | None = None  # a sub-workflow this step starts and waits for
+    source: str | None = None  # where a step expanded from a template came from
 
     @property
     def held(self) -> bool:

@@ -15,7 +15,8 @@ instance's report costs the same at item 10 and at item 10,000.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, NamedTuple
@@ -142,3 +143,51 @@ def instance_inputs(
 def failed_entry(error: str | None) -> dict[str, Any]:
     """What a failed instance leaves in the step's output list (continue, tolerate)."""
     return {"error": error or "failed"}
+
+
+ITEM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+TOLERATED = re.compile(r"(\d+(?:\.\d+)?)\s*%?")
+NOT_ITEM_NAMES = frozenset({"input", "steps", "index"})
+
+
+def parse_for_each(
+    raw: Mapping[str, Any], where: str, fail: Callable[[str, str], None]
+) -> ForEach | None:
+    """`forEach: <expression>` with `as`, `maxParallel` and `failurePolicy`."""
+    if "forEach" not in raw:
+        for field_name in sorted({"as", "maxParallel", "failurePolicy"} & set(raw)):
+            fail(f"{where}.{field_name}", "only a step with 'forEach' takes it")
+        return None
+    items = raw["forEach"]
+    if not (isinstance(items, str) and items.strip()):
+        fail(f"{where}.forEach", f"must be an expression in a string, got {items!r}")
+        items = "[]"
+    as_name = raw.get("as", "item")
+    if not (isinstance(as_name, str) and ITEM_NAME.fullmatch(as_name)) or as_name in NOT_ITEM_NAMES:
+        fail(f"{where}.as", f"must be a name other than input, steps, index: {as_name!r}")
+        as_name = "item"
+    limit = raw.get("maxParallel")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        fail(f"{where}.maxParallel", f"must be a positive integer, got {limit!r}")
+        limit = None
+    policy, percent = _failure_policy(where, raw.get("failurePolicy", "failFast"), fail)
+    return ForEach(items, as_name, limit, policy, percent)
+
+
+def _failure_policy(
+    where: str, raw: Any, fail: Callable[[str, str], None]
+) -> tuple[FailurePolicy, float]:
+    """`failFast`, `continue`, or `{tolerate: 20%}` (also written `tolerate 20%`)."""
+    if isinstance(raw, str) and raw in {FailurePolicy.FAIL_FAST, FailurePolicy.CONTINUE}:
+        return FailurePolicy(raw), 0.0
+    text = raw.get("tolerate") if isinstance(raw, Mapping) and len(raw) == 1 else None
+    if isinstance(raw, str) and raw.startswith("tolerate"):
+        text = raw.removeprefix("tolerate").lstrip(": ")
+    match = TOLERATED.fullmatch(str(text).strip()) if text is not None else None
+    if match is None or not 0 <= float(match.group(1)) <= 100:
+        fail(
+            f"{where}.failurePolicy",
+            f"must be failFast, continue or {{tolerate: N%}} (0-100), got {raw!r}",
+        )
+        return FailurePolicy.FAIL_FAST, 0.0
+    return FailurePolicy.TOLERATE, float(match.group(1))

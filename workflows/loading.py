@@ -30,12 +30,15 @@ def parse_definition(
     text: str, fmt: Format = "yaml", step_types: Collection[str] | None = None
 ) -> WorkflowDefinition:
     """Parse and validate; syntax errors are reported like any other problem."""
-    raw: Any
+    return build_definition(load_raw(text, fmt), step_types)
+
+
+def load_raw(text: str, fmt: Format = "yaml") -> Any:
+    """The text as data; a syntax error is reported as a problem of the file."""
     try:
-        raw = json.loads(text) if fmt == "json" else yaml.safe_load(text)
+        return json.loads(text) if fmt == "json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as error:
         raise InvalidDefinition([Problem("(file)", f"not valid {fmt.upper()}: {error}")]) from None
-    return build_definition(raw, step_types)
 
 
 def definition_to_dict(definition: WorkflowDefinition) -> dict[str, Any]:
@@ -76,6 +79,7 @@ def definition_to_dict(definition: WorkflowDefinition) -> dict[str, Any]:
                 **(_human_to_dict(step.human) if step.human is not None else {}),
                 **(step.for_each.to_dict() if step.for_each is not None else {}),
                 **(step.child.to_dict() if step.child is not None else {}),
+                **({"from": step.source} if step.source is not None else {}),
                 **(
                     {"trigger": str(step.trigger)}
                     if step.trigger is not Trigger.NONE_FAILED

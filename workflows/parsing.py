@@ -25,7 +25,7 @@ from stepstream.workflows.definition import (
     WorkflowDefinition,
 )
 from stepstream.workflows.durations import DurationError, parse_duration
-from stepstream.workflows.fan_out import FailurePolicy, ForEach
+from stepstream.workflows.fan_out import parse_for_each
 from stepstream.workflows.problems import Problem
 from stepstream.workflows.rate_limit import OverLimitPolicy, RateLimit
 
@@ -34,7 +34,7 @@ RATE_LIMIT_FIELDS = {"points", "windowSeconds", "policy"}
 STEP_FIELDS = {"id", "type", "name", "description", "dependsOn", "retry", "timeoutMs"}
 STEP_FIELDS |= {"parallel", "config", "queue", "when", "trigger", "wait", "waitFor", "onTimeout"}
 STEP_FIELDS |= {"human", "forEach", "as", "maxParallel", "failurePolicy"}
-STEP_FIELDS |= {"workflow", "onParentCancel"}
+STEP_FIELDS |= {"workflow", "onParentCancel", "from"}
 WAIT_FIELDS = {"for", "until"}
 WAIT_FOR_FIELDS = {"event", "correlationKey", "timeout"}
 HUMAN_FIELDS = {"assignee", "form", "title", "timeout"}
@@ -45,8 +45,6 @@ EVENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
 NOT_ON_WAITS = {"queue", "retry", "timeoutMs", "config"}
 # A queue name becomes part of a topic name: `<prefix>.tasks.<queue>`.
 QUEUE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
-ITEM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
-TOLERATED = re.compile(r"(\d+(?:\.\d+)?)\s*%?")
 RETRY_FIELDS = {"maxAttempts", "initialBackoffMs", "multiplier", "maxBackoffMs", "jitter"}
 DEFAULTS_FIELDS = {"retry", "timeoutMs"}
 
@@ -162,8 +160,9 @@ class Parser:
             wait=wait,
             wait_for=wait_for,
             human=human,
-            for_each=self.for_each(where, raw),
+            for_each=parse_for_each(raw, where, self.fail),
             child=self.child(where, raw),
+            source=raw.get("from") if isinstance(raw.get("from"), str) else None,
         )
 
     def child(self, where: str, raw: Mapping[str, Any]) -> ChildWorkflow | None:
@@ -171,47 +170,6 @@ class Parser:
             for field_name in sorted({"queue", "timeoutMs", "config"} & set(raw)):
                 self.fail(where, f"a sub-workflow step takes no {field_name!r}: no worker runs it")
         return parse_child(raw, where, self.fail)
-
-    def for_each(self, where: str, raw: Mapping[str, Any]) -> ForEach | None:
-        """`forEach: <expression>` with `as`, `maxParallel` and `failurePolicy`."""
-        if "forEach" not in raw:
-            for field_name in sorted({"as", "maxParallel", "failurePolicy"} & set(raw)):
-                self.fail(f"{where}.{field_name}", "only a step with 'forEach' takes it")
-            return None
-        items = raw["forEach"]
-        if not (isinstance(items, str) and items.strip()):
-            self.fail(f"{where}.forEach", f"must be an expression in a string, got {items!r}")
-            items = "[]"
-        as_name = raw.get("as", "item")
-        if not (isinstance(as_name, str) and ITEM_NAME.fullmatch(as_name)) or as_name in {
-            "input",
-            "steps",
-            "index",
-        }:
-            self.fail(f"{where}.as", f"must be a name other than input, steps, index: {as_name!r}")
-            as_name = "item"
-        limit = raw.get("maxParallel")
-        if limit is not None and not (_is_int(limit) and limit >= 1):
-            self.fail(f"{where}.maxParallel", f"must be a positive integer, got {limit!r}")
-            limit = None
-        policy, percent = self.failure_policy(where, raw.get("failurePolicy", "failFast"))
-        return ForEach(items, as_name, limit, policy, percent)
-
-    def failure_policy(self, where: str, raw: Any) -> tuple[FailurePolicy, float]:
-        """`failFast`, `continue`, or `{tolerate: 20%}` (also written `tolerate 20%`)."""
-        if isinstance(raw, str) and raw in {FailurePolicy.FAIL_FAST, FailurePolicy.CONTINUE}:
-            return FailurePolicy(raw), 0.0
-        text = raw.get("tolerate") if isinstance(raw, Mapping) and len(raw) == 1 else None
-        if isinstance(raw, str) and raw.startswith("tolerate"):
-            text = raw.removeprefix("tolerate").lstrip(": ")
-        match = TOLERATED.fullmatch(str(text).strip()) if text is not None else None
-        if match is None or not 0 <= float(match.group(1)) <= 100:
-            self.fail(
-                f"{where}.failurePolicy",
-                f"must be failFast, continue or {{tolerate: N%}} (0-100), got {raw!r}",
-            )
-            return FailurePolicy.FAIL_FAST, 0.0
-        return FailurePolicy.TOLERATE, float(match.group(1))
 
     def held_type(self, raw: Mapping[str, Any], where: str) -> str:
         """A held step's type may be left out: it is implied by how it waits."""

@@ -101,7 +101,15 @@ def describe(definition: WorkflowDefinition, durations: Mapping[str, float] | No
             after = f" after {', '.join(step.depends_on)}" if step.depends_on else ""
             when = f" when {step.when}" if step.when is not None else ""
             trigger = f" (trigger {step.trigger})" if step.trigger != "none_failed" else ""
-            lines.append(f"    {step_id} [{step.type}]{after}{when}{trigger}{_waits(step)}")
+            fan = f", for each of {step.for_each.items}" if step.for_each is not None else ""
+            child = ""
+            if step.child is not None:
+                pinned = f" v{step.child.version}" if step.child.version else ""
+                child = f", runs workflow {step.child.workflow_id}{pinned}"
+            line = f"    {step_id} [{step.type}]{after}{when}{trigger}{_waits(step)}{fan}{child}"
+            lines.append(line)
+            if step.source is not None:
+                lines.append(f"      from {step.source}")
     lines.append(
         f"  critical path: {' -> '.join(result.critical_path)} "
         f"({result.critical_path_duration:g} of {result.total_duration:g} units if run in sequence)"
