@@ -105,6 +105,7 @@ def execution_page(
     reasons: Mapping[str, str],
     writable: bool,
     message: str = "",
+    fans: Mapping[str, str] | None = None,
 ) -> str:
     head = (
         f"<p>workflow {escape(record.workflow_id)} v{record.workflow_version}, tenant "
@@ -153,10 +154,33 @@ def execution_page(
     actions = _actions(record, definition) if writable else ""
     body = (
         f'<section id="execution" data-execution="{escape(record.execution_id)}"'
-        f' data-live="{"no" if record.ended else "yes"}">{head}{graph}</section>'
-        f"{actions}{why}{timeline}"
+        f' data-live="{"no" if record.ended else "yes"}">{head}{_family(record, fans or {})}'
+        f"{graph}</section>{actions}{why}{timeline}"
     )
     return layout(f"execution {record.execution_id}", body, message, writable)
+
+
+def _family(record: ExecutionRecord, fans: Mapping[str, str]) -> str:
+    """Fan-outs' progress, and links to the parent that started this execution and to
+    the children its steps started."""
+    parts = [
+        f'<p class="fan-out"><strong>{escape(step)}</strong>: {escape(done)}</p>'
+        for step, done in fans.items()
+    ]
+    if record.parent:
+        parent = record.parent["parent_execution_id"]
+        parts.append(
+            f'<p class="parent">started by <a href="/executions/{escape(parent)}">'
+            f"{escape(parent)}</a>, step {escape(record.parent['step_id'])}</p>"
+        )
+    for child in record.children:
+        child_id = child["child_execution_id"]
+        parts.append(
+            f'<p class="child">step {escape(child["step_id"])} started '
+            f'<a href="/executions/{escape(child_id)}">{escape(child_id)}</a>'
+            f" ({escape(child['workflow_id'])})</p>"
+        )
+    return "".join(parts)
 
 
 def _input_of(record: ExecutionRecord, definition: WorkflowDefinition | None, step: str) -> str:

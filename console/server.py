@@ -118,20 +118,35 @@ class Console:
         if record is None:
             raise web.HTTPNotFound(text=f"no execution {execution_id} is recorded")
         definition: WorkflowDefinition | None = build_definition(json.loads(body)) if body else None
-        states, reasons = await self.states_of(execution_id)
+        states, reasons, fans = await self.states_of(execution_id)
         html = pages.execution_page(
-            record, definition, states, reasons, self.writable, request.query.get("message", "")
+            record,
+            definition,
+            states,
+            reasons,
+            self.writable,
+            request.query.get("message", ""),
+            fans,
         )
         return web.Response(text=html, content_type="text/html")
 
-    async def states_of(self, execution_id: str) -> tuple[dict[str, str], dict[str, str]]:
-        """Each step's state and, for those not running, why: from the checkpoint."""
+    async def states_of(
+        self, execution_id: str
+    ) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
+        """Each step's state, why those not running are not, and how far each fan-out
+        is ("37 of 120 items done"): from the checkpoint."""
         stored = await read_checkpoint(self.settings, execution_id)
         if stored is None:
-            return {}, {}
+            return {}, {}, {}
         state = read_state(stored["state"])
         states = {step_id: str(step.status) for step_id, step in state.steps.items()}
-        return states, explain(state, now_ms())
+        fans = {}
+        for step_id in state.definition.fan_outs:
+            fan = state.steps[step_id].fan
+            if fan is not None:
+                failed = f", {fan.failed} failed" if fan.failed else ""
+                fans[step_id] = f"{fan.released - fan.running} of {fan.items} items done{failed}"
+        return states, explain(state, now_ms()), fans
 
     async def events(self, request: web.Request) -> web.StreamResponse:
         """Server-sent events: every step's state now, then each change until the end."""
@@ -143,7 +158,7 @@ class Console:
             await response.write(f"data: {json.dumps(data)}\n\n".encode())
 
         async with ExecutionWatcher(self.settings, execution_id) as watcher:
-            states, _ = await self.states_of(execution_id)
+            states, _, _ = await self.states_of(execution_id)
             for step_id, state in states.items():
                 await send({"step": step_id, "state": state})
             outcome = None  # sent last: the page stops listening when it has the outcome

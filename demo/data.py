@@ -22,12 +22,19 @@ TECHNICIANS = [  # (name, skills, latitude, longitude, capacity)
     ("Dev Fixit", ["plumbing", "electrical", "hvac"], 52.4000, 13.0700, 4),
     ("Eli Away", ["plumbing"], 52.5010, 13.3930, 5),
 ]
+RESIDENTS = [  # (property index, name, contact, channel)
+    (0, "Mia Linden", "mia@lindenhof.example", "email"),
+    (0, "Noah Linden", "+49 30 1111 2222", "sms"),
+    (0, "Ola Linden", "ola@lindenhof.example", "email"),
+    (1, "Paul Spree", "paul@spreeblick.example", "email"),
+]
 
 
 async def seed(connection: asyncpg.Connection) -> bool:
     """Insert the demo rows unless properties exist already; True when it inserted."""
     async with connection.transaction():
         if await connection.fetchval("SELECT count(*) FROM properties"):
+            await seed_residents(connection)
             return False
         property_ids = [
             await connection.fetchval(
@@ -48,4 +55,17 @@ async def seed(connection: asyncpg.Connection) -> bool:
         )
         # Eli lives next door to Lindenhof but is off duty: the nearest must be active.
         await connection.execute("UPDATE technicians SET active = false WHERE name = 'Eli Away'")
+        await seed_residents(connection)
     return True
+
+
+async def seed_residents(connection: asyncpg.Connection) -> None:
+    """The demo properties' residents (added to a database seeded before they were)."""
+    if await connection.fetchval("SELECT count(*) FROM residents"):
+        return
+    names = [row[0] for row in PROPERTIES]
+    await connection.executemany(
+        "INSERT INTO residents (property_id, name, contact, channel)"
+        " SELECT id, $2, $3, $4 FROM properties WHERE name = $1",
+        [(names[index], name, contact, channel) for index, name, contact, channel in RESIDENTS],
+    )

@@ -160,7 +160,17 @@ STEP_TYPES = (
     "SEND_NOTIFICATION",
     "ASSIGN_TECHNICIAN",
     "REASSIGN_TECHNICIAN",
+    "LIST_RESIDENTS",
 )
+
+# The request's property's residents, in one statement; a request of a property with
+# none gives one row with null resident columns (and no row: no such request).
+RESIDENTS = """
+SELECT r.id AS request_id, p.id AS resident_id, p.name, p.contact, p.channel
+FROM maintenance_requests r LEFT JOIN residents p ON p.property_id = r.property_id
+WHERE r.id = $1
+ORDER BY p.id
+"""
 
 
 class NoTechnicianAvailable(Exception):
@@ -203,6 +213,7 @@ class MaintenanceSteps:
             self.send_notification,
             self.assign_technician,
             self.reassign_technician,
+            self.list_residents,
         )
         for step_type, handler in zip(STEP_TYPES, handlers, strict=True):
             self.package.step(step_type)(handler)
@@ -254,10 +265,31 @@ class MaintenanceSteps:
             "priority_source": decision.source,
         }
 
+    async def list_residents(self, context: StepContext) -> dict[str, Any]:
+        """Who lives in the request's property: the list a `forEach` notifies."""
+        request_id = request_id_of(context)
+        pool = await self._pool()
+        with METRICS.timed_query("list_residents"):
+            rows = await pool.fetch(RESIDENTS, request_id)
+        if not rows:
+            raise PermanentStepError(f"maintenance request {request_id} does not exist")
+        residents = [
+            {"resident_id": row["resident_id"], "name": row["name"]}
+            | {"contact": row["contact"], "channel": row["channel"]}
+            for row in rows
+            if row["resident_id"] is not None
+        ]
+        return {"request_id": request_id, "residents": residents}
+
     async def send_notification(self, context: StepContext) -> dict[str, Any]:
+        """To `config.recipient` (else the tenant), or, in a fan-out over residents, to
+        the instance's resident on their channel."""
         request_id = request_id_of(context)
         recipient = str(context.config.get("recipient", f"tenant:{context.tenant_id}"))
         channel = str(context.config.get("channel", "email"))
+        if isinstance(context.item, dict) and "contact" in context.item:
+            recipient = str(context.item["contact"])
+            channel = str(context.item.get("channel", channel))
         body = f"Maintenance request {request_id} received: {context.input.get('title', '')}"
         pool = await self._pool()
         with METRICS.timed_query("write_outbox"):

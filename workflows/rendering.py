@@ -24,6 +24,10 @@ def _box(step: StepDefinition) -> list[str]:
         lines.append(f"trigger: {step.trigger}")
     if step.when is not None and not step.depends_on:
         lines.append(f"when: {step.when}")
+    if step.for_each is not None:  # one node for every instance it will run
+        lines.append(f"for each of {step.for_each.items}")
+    if step.child is not None:
+        lines.append(f"runs workflow {step.child.workflow_id}")
     return lines
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pytest
 from stepstream.client.watch import read_checkpoint
 from stepstream.client.workflow_client import Outcome, WorkflowClient
 from stepstream.streams.settings import Settings
+from tests.integration.test_console import console_process
 from tests.integration.workers import (
     WorkerProcess,
     cli,
@@ -187,3 +189,31 @@ def test_register_refuses_a_workflow_that_calls_itself(engine: Engine, tmp_path:
     assert refused.returncode == 2
     assert "steps[0] (again).workflow.id" in refused.stderr + refused.stdout
     assert "loop calls itself: loop -> loop" in refused.stderr + refused.stdout
+
+
+def test_the_console_links_parent_and_child_both_ways(
+    engine: Engine, worker: WorkerProcess, tmp_path: Path
+) -> None:
+    settings, env, _ = engine
+    parent_id = f"linked-{time.time_ns()}"
+    child_id = f"{parent_id}.assign.1"
+    assert asyncio.run(run(settings, "maintenance", parent_id)).status == "completed"
+    described(env, child_id, "parent")  # recorded by the persister
+    with console_process(env, tmp_path / "console.log") as base:
+
+        def page(execution_id: str, wanted: str) -> str | None:
+            with urllib.request.urlopen(f"{base}/executions/{execution_id}") as response:
+                html = response.read().decode()
+            return html if wanted in html else None
+
+        parent_page = asyncio.run(
+            wait_until(lambda: page(parent_id, child_id), 30, "the child on the parent's page")
+        )
+        assert f'started <a href="/executions/{child_id}">{child_id}</a> (assign-block)' in (
+            parent_page
+        )
+        child_page = page(child_id, parent_id)
+        assert child_page is not None
+        assert f'started by <a href="/executions/{parent_id}">{parent_id}</a>, step assign' in (
+            child_page
+        )

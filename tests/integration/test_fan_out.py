@@ -7,16 +7,21 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 
 from stepstream.client.workflow_client import Outcome, WorkflowClient
+from stepstream.demo.data import seed
 from stepstream.streams.settings import Settings
 from stepstream.streams.topics import TopicNames
+from stepstream.workflows import parse_definition
+from tests.integration.test_console import console_process
 from tests.integration.workers import (
     WorkerProcess,
     cli,
@@ -28,6 +33,7 @@ from tests.integration.workers import (
 )
 from tests.waiting import wait_until
 
+ROOT = Path(__file__).resolve().parents[2]
 STEPS = ("--steps", "tests.integration.fan_out_steps")
 CAP = 500
 
@@ -191,3 +197,55 @@ def test_a_fan_out_survives_its_workers_sigkill_each_instance_completed_once(
     doubled = {step: n for step, n in completed.items() if n > 1}
     assert not doubled, f"instances decided twice: {doubled}"
     assert completed["each"] == 1  # the fan-out completed once
+
+
+def test_the_console_shows_how_far_a_fan_out_is(
+    fan: FanOut, worker: WorkerProcess, tmp_path: Path
+) -> None:
+    engine, env, _ = fan
+    outcome = asyncio.run(run(engine, "fan-continue", [{"n": 1}, {"fail": True}, {"n": 3}]))
+    assert outcome.status == "completed"
+    with console_process(env, tmp_path / "console.log") as base:
+
+        def shown() -> str | None:
+            url = f"{base}/executions/{outcome.execution_id}"
+            with urllib.request.urlopen(url) as response:
+                html = response.read().decode()
+            return html if 'class="fan-out"' in html else None
+
+        html = asyncio.run(wait_until(shown, 30, "the fan-out's progress on its page"))
+    assert "<strong>each</strong>: 3 of 3 items done, 1 failed" in html
+
+
+def test_the_reference_workflow_notifies_every_resident_of_the_property(
+    fan: FanOut, worker: WorkerProcess
+) -> None:
+    engine, _, _ = fan
+    example = ROOT / "demo" / "examples" / "notify-residents.yaml"
+    asyncio.run(prepare(engine, parse_definition(example.read_text())))
+
+    async def scenario() -> tuple[Outcome, list[str]]:
+        connection = await asyncpg.connect(engine.database_url)
+        try:
+            await seed(connection)
+            lindenhof = await connection.fetchval(
+                "SELECT id FROM properties WHERE name = 'Lindenhof'"
+            )
+            contacts = await connection.fetch(
+                "SELECT contact FROM residents WHERE property_id = $1 ORDER BY id", lindenhof
+            )
+        finally:
+            await connection.close()
+        async with WorkflowClient(engine) as client:
+            execution_id = await client.start_workflow(
+                "notify-residents",
+                {"property_id": lindenhof, "title": "Lift out of order"},
+                "t",
+                "u",
+            )
+            return await client.wait_for(execution_id, timeout=120), [r[0] for r in contacts]
+
+    outcome, contacts = asyncio.run(scenario())
+    assert outcome.status == "completed", outcome.record
+    assert [n["recipient"] for n in outcome.outputs["notify"]] == contacts
+    assert len(contacts) >= 3

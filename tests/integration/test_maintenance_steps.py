@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 import asyncpg
@@ -32,6 +33,10 @@ class CountingPool:
     async def execute(self, *args: Any) -> Any:
         self.statements += 1
         return await self.pool.execute(*args)
+
+    async def fetch(self, *args: Any) -> Any:
+        self.statements += 1
+        return await self.pool.fetch(*args)
 
 
 @pytest.fixture
@@ -235,3 +240,50 @@ async def test_a_reassignment_moves_the_request_to_another_technician_once(
     again = await steps.reassign_technician(ctx)  # redelivered: the same choice, no new load
     assert again["technician_id"] == moved["technician_id"] and again["already_reassigned"]
     assert await ids(pool, workload.format(moved["technician_id"])) == load
+
+
+async def test_the_residents_of_the_requests_property_come_from_one_statement(
+    steps: MaintenanceSteps, pool: CountingPool, run_token: str
+) -> None:
+    request_id = await new_request(steps, pool, f"{run_token}-r1")
+    before = pool.statements
+    output = await steps.list_residents(
+        context(f"{run_token}-r1", "residents", {"create": {"request_id": request_id}})
+    )
+    assert pool.statements - before == 1
+    assert output["request_id"] == request_id
+    assert [(r["name"], r["contact"], r["channel"]) for r in output["residents"]] == [
+        ("Mia Linden", "mia@lindenhof.example", "email"),
+        ("Noah Linden", "+49 30 1111 2222", "sms"),
+        ("Ola Linden", "ola@lindenhof.example", "email"),
+    ]
+
+
+async def test_each_resident_is_notified_once_on_their_channel(
+    steps: MaintenanceSteps,
+    pool: CountingPool,
+    published: list[dict[str, Any]],
+    run_token: str,
+) -> None:
+    execution = f"{run_token}-r2"
+    request_id = await new_request(steps, pool, execution)
+    listed = await steps.list_residents(
+        context(execution, "residents", {"create": {"request_id": request_id}})
+    )
+    for _delivery in range(2):  # every instance delivered twice
+        for index, resident in enumerate(listed["residents"]):
+            instance = replace(
+                context(execution, f"notify[{index}]", {"residents": listed}),
+                item=resident,
+                index=index,
+            )
+            await steps.send_notification(instance)
+    assert [(n["recipient"], n["channel"]) for n in published] == [
+        ("mia@lindenhof.example", "email"),
+        ("+49 30 1111 2222", "sms"),
+        ("ola@lindenhof.example", "email"),
+    ]
+    rows = await pool.pool.fetchval(
+        "SELECT count(*) FROM notifications WHERE request_id = $1", request_id
+    )
+    assert rows == 3

@@ -40,6 +40,8 @@ from stepstream.workflows.checkpoint import (
 )
 from stepstream.workflows.execution import EmitStepReady, EndAttempt, announce
 from stepstream.workflows.explain import explain
+from stepstream.workflows.planning import describe
+from stepstream.workflows.rendering import to_mermaid
 from stepstream.workflows.stalls import waiting_on
 from stepstream.workflows.state import changed_steps
 
@@ -375,3 +377,9 @@ def test_a_silent_instance_of_a_queue_fan_out_times_out_and_is_retried() -> None
     state, _ = reduce(state, Tick(now_ms=5000, step_id="notify[0]"))
     assert state.steps["notify[0]"].status is StepStatus.RETRYING
     assert state.steps["notify[0]"].timed_out
+
+
+def test_plan_draws_a_fan_out_as_one_node_with_its_items() -> None:
+    definition = fan_definition()
+    assert 's1["notify<br/>noop<br/>for each of steps.read.tenants"]' in to_mermaid(definition)
+    assert "notify [noop] after read, for each of steps.read.tenants" in describe(definition)
