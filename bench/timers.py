@@ -98,6 +98,12 @@ def main() -> None:
     parser.add_argument("--timers", type=int, default=100_000)
     parser.add_argument("--spread", type=float, default=20.0, help="seconds the due times span")
     parser.add_argument("--load", type=float, default=0.0, help="steps/s of other work")
+    parser.add_argument(
+        "--arm-rate",
+        type=float,
+        default=1500.0,
+        help="starts/s the worker is expected to arm (the first timer falls due after)",
+    )
     options = parser.parse_args()
     prefix = f"bench-timers-{uuid.uuid4().hex[:8]}"
     env = {
@@ -115,7 +121,7 @@ def main() -> None:
     try:
         asyncio.run(wait_until_ready(settings, [first], 120))
         count = options.timers
-        publish_s = count / 1500 + 30  # the starts, then the arming, before the first is due
+        publish_s = count / options.arm_rate + 30  # the starts and the arming, before any is due
         began = time.monotonic()
         first_due = now_ms() + int(publish_s * 1000) + 30_000
         asyncio.run(arm(settings, count, first_due, int(options.spread * 1000)))

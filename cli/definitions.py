@@ -125,6 +125,7 @@ def register(
     else:
         definition = read_definition(file, known)
     problems, warnings = check_queue_steps(definition, served.queue_types)
+    problems += run(call_cycle_problems(settings, definition))
     if problems:
         raise invalid_definition(file, problems)
     for warning in warnings:
@@ -159,6 +160,36 @@ def register(
         print_json({"status": state, "id": definition.id, "version": definition.version})
     else:
         click.echo(f"{state}: {definition.id} version {definition.version}")
+
+
+async def call_cycle_problems(settings: Any, definition: WorkflowDefinition) -> list[Any]:
+    """A sub-workflow step whose static calls, through registered workflows, come back
+    to this one: refused with the path (a call made only at run time is stopped by
+    WORKFLOW_MAX_NESTING_DEPTH)."""
+    from stepstream.streams.definitions import DefinitionCatalog
+    from stepstream.streams.topics import TopicNames
+    from stepstream.workflows import Problem
+    from stepstream.workflows.children import call_cycle
+
+    calls = {s.id: s.child for s in definition.steps if s.child is not None}
+    if not calls:
+        return []
+    names = TopicNames.for_prefix(settings.topic_prefix)
+    catalog = DefinitionCatalog(settings.kafka_bootstrap_servers, names.definitions)
+    await catalog.start()
+    try:
+        await catalog.caught_up()
+        problems = []
+        for index, step in enumerate(definition.steps):
+            if step.child is None:
+                continue
+            path = call_cycle(definition.id, {step.id: step.child}, catalog.get)
+            if path is not None:
+                where = f"steps[{index}] ({step.id}).workflow.id"
+                problems.append(Problem(where, f"a call cycle: {' -> '.join(path)}"))
+        return problems
+    finally:
+        await catalog.stop()
 
 
 def is_template(raw: Any) -> bool:

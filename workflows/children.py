@@ -121,3 +121,32 @@ def parse_child(
         fail(f"{where}.onParentCancel", f"must be cancel or abandon, got {on_cancel!r}")
         on_cancel = OnParentCancel.CANCEL
     return ChildWorkflow(spec["id"], version, child_in, OnParentCancel(on_cancel))
+
+
+def call_cycle(
+    workflow_id: str,
+    calls: Mapping[str, Any],
+    lookup: Callable[[str, int], Any],
+) -> list[str] | None:
+    """A path of static calls from `workflow_id` back to itself, through registered
+    workflows (`lookup(id, version)` gives a definition or None; version 0: the latest),
+    or None. `calls`: the workflow's own steps that call, by step id, as ChildWorkflow."""
+    seen: set[str] = set()
+
+    def walk(path: list[str], children: list[ChildWorkflow]) -> list[str] | None:
+        for child in children:
+            if child.workflow_id == workflow_id:
+                return [*path, workflow_id]
+            if child.workflow_id in seen:
+                continue
+            seen.add(child.workflow_id)
+            called = lookup(child.workflow_id, child.version)
+            if called is None:
+                continue
+            nested = [s.child for s in called.steps if s.child is not None]
+            found = walk([*path, child.workflow_id], nested)
+            if found is not None:
+                return found
+        return None
+
+    return walk([workflow_id], list(calls.values()))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from stepstream.workflows.children import child_execution_id
 from stepstream.workflows.event_waits import state_key
 from stepstream.workflows.human_tasks import task_assignee
 from stepstream.workflows.state import ExecutionState, ExecutionStatus, StepState, StepStatus
@@ -65,6 +66,10 @@ def _running(state: ExecutionState, step_id: str, step: StepState, now_ms: int) 
             f"fanned out over {text}: {finished} of {fan.items} items done, "
             f"{fan.running} running{failed}"
         )
+    if step_definition.child is not None:
+        child_id = child_execution_id(state.execution_id, step_id, step.attempt)
+        workflow = step_definition.child.workflow_id
+        return f"waiting for its child {child_id} (workflow {workflow}) to end"
     limit = step_definition.limit
     if limit is not None:
         if step_definition.wait_for is not None:

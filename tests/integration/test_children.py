@@ -217,3 +217,21 @@ def test_the_console_links_parent_and_child_both_ways(
         assert f'started by <a href="/executions/{parent_id}">{parent_id}</a>, step assign' in (
             child_page
         )
+
+
+def test_register_refuses_a_call_cycle_through_registered_workflows(
+    engine: Engine, tmp_path: Path
+) -> None:
+    _, env, _ = engine
+    token = time.time_ns()
+    ping = tmp_path / "ping.yaml"
+    ping.write_text(f"id: ping-{token}\nsteps:\n  - {{id: call, workflow: {{id: pong-{token}}}}}\n")
+    assert cli(env, "register", str(ping)).returncode == 0  # pong is not registered yet
+    pong = tmp_path / "pong.yaml"
+    pong.write_text(f"id: pong-{token}\nsteps:\n  - {{id: back, workflow: {{id: ping-{token}}}}}\n")
+    refused = cli(env, "register", str(pong))
+    assert refused.returncode == 2
+    assert (
+        f"steps[0] (back).workflow.id: a call cycle: pong-{token} -> ping-{token} -> pong-{token}"
+        in refused.stderr
+    )

@@ -6,6 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from stepstream.workflows import (
     CancelChild,
@@ -24,8 +26,9 @@ from stepstream.workflows import (
     new_execution,
     reduce,
 )
-from stepstream.workflows.children import child_execution_id
+from stepstream.workflows.children import call_cycle, child_execution_id
 from stepstream.workflows.execution import announce
+from stepstream.workflows.explain import explain
 
 
 def parent(**child: Any) -> Any:
@@ -151,3 +154,78 @@ def test_register_refuses_a_bad_sub_workflow_with_its_location(
     assert any(location in p.location and message in p.message for p in refused.value.problems), (
         refused.value.problems
     )
+
+
+def test_a_call_cycle_through_other_workflows_is_found_with_its_path() -> None:
+    a = build_definition({"id": "a", "steps": [{"id": "s", "workflow": {"id": "b"}}]})
+    b = build_definition({"id": "b", "steps": [{"id": "s", "workflow": {"id": "c"}}]})
+    c = build_definition({"id": "c", "steps": [{"id": "s", "workflow": {"id": "a"}}]})
+    registered = {"b": b, "c": c}
+
+    def lookup(workflow_id: str, version: int) -> Any:
+        return registered.get(workflow_id)
+
+    calls = {s.id: s.child for s in a.steps if s.child is not None}
+    assert call_cycle("a", calls, lookup) == ["a", "b", "c", "a"]
+    registered["c"] = build_definition({"id": "c", "steps": [{"id": "s", "type": "noop"}]})
+    assert call_cycle("a", calls, lookup) is None
+
+
+def test_explain_names_the_child_a_step_waits_for() -> None:
+    state, _ = started()
+    assert explain(state, now_ms=3)["block"] == (
+        "waiting for its child p1.block.1 (workflow assign-block) to end"
+    )
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    outcomes=st.lists(
+        st.tuples(
+            st.sampled_from(["completed", "failed", "cancelled", "rejected"]),
+            st.integers(min_value=1, max_value=4),  # the attempt the outcome is for
+            st.booleans(),  # delivered twice
+        ),
+        max_size=12,
+    ),
+    cancel_at=st.one_of(st.none(), st.integers(min_value=0, max_value=12)),
+)
+def test_no_parent_completes_before_its_child_and_each_child_starts_once(
+    outcomes: list[tuple[str, int, bool]], cancel_at: int | None
+) -> None:
+    state, commands = started(retry={"maxAttempts": 4, "initialBackoffMs": 1, "jitter": 0})
+    children = {s.attempt: s.child_id for s in starts(commands)}
+    clock = 10
+    for n, (status, attempt, twice) in enumerate(outcomes):
+        if n == cancel_at:
+            state, _ = reduce(state, Replay("op-cancel", ReplayAction.CANCEL, clock))
+        child_id = child_execution_id("p1", "block", attempt)
+        for _ in range(2 if twice else 1):
+            clock += 1
+            block = state.steps["block"]
+            current = block.status is StepStatus.RUNNING and block.attempt == attempt
+            ended = ChildEnded("block", attempt, child_id, status, {"ok": attempt}, "x", clock)
+            state, commands = reduce(state, ended)
+            for start in starts(commands):
+                assert children.setdefault(start.attempt, start.child_id) == start.child_id
+            if state.steps["block"].status is StepStatus.COMPLETED and block.status is not (
+                StepStatus.COMPLETED
+            ):
+                assert current and status == "completed", "completed without its child"
+                assert state.steps["block"].output == {"ok": attempt}
+        clock += 1
+        state, commands = reduce(state, Tick(now_ms=clock + 10**6))  # retries due
+        for start in starts(commands):
+            assert start.attempt not in children, "a child started twice"
+            children[start.attempt] = start.child_id
+    if state.status is ExecutionStatus.RUNNING and state.steps["block"].status is not (
+        StepStatus.COMPLETED
+    ):
+        block = state.steps["block"]  # the child still runs: its outcome ends the step
+        finished = ChildEnded(
+            "block", block.attempt, children[block.attempt], "completed", {}, None, clock
+        )
+        state, _ = reduce(state, finished)
+    if state.status is ExecutionStatus.RUNNING:
+        state, _ = reduce(state, StepCompleted("after", 1, {}, at_ms=clock + 1))
+    assert state.status is not ExecutionStatus.RUNNING, "the execution does not end"
