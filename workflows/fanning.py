@@ -52,11 +52,8 @@ def fan_out(draft: Draft, step_id: str, attempt: int, at_ms: int) -> None:
         count = len(items(draft, step_id))
     except ForEachError as error:
         message = f"ForEachError: {error}"
-        draft.steps[step_id] = step._replace(
-            status=StepStatus.FAILED, attempt=attempt, error=message, ready_at_ms=at_ms
-        )
-        end = EndAttempt(step_id, attempt, AttemptOutcome.FAILED, error=message)
-        draft.commands.append(end)
+        draft.steps[step_id] = step._replace(attempt=attempt, ready_at_ms=at_ms)
+        _end(draft, step_id, at_ms, AttemptOutcome.FAILED, error=message)
         draft.broken.append(Failure(step_id, message))
         return
     draft.steps[step_id] = step._replace(
@@ -115,20 +112,7 @@ def instance_finished(draft: Draft, instance: str, at_ms: int) -> None:
     for_each = _for_each(draft, step_id)
     if failed and over_tolerance(for_each, fan):
         error = tolerance_error(for_each, fan, draft.steps[instance].error or "failed")
-        draft.steps[step_id] = step._replace(
-            status=StepStatus.FAILED, error=error, finished_at_ms=at_ms, worker=FAN_OUT_WORKER
-        )
-        draft.commands.append(
-            EndAttempt(
-                step_id,
-                step.attempt,
-                AttemptOutcome.FAILED,
-                error=error,
-                started_at_ms=step.ready_at_ms,
-                finished_at_ms=at_ms,
-                worker=FAN_OUT_WORKER,
-            )
-        )
+        _end(draft, step_id, at_ms, AttemptOutcome.FAILED, error=error)
         draft.broken.append(Failure(step_id, error))
     elif fan.done:
         fan_in(draft, step_id, at_ms)
@@ -144,10 +128,26 @@ def fan_in(draft: Draft, step_id: str, at_ms: int) -> None:
         instance = draft.steps[instance_id(step_id, index)]
         completed = instance.status is StepStatus.COMPLETED
         outputs.append(instance.output if completed else failed_entry(instance.error))
+    _end(draft, step_id, at_ms, AttemptOutcome.COMPLETED, output=outputs)
+    draft.completed += 1
+    draft.dependency_finished(step_id)
+
+
+def _end(
+    draft: Draft,
+    step_id: str,
+    at_ms: int,
+    outcome: AttemptOutcome,
+    output: Any = None,
+    error: str | None = None,
+) -> None:
+    """The fan-out step's attempt ends (its instances ended it): its state and decision."""
+    step = draft.steps[step_id]
+    completed = outcome is AttemptOutcome.COMPLETED
     draft.steps[step_id] = step._replace(
-        status=StepStatus.COMPLETED,
-        output=outputs,
-        error=None,
+        status=StepStatus.COMPLETED if completed else StepStatus.FAILED,
+        output=output,
+        error=error,
         started_at_ms=step.ready_at_ms,
         finished_at_ms=at_ms,
         worker=FAN_OUT_WORKER,
@@ -156,15 +156,14 @@ def fan_in(draft: Draft, step_id: str, at_ms: int) -> None:
         EndAttempt(
             step_id,
             step.attempt,
-            AttemptOutcome.COMPLETED,
-            output=outputs,
+            outcome,
+            output=output,
+            error=error,
             started_at_ms=step.ready_at_ms,
             finished_at_ms=at_ms,
             worker=FAN_OUT_WORKER,
         )
     )
-    draft.completed += 1
-    draft.dependency_finished(step_id)
 
 
 def item_of(draft: Draft, instance: str) -> tuple[ForEach, Any, int]:

@@ -12,11 +12,17 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
-from stepstream.demo.worker_process import WorkerProcess
+from stepstream.client.workflow_client import WorkflowClient
+from stepstream.demo.worker_process import WorkerProcess, wait_until_ready
+from stepstream.streams.settings import Settings
 from tests.waiting import on_schedule
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -158,3 +164,22 @@ class Faults(Workers):
                 # ... and leaves for good, killed: its partitions move back.
                 self.workers.pop(joiner).kill()
                 self.kills += 1
+
+
+async def load_while_killing(
+    faults: Faults, engine: Settings, load: Callable[[WorkflowClient], Awaitable[T]]
+) -> T:
+    """Start the layout's workers, wait until they serve, then run `load` (a client
+    starting executions at its pace) while the fault loop kills and restarts them; the
+    loop stops once the load is in. The workers keep running for the verdict."""
+    for name in faults.processes:
+        faults.start(name)
+    await wait_until_ready(engine, list(faults.workers.values()), 120)
+    loading = asyncio.Event()
+    fault_loop = asyncio.create_task(faults.run(until=loading))
+    try:
+        async with WorkflowClient(engine, follow_outcomes=False) as client:
+            return await load(client)
+    finally:
+        loading.set()
+        await fault_loop

@@ -9,17 +9,14 @@ CI runs the short scenario inside `make test`; `make chaos` runs the full one
 
 from __future__ import annotations
 
-import asyncio
 import os
 from pathlib import Path
 
 import pytest
 
-from stepstream.client.workflow_client import WorkflowClient
-from stepstream.demo.worker_process import wait_until_ready
 from stepstream.streams.settings import Settings
 from tests.chaos.composing import CHILD, PARENT, child_of, start_composing_at_pace, verify_composing
-from tests.chaos.faults import LAYOUTS, Faults, Scenario
+from tests.chaos.faults import LAYOUTS, Faults, Scenario, load_while_killing
 from tests.chaos.load import wait_for_outcomes
 from tests.chaos.verifier import verify
 from tests.integration.workers import engine_env, prepare
@@ -58,18 +55,15 @@ async def test_no_instance_is_lost_or_doubled_and_each_parent_completes_once(
     engine = Settings.from_env(env)
     await prepare(engine, CHILD, PARENT)
     faults = Faults(env, tmp_path, LAYOUTS[layout], scenario=scenario)
-    for name in LAYOUTS[layout]:
-        faults.start(name)
+    token = f"{run_token}-{layout}"
     try:
-        await wait_until_ready(engine, list(faults.workers.values()), 120)
-        loading = asyncio.Event()
-        fault_loop = asyncio.create_task(faults.run(until=loading))
-        async with WorkflowClient(engine, follow_outcomes=False) as client:
-            parents = await start_composing_at_pace(
-                client, scenario.executions, scenario.start_rate, f"{run_token}-{layout}"
-            )
-        loading.set()
-        await fault_loop
+        parents = await load_while_killing(
+            faults,
+            engine,
+            lambda client: start_composing_at_pace(
+                client, scenario.executions, scenario.start_rate, token
+            ),
+        )
         ids = {*parents, *(child_of(p) for p in parents)}
         await wait_for_outcomes(engine, ids, scenario.deadline)
         general = await verify(engine, ids, set(), chaos_database_url)
