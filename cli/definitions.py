@@ -17,12 +17,13 @@ def read_definition(file: Path | None, step_types: set[str] | None = None) -> Wo
     """The validated definition in FILE, its `use:` steps expanded from the registered
     templates, or exit 2 listing every problem."""
     from stepstream.workflows import InvalidDefinition, build_definition
+    from stepstream.workflows.templates import traced
 
-    raw = read_raw(file) if file is not None else {}
+    raw = expanded(read_raw(file) if file is not None else {})
     try:
-        return build_definition(expanded(raw), step_types)
+        return build_definition(raw, step_types)
     except InvalidDefinition as problems:
-        raise invalid_definition(file, problems.problems) from None
+        raise invalid_definition(file, traced(problems.problems, raw)) from None
 
 
 def read_raw(file: Path) -> Any:
@@ -39,12 +40,16 @@ def read_raw(file: Path) -> Any:
 def expanded(raw: Any) -> Any:
     """The raw workflow with its `use:` steps expanded from the templates registered in
     PostgreSQL (read once, only when it uses some)."""
+    from stepstream.workflows import InvalidDefinition
     from stepstream.workflows.templates import expand, used_templates
 
     wanted = used_templates(raw)
     if not wanted:
         return raw
-    return expand(raw, run(_templates(wanted)))
+    try:
+        return expand(raw, run(_templates(wanted)))
+    except InvalidDefinition as problems:
+        raise invalid_definition(None, problems.problems) from None
 
 
 async def _templates(ids: set[str]) -> dict[tuple[str, int], Any]:

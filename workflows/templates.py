@@ -30,6 +30,7 @@ PARAM_TYPES: dict[str, tuple[type, ...]] = {
     "list": (list,),
     "object": (dict,),
 }
+STEP_LOCATION = re.compile(r"steps\[(\d+)\]")
 PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # Step fields whose strings are expressions that may read other steps.
 EXPRESSION_PATHS: tuple[tuple[str, ...], ...] = (
@@ -306,3 +307,18 @@ def workflow_from(
         step["from"] = f"{template.label} steps[{number}] ({body['id']})"
         steps.append(step)
     return {"id": workflow_id, "version": version, "steps": steps}
+
+
+def traced(problems: list[Problem], expanded: Mapping[str, Any]) -> list[Problem]:
+    """Problems of an expanded workflow, each one in an expanded step also located in
+    its template and at its use site (the step's `from`)."""
+    steps = expanded.get("steps") or []
+    located = []
+    for problem in problems:
+        match = STEP_LOCATION.match(problem.location)
+        index = int(match.group(1)) if match else -1
+        source = steps[index].get("from") if 0 <= index < len(steps) else None
+        if isinstance(source, str) and isinstance(steps[index], Mapping):
+            problem = Problem(f"{problem.location} (from {source})", problem.message)
+        located.append(problem)
+    return located

@@ -8,7 +8,13 @@ from typing import Any
 import pytest
 
 from stepstream.workflows import InvalidDefinition, build_definition, describe
-from stepstream.workflows.templates import Template, expand, parse_template, rename_steps
+from stepstream.workflows.templates import (
+    Template,
+    expand,
+    parse_template,
+    rename_steps,
+    traced,
+)
 
 ASSIGN = {
     "kind": "template",
@@ -137,3 +143,14 @@ def test_a_template_is_checked_at_its_own_locations() -> None:
 def test_renaming_reads_only_the_templates_own_steps() -> None:
     renamed = rename_steps('steps.a.x == steps["b"].y and steps.outside.z', "blk", {"a", "b"})
     assert renamed == "steps['blk.a'].x == steps['blk.b'].y and steps.outside.z"
+
+
+def test_a_problem_a_parameter_makes_is_located_in_the_template_and_at_the_use() -> None:
+    raw = expand(workflow(params={"attempts": 3, "timeout": "soon"}), templates())
+    with pytest.raises(InvalidDefinition) as refused:
+        build_definition(raw)
+    (problem,) = traced(refused.value.problems, raw)
+    assert problem.location == (
+        "steps[2].waitFor.timeout (from template assign-with-escalation v1 steps[1]"
+        " (accepted), used at steps[1] (block))"
+    )
