@@ -27,6 +27,11 @@ from stepstream.workflows.stalls import stall_deadline, waiting_on
 log = logging.getLogger(__name__)
 
 CHECK_INTERVAL_SECONDS = 5.0
+# Executions announced again per look, the longest stalled first. A worker that takes
+# over partitions whose timers fell due while nobody owned them finds thousands past
+# their deadline at once: announcing them all in one look (and logging a line for each)
+# took the CPU the timer sweep needed to fire them. The rest wait for the next looks.
+MAX_ANNOUNCED_PER_LOOK = 200
 
 Load = Callable[[bytes], tuple[ExecutionState, dict[str, Any]] | None]
 Emit = Callable[[ExecutionState, dict[str, Any], Command], Awaitable[None]]
@@ -46,10 +51,20 @@ class Watchdog:
             self.deadlines[key] = deadline
 
     def due(self, now: int) -> list[bytes]:
-        return [key for key, deadline in self.deadlines.items() if deadline <= now]
+        """The executions past their deadline, the longest stalled first."""
+        due = [(deadline, key) for key, deadline in self.deadlines.items() if deadline <= now]
+        return [key for _, key in sorted(due)]
 
     async def check(self, now: int, load: Load, emit: Emit) -> None:
-        for key in self.due(now):
+        due = self.due(now)
+        if len(due) > MAX_ANNOUNCED_PER_LOOK:
+            log.warning(
+                "watchdog: %d executions past their deadline; announcing the %d longest"
+                " stalled now, the rest in the next looks",
+                len(due),
+                MAX_ANNOUNCED_PER_LOOK,
+            )
+        for key in due[:MAX_ANNOUNCED_PER_LOOK]:
             loaded = load(key)
             if loaded is None:
                 self.deadlines.pop(key, None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from stepstream.agents.watchdog import Watchdog
+from stepstream.agents.watchdog import MAX_ANNOUNCED_PER_LOOK, Watchdog
 from stepstream.workflows import (
     Command,
     EmitStepReady,
@@ -105,3 +105,26 @@ def test_a_heartbeat_moves_a_queue_steps_stall_deadline() -> None:
     state, _ = reduce(state, Heartbeat("a", 1, at_ms=900))
     assert stall_deadline(state, 500) == 2_400
     assert waiting_on(state, 500)[0].deadline_ms == 2_400
+
+
+async def test_a_look_announces_a_bounded_number_the_longest_stalled_first() -> None:
+    watchdog = Watchdog(margin_ms=0)
+    states = {}
+    for n in range(MAX_ANNOUNCED_PER_LOOK + 50):
+        state = new_execution(f"e-{n}", CHAIN, {}, max_parallel_steps=2)
+        state, _ = reduce(state, Started(at_ms=10_000 - n))  # e-249 stalled longest
+        states[f"e-{n}".encode()] = state
+        watchdog.track(f"e-{n}".encode(), state)
+    announced: list[str] = []
+
+    def load(key: bytes) -> tuple[ExecutionState, dict[str, Any]] | None:
+        return states[key], {}
+
+    async def emit(state: ExecutionState, _: dict[str, Any], command: Command) -> None:
+        announced.append(state.execution_id)
+
+    await watchdog.check(20_000, load, emit)
+    assert len(announced) == MAX_ANNOUNCED_PER_LOOK
+    assert announced[0] == f"e-{MAX_ANNOUNCED_PER_LOOK + 49}" and "e-0" not in announced
+    await watchdog.check(20_000, load, emit)  # the rest, at the next look
+    assert len(announced) == MAX_ANNOUNCED_PER_LOOK + 50
