@@ -11,7 +11,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -33,6 +32,7 @@ from tests.integration.workers import (
     prepare,
     running_worker,
 )
+from tests.waiting import repeat_until, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / ".artifacts" / "console"
@@ -88,11 +88,12 @@ def console_process(env: dict[str, str], log: Path) -> Iterator[str]:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while not answers(f"{base}/executions"):
+
+        def up() -> bool:
             assert process.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, f"the console did not answer: {log.read_text()}"
-            time.sleep(0.2)  # polling its port with a deadline
+            return answers(f"{base}/executions")
+
+        assert repeat_until(up, bool, 60), f"the console did not answer: {log.read_text()}"
         yield base
     finally:
         process.terminate()
@@ -158,13 +159,12 @@ def recorded(settings: Settings, execution_id: str, status: str | None = None) -
 
     async def go() -> None:
         async with WorkflowClient(settings, follow_outcomes=False) as client:
-            deadline = time.monotonic() + 60
-            while True:
+
+            async def seen() -> bool:
                 record = await client.describe(execution_id)
-                if record is not None and (status is None or record.status == status):
-                    return
-                assert time.monotonic() < deadline, f"{execution_id} not recorded as {status}"
-                await asyncio.sleep(0.2)  # polling PostgreSQL with a deadline
+                return record is not None and (status is None or record.status == status)
+
+            await wait_until(seen, 60, f"{execution_id} recorded as {status}")
 
     asyncio.run(go())
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +25,7 @@ from tests.integration.workers import (
     prepare,
     running_worker,
 )
+from tests.waiting import repeat_until
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = [ROOT / "monitoring" / "grafana-dashboard.json", ROOT / "monitoring" / "alerts.yml"]
@@ -107,11 +107,12 @@ def test_the_worker_serves_its_metrics_and_health_on_its_loopback_port(
     assert not re.search(r'(tenant|user|execution)(_id)?="', text)  # bounded labels only
     prefix = settings.topic_prefix
     groups = [f"{prefix}-{role}" for role in ("engine", "executor", "persister")]
-    deadline = time.monotonic() + 30  # each group is measured every 5 s
-    while not all(f'stepstream_consumer_lag{{group="{g}"}}' in text for g in groups):
-        assert time.monotonic() < deadline, f"lag of {groups} not all measured: {text}"
-        time.sleep(0.5)  # polling the endpoint with a deadline
-        _, text = get(url)
+    _, text = repeat_until(  # each group is measured every 5 s
+        lambda: get(url),
+        lambda got: all(f'stepstream_consumer_lag{{group="{g}"}}' in got[1] for g in groups),
+        30,
+    )
+    assert all(f'stepstream_consumer_lag{{group="{g}"}}' in text for g in groups), text
 
 
 def test_every_metric_the_dashboard_and_alerts_name_exists_on_a_worker(
