@@ -20,8 +20,7 @@ from stepstream.workflows import (
     StartChild,
 )
 
-# An outgoing event: topic, key, schema name, record.
-Outgoing = tuple[str, str, str, dict[str, Any]]
+Outgoing = tuple[str, str, str, dict[str, Any]]  # as coordinator_events': topic, key, name, record
 
 
 def child_start(

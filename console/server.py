@@ -144,8 +144,7 @@ class Console:
         for step_id in state.definition.fan_outs:
             fan = state.steps[step_id].fan
             if fan is not None:
-                failed = f", {fan.failed} failed" if fan.failed else ""
-                fans[step_id] = f"{fan.released - fan.running} of {fan.items} items done{failed}"
+                fans[step_id] = fan.progress()
         return states, explain(state, now_ms()), fans
 
     async def events(self, request: web.Request) -> web.StreamResponse:

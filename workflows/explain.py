@@ -58,14 +58,8 @@ def _answer(state: ExecutionState, step_id: str, step: StepState, now_ms: int) -
 def _running(state: ExecutionState, step_id: str, step: StepState, now_ms: int) -> str:
     step_definition = state.definition.step(step_id)
     if step.fan is not None:
-        fan = step.fan
-        finished = fan.released - fan.running
-        failed = f", {fan.failed} failed" if fan.failed else ""
         text = step_definition.for_each.items if step_definition.for_each else "?"
-        return (
-            f"fanned out over {text}: {finished} of {fan.items} items done, "
-            f"{fan.running} running{failed}"
-        )
+        return f"fanned out over {text}: {step.fan.progress()}, {step.fan.running} running"
     if step_definition.child is not None:
         child_id = child_execution_id(state.execution_id, step_id, step.attempt)
         workflow = step_definition.child.workflow_id

@@ -67,6 +67,15 @@ class FanProgress(NamedTuple):
     failed: int = 0  # finished by failing for good
 
     @property
+    def finished(self) -> int:
+        return self.released - self.running
+
+    def progress(self) -> str:
+        """How far it is, as explain and the console say it: "37 of 120 items done"."""
+        failed = f", {self.failed} failed" if self.failed else ""
+        return f"{self.finished} of {self.items} items done{failed}"
+
+    @property
     def done(self) -> bool:
         return self.released == self.items and self.running == 0
 
