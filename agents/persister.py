@@ -41,6 +41,7 @@ from stepstream.schemas.codec import CODEC, EventCodecError
 from stepstream.streams.engine import Engine
 from stepstream.streams.groups import LagGauge, commit, group_consumer, keep_running
 from stepstream.streams.guard import GroupMember
+from stepstream.streams.kafka_access import kafka_access
 from stepstream.streams.topics import declare_topics
 from stepstream.workflows import InvalidDefinition, build_definition
 
@@ -113,13 +114,7 @@ class Persister:
         queues = {step.queue for d in valid for step in d.steps if step.queue is not None}
         if queues:  # a definition published past `register` gets its task queues too
             settings = self.engine.settings
-            await declare_topics(
-                settings.kafka_bootstrap_servers,
-                self.engine.names,
-                settings.topic_partitions,
-                settings.replication_factor,
-                queues,
-            )
+            await declare_topics(kafka_access(settings), settings, queues)
         if valid:  # for `describe` and queries; `register` saves its own the same way
             pool = await self.database()
             async with pool.acquire() as connection:

@@ -20,6 +20,7 @@ from faust.types import TableT
 from stepstream.infra.metrics import METRICS
 from stepstream.streams.engine import Engine
 from stepstream.streams.events import now_ms
+from stepstream.streams.kafka_access import kafka_access
 from stepstream.streams.pending_starts import PendingStart, pending_starts
 
 log = logging.getLogger(__name__)
@@ -91,7 +92,7 @@ class StartWatchdog:
     async def reader(self) -> AIOKafkaConsumer:
         if self._reader is None:
             self._reader = AIOKafkaConsumer(
-                bootstrap_servers=self.engine.settings.kafka_bootstrap_servers,
+                **kafka_access(self.engine.settings).client_options(),
                 enable_auto_commit=False,
             )
             await self._reader.start()

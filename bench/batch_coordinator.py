@@ -35,6 +35,7 @@ from stepstream.client.workflow_client import WorkflowClient
 from stepstream.demo.worker_process import WorkerProcess, wait_until_ready
 from stepstream.schemas.codec import CODEC
 from stepstream.streams.events import envelope, now_ms, to_json
+from stepstream.streams.kafka_access import kafka_access
 from stepstream.streams.settings import Settings
 from stepstream.streams.topics import TopicNames, delete_topics_with_prefix
 from stepstream.workflows import (
@@ -192,7 +193,7 @@ async def spike_rate(settings: Settings, executions: int) -> float:
     try:
         return await Spike(settings.kafka_bootstrap_servers, names, changelog).run(executions)
     finally:
-        await delete_topics_with_prefix(settings.kafka_bootstrap_servers, prefix)
+        await delete_topics_with_prefix(kafka_access(settings), prefix)
 
 
 async def engine_rate(executions: int) -> float:
@@ -204,7 +205,7 @@ async def engine_rate(executions: int) -> float:
             return await saturation(settings, client, executions, {worker.name: worker.process.pid})
     finally:
         worker.stop()
-        await delete_topics_with_prefix(settings.kafka_bootstrap_servers, settings.topic_prefix)
+        await delete_topics_with_prefix(kafka_access(settings), settings.topic_prefix)
 
 
 async def main() -> None:

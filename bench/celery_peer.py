@@ -35,6 +35,7 @@ from pipeline import (  # bench/ is on sys.path
 
 from stepstream.client.workflow_client import WorkflowClient
 from stepstream.demo.worker_process import wait_until_ready
+from stepstream.streams.kafka_access import kafka_access
 from stepstream.streams.settings import Settings
 from stepstream.streams.topics import delete_topics_with_prefix
 
@@ -112,7 +113,7 @@ async def run_engine(executions: int, split: bool) -> tuple[float, float]:
     finally:
         for worker in workers:
             worker.stop()
-        await delete_topics_with_prefix(settings.kafka_bootstrap_servers, settings.topic_prefix)
+        await delete_topics_with_prefix(kafka_access(settings), settings.topic_prefix)
     steps = executions * 4
     return steps / elapsed, cpu / steps * 1e6
 

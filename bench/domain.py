@@ -16,6 +16,7 @@ import random
 import statistics
 import time
 import uuid
+from dataclasses import replace
 
 import asyncpg
 import redis.asyncio as aioredis
@@ -26,6 +27,7 @@ from stepstream.infra.db import migrate
 from stepstream.infra.priority import PriorityService
 from stepstream.steps.maintenance import ASSIGN_TECHNICIAN, CREATE_REQUEST
 from stepstream.streams.definitions import DefinitionCatalog, register_definition
+from stepstream.streams.kafka_access import kafka_access
 from stepstream.streams.settings import Settings
 from stepstream.streams.topics import TopicNames, declare_topics
 from stepstream.workflows import build_definition
@@ -37,16 +39,17 @@ def pct(values: list[float], q: float) -> float:
 
 
 async def definition_lookup(settings: Settings) -> None:
-    names = TopicNames.for_prefix(f"bench-{uuid.uuid4().hex[:8]}")
-    await declare_topics(settings.kafka_bootstrap_servers, names, 1)
+    settings = replace(settings, topic_prefix=f"bench-{uuid.uuid4().hex[:8]}", topic_partitions=1)
+    names = TopicNames.for_prefix(settings.topic_prefix)
+    await declare_topics(kafka_access(settings), settings)
     for n in range(50):
         await register_definition(
-            settings.kafka_bootstrap_servers,
+            kafka_access(settings),
             names.definitions,
             build_definition({"id": f"wf-{n}", "steps": [{"id": "a", "type": "noop"}]}),
         )
     started = time.perf_counter()
-    catalog = DefinitionCatalog(settings.kafka_bootstrap_servers, names.definitions)
+    catalog = DefinitionCatalog(kafka_access(settings), names.definitions)
     await catalog.start()
     assert await catalog.lookup("wf-49") is not None
     cold = time.perf_counter() - started

@@ -27,6 +27,7 @@ from pipeline import cpu_seconds, percentile, read_all, rss_mb  # bench/ is on s
 
 from stepstream.client.workflow_client import WorkflowClient
 from stepstream.demo.worker_process import WorkerProcess, prepare, wait_until_ready
+from stepstream.streams.kafka_access import kafka_access
 from stepstream.streams.settings import Settings
 from stepstream.streams.topics import TopicNames, delete_topics_with_prefix
 from stepstream.workflows import build_definition
@@ -150,7 +151,7 @@ def main() -> None:
         asyncio.run(run(settings, worker, options.executions, options.early, options.rate))
     finally:
         worker.stop()
-        asyncio.run(delete_topics_with_prefix(settings.kafka_bootstrap_servers, prefix))
+        asyncio.run(delete_topics_with_prefix(kafka_access(settings), prefix))
 
 
 if __name__ == "__main__":

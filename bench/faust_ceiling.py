@@ -41,6 +41,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from stepstream.client.watch import reader
+from stepstream.streams.kafka_access import KafkaAccess
 from stepstream.streams.settings import Settings
 from stepstream.streams.topics import delete_topics_with_prefix
 
@@ -195,7 +196,7 @@ async def measure(settings: Settings, mode: str, count: int, partitions: int) ->
         child.terminate()
         child.wait(timeout=60)
         log.close()
-        await delete_topics_with_prefix(bootstrap, prefix)
+        await delete_topics_with_prefix(KafkaAccess(bootstrap), prefix)
 
 
 async def main(args: argparse.Namespace) -> None:

@@ -31,6 +31,7 @@ from stepstream.client.watch import reader, rewind, wait_for_commits
 from stepstream.client.workflow_client import WorkflowClient
 from stepstream.demo.worker_process import WorkerProcess, prepare, wait_until_ready
 from stepstream.schemas.codec import CODEC, DecodedEvent
+from stepstream.streams.kafka_access import kafka_access
 from stepstream.streams.settings import Settings
 from stepstream.streams.topics import TopicNames, delete_topics_with_prefix
 from stepstream.workflows import build_definition
@@ -458,7 +459,7 @@ async def main() -> None:
     finally:
         for each in workers:
             each.stop()
-        await delete_topics_with_prefix(settings.kafka_bootstrap_servers, prefix)
+        await delete_topics_with_prefix(kafka_access(settings), prefix)
 
 
 if __name__ == "__main__":

@@ -21,8 +21,9 @@ from pipeline import cpu_seconds, fresh_engine, start_and_wait  # bench/ is on s
 
 from stepstream.client.workflow_client import WorkflowClient
 from stepstream.demo.worker_process import WorkerProcess, prepare, wait_until_ready
+from stepstream.streams.kafka_access import kafka_access
 from stepstream.streams.settings import Settings
-from stepstream.streams.topics import TopicNames, declare_topics, delete_topics_with_prefix
+from stepstream.streams.topics import declare_topics, delete_topics_with_prefix
 from stepstream.workflows import build_definition
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,10 +57,7 @@ async def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
     env, settings, workdir = await fresh_engine()
-    names = TopicNames.for_prefix(settings.topic_prefix)
-    await declare_topics(
-        settings.kafka_bootstrap_servers, names, settings.topic_partitions, queues=["bench"]
-    )
+    await declare_topics(kafka_access(settings), settings, queues=["bench"])
     await prepare(settings, QUEUED)
     worker = WorkerProcess("queues-bench", env, workdir)
     external = subprocess.Popen(  # noqa: S603 - our own example
@@ -86,7 +84,7 @@ async def main() -> None:
         external.terminate()
         external.wait(timeout=30)
         worker.stop()
-        await delete_topics_with_prefix(settings.kafka_bootstrap_servers, settings.topic_prefix)
+        await delete_topics_with_prefix(kafka_access(settings), settings.topic_prefix)
 
 
 if __name__ == "__main__":

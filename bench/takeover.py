@@ -36,6 +36,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from stepstream.client.workflow_client import WorkflowClient
 from stepstream.demo.worker_process import WorkerProcess, prepare, wait_until_ready
+from stepstream.streams.kafka_access import kafka_access
 from stepstream.streams.settings import Settings
 from stepstream.streams.topics import delete_topics_with_prefix
 from stepstream.workflows import StepDefinition, WorkflowDefinition
@@ -163,7 +164,7 @@ def measure(count: int, mode: str, workdir: Path) -> str:
         for worker in (joiner, first):
             if worker is not None:
                 worker.stop()
-        asyncio.run(delete_topics_with_prefix(settings.kafka_bootstrap_servers, prefix))
+        asyncio.run(delete_topics_with_prefix(kafka_access(settings), prefix))
 
 
 def main() -> None:

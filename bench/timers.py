@@ -30,6 +30,7 @@ from takeover import METRICS_PORT, ready_seconds, rss_mb, scrape, wait_for
 from stepstream.client.workflow_client import WorkflowClient
 from stepstream.demo.worker_process import WorkerProcess, prepare, wait_until_ready
 from stepstream.streams.events import now_ms
+from stepstream.streams.kafka_access import kafka_access
 from stepstream.streams.settings import Settings
 from stepstream.streams.topics import TopicNames, delete_topics_with_prefix
 from stepstream.workflows import build_definition
@@ -164,7 +165,7 @@ def main() -> None:
         for worker in (joiner, first):
             if worker is not None:
                 worker.stop()
-        asyncio.run(delete_topics_with_prefix(settings.kafka_bootstrap_servers, prefix))
+        asyncio.run(delete_topics_with_prefix(kafka_access(settings), prefix))
 
 
 if __name__ == "__main__":

@@ -108,6 +108,7 @@ def register(
     from stepstream.steps.packages import load_packages
     from stepstream.streams.announcements import Served, read_announcements
     from stepstream.streams.definitions import DefinitionConflict, register_definition
+    from stepstream.streams.kafka_access import kafka_access
     from stepstream.streams.topics import TopicNames, declare_topics
     from stepstream.workflows.definition import with_type_defaults
     from stepstream.workflows.validation import check_queue_steps
@@ -123,7 +124,7 @@ def register(
     packages = load_packages(step_modules)
     packaged = {step_type for package in packages for step_type in package.handlers}
     names = TopicNames.for_prefix(settings.topic_prefix)
-    served = Served.by(run(read_announcements(settings.kafka_bootstrap_servers, names.workers)))
+    served = Served.by(run(read_announcements(kafka_access(settings), names.workers)))
     known = {*default_registry(), *MAINTENANCE_STEP_TYPES, *packaged, *served.step_types}
     if template_id is not None:
         definition = from_template(template_id, template_version, params, workflow_id, known)
@@ -140,15 +141,11 @@ def register(
 
     async def publish() -> bool:
         await declare_topics(
-            settings.kafka_bootstrap_servers,
-            names,
-            settings.topic_partitions,
-            settings.replication_factor,
+            kafka_access(settings),
+            settings,
             queues={step.queue for step in definition.steps if step.queue is not None},
         )
-        fresh = await register_definition(
-            settings.kafka_bootstrap_servers, names.definitions, definition
-        )
+        fresh = await register_definition(kafka_access(settings), names.definitions, definition)
         connection = await asyncpg.connect(settings.database_url)
         try:
             await save_definition(connection, definition)
@@ -172,6 +169,7 @@ async def call_cycle_problems(settings: Any, definition: WorkflowDefinition) -> 
     to this one: refused with the path (a call made only at run time is stopped by
     WORKFLOW_MAX_NESTING_DEPTH)."""
     from stepstream.streams.definitions import DefinitionCatalog
+    from stepstream.streams.kafka_access import kafka_access
     from stepstream.streams.topics import TopicNames
     from stepstream.workflows import Problem
     from stepstream.workflows.children import call_cycle
@@ -180,7 +178,7 @@ async def call_cycle_problems(settings: Any, definition: WorkflowDefinition) -> 
     if not calls:
         return []
     names = TopicNames.for_prefix(settings.topic_prefix)
-    catalog = DefinitionCatalog(settings.kafka_bootstrap_servers, names.definitions)
+    catalog = DefinitionCatalog(kafka_access(settings), names.definitions)
     await catalog.start()
     try:
         await catalog.caught_up()

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 import click
 
 from stepstream.steps.packages import StepPackageError
+from stepstream.streams.reaching import KafkaUnavailable
 from stepstream.streams.settings import Settings, SettingsError
 from stepstream.streams.topics import TopicsMissing
 
@@ -90,6 +91,9 @@ def explain(error: BaseException) -> CommandFailed | None:
     """The one-line failure for an expected error; None for a bug."""
     if isinstance(error, TopicsMissing):
         return CommandFailed(str(error), ExitCode.UNAVAILABLE)
+    if isinstance(error, KafkaUnavailable):
+        hint = "" if error.cause_is_access else " (is it running? KAFKA_BOOTSTRAP_SERVERS sets it)"
+        return CommandFailed(f"{error}{hint}", ExitCode.UNAVAILABLE)
     if isinstance(error, StepPackageError):
         return CommandFailed(str(error), ExitCode.INVALID)
     service = failing_service(error)

@@ -120,19 +120,56 @@ def topics() -> None:
 def topics_create() -> None:
     """Create the engine's topics that are missing, with STEPSTREAM_TOPIC_PARTITIONS
     partitions and STEPSTREAM_REPLICATION_FACTOR replicas (a worker does it too)."""
+    from stepstream.streams.kafka_access import kafka_access
     from stepstream.streams.topics import TopicNames, declare_topics
 
     settings = load_settings()
     names = TopicNames.for_prefix(settings.topic_prefix)
-    run(
-        declare_topics(
-            settings.kafka_bootstrap_servers,
-            names,
-            settings.topic_partitions,
-            settings.replication_factor,
-        )
-    )
+    run(declare_topics(kafka_access(settings), settings))
     click.echo(f"topics of {settings.topic_prefix} exist ({len(names.all())})")
+
+
+@topics.command("plan")
+@output_option
+def topics_plan(output: str) -> None:
+    """Every topic a deployment uses, with partitions, replicas and settings: for teams
+    that create topics with their own tooling (faust's are created on a coordinator's
+    first start unless they exist)."""
+    from stepstream.streams.topic_plan import plan_topics
+
+    plan = plan_topics(load_settings())
+    if output == "json":
+        print_json([spec.as_json() for spec in plan])
+        return
+    for spec in plan:
+        configs = ", ".join(f"{k}={v}" for k, v in sorted(spec.configs.items())) or "-"
+        click.echo(
+            f"{spec.name:<50} {spec.partitions:>3} partitions  RF {spec.replication_factor}"
+            f"  {configs}  ({spec.created_by}: {spec.purpose})"
+        )
+
+
+@topics.command("check")
+@output_option
+def topics_check(output: str) -> None:
+    """Compare the cluster's topics with the plan: partitions, replicas,
+    min.insync.replicas, cleanup policy. Each difference comes with its fix; exit 1 when
+    there is one."""
+    from stepstream.streams.kafka_access import kafka_access
+    from stepstream.streams.topic_check import check_topics
+    from stepstream.streams.topic_plan import plan_topics
+
+    settings = load_settings()
+    findings = run(check_topics(kafka_access(settings), plan_topics(settings)))
+    if output == "json":
+        print_json([vars(finding) for finding in findings])
+    else:
+        for finding in findings:
+            click.echo(finding.line())
+        if not findings:
+            click.echo(f"every topic of {settings.topic_prefix} is as planned")
+    if findings:
+        sys.exit(ExitCode.FAILED)
 
 
 @click.group()
@@ -193,13 +230,14 @@ def stats(output: str) -> None:
     from stepstream.infra.cache import read_rate_stats
     from stepstream.streams.announcements import read_announcements
     from stepstream.streams.events import now_ms
+    from stepstream.streams.kafka_access import kafka_access
     from stepstream.streams.topics import TopicNames
 
     settings = load_settings()
     topic = TopicNames.for_prefix(settings.topic_prefix).workers
 
     async def read() -> tuple[dict[str, str], dict[str, dict[str, int]]]:
-        workers = await read_announcements(settings.kafka_bootstrap_servers, topic)
+        workers = await read_announcements(kafka_access(settings), topic)
         now = now_ms()
         texts = await scrape([w for w in workers if w.live(now)])
         client = aioredis.from_url(settings.redis_url, socket_connect_timeout=2)

@@ -201,15 +201,14 @@ def workers(show_all: bool, output: str) -> None:
     alike, on <prefix>.workers); one that stopped cleanly is not listed."""
     from stepstream.streams.announcements import read_announcements
     from stepstream.streams.events import now_ms
+    from stepstream.streams.kafka_access import kafka_access
     from stepstream.streams.topics import TopicNames
 
     settings = load_settings()
     topic = TopicNames.for_prefix(settings.topic_prefix).workers
     now = now_ms()
     listed = [
-        a
-        for a in run(read_announcements(settings.kafka_bootstrap_servers, topic))
-        if show_all or a.live(now)
+        a for a in run(read_announcements(kafka_access(settings), topic)) if show_all or a.live(now)
     ]
     if output == "json":
         print_json([{**a.record(), "live": a.live(now)} for a in listed])

@@ -17,6 +17,7 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 
 from stepstream.client.watch import reader, rewind
 from stepstream.schemas.codec import CODEC, EventCodecError
+from stepstream.streams.kafka_access import kafka_access
 from stepstream.streams.settings import Settings
 from stepstream.streams.topics import TopicNames, require_topics
 
@@ -47,7 +48,7 @@ async def read_letters(
     """The dead letters up to the topic's current end, oldest first in each partition,
     optionally only those from one topic or of one execution."""
     topic = TopicNames.for_prefix(settings.topic_prefix).dead_letter
-    await require_topics(settings.kafka_bootstrap_servers, [topic])
+    await require_topics(kafka_access(settings), [topic])
     consumer = reader(settings)
     await consumer.start()
     try:
@@ -97,7 +98,7 @@ async def redrive(settings: Settings, letters: list[Letter], again: bool = False
     re-driven before (recorded in PostgreSQL) are skipped unless `again`. A letter that
     holds a cut copy of a large record is re-driven from the original on its topic."""
     connection = await asyncpg.connect(settings.database_url)
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all")
+    producer = AIOKafkaProducer(**kafka_access(settings).client_options(), acks="all")
     try:
         done = {
             row["letter_id"]

@@ -19,6 +19,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.partitioner import murmur2
 
 from stepstream.schemas.codec import CODEC, DecodedEvent, EventCodecError
+from stepstream.streams.kafka_access import kafka_access
 from stepstream.streams.pending_starts import PendingStart, pending_starts
 from stepstream.streams.settings import Settings
 from stepstream.streams.topics import TopicNames
@@ -135,7 +136,7 @@ class ExecutionWatcher:
             )
         ]
         self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False
+            **kafka_access(settings).client_options(), enable_auto_commit=False
         )
 
     async def __aenter__(self) -> ExecutionWatcher:
@@ -205,7 +206,7 @@ def reader(settings: Settings, **options: Any) -> AIOKafkaConsumer:
     """A consumer outside any consumer group that reads from the earliest offset: for
     tools, tests and benchmarks that read topics without taking part in the engine."""
     return AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
+        **kafka_access(settings).client_options(),
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         **options,
@@ -283,7 +284,7 @@ async def stalled_starts(settings: Settings, now_ms: int) -> list[PendingStart]:
     margin, whose execution the intake's `started` table does not hold: skipped, or
     waiting behind a stalled partition. Only what is past the commit is read."""
     names = TopicNames.for_prefix(settings.topic_prefix)
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    admin = AIOKafkaAdminClient(**kafka_access(settings).client_options())
     consumer = reader(settings)
     await admin.start()
     await consumer.start()
@@ -309,7 +310,7 @@ async def wait_for_commits(
     """The group's committed positions once they reach the current ends of `topics` (a
     partition nothing was written to needs no commit). For tests and benchmarks: a
     group that has committed everything has finished with what was written so far."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    admin = AIOKafkaAdminClient(**kafka_access(settings).client_options())
     probe = reader(settings)
     await admin.start()
     await probe.start()

@@ -29,6 +29,7 @@ from stepstream.infra.executions import ExecutionRecord, describe_execution
 from stepstream.schemas.codec import CODEC, EventCodecError
 from stepstream.streams.definitions import DefinitionCatalog
 from stepstream.streams.events import event_id, legacy_event_id, now_ms
+from stepstream.streams.kafka_access import kafka_access
 from stepstream.streams.settings import Settings
 from stepstream.streams.topics import TopicNames, require_topics
 from stepstream.workflows import ReplayAction, WorkflowDefinition, replay_applies, state_from_dict
@@ -83,7 +84,7 @@ class WorkflowClient:
         self.names = TopicNames.for_prefix(settings.topic_prefix)
         self._follow = follow_outcomes
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=settings.kafka_bootstrap_servers, acks="all", linger_ms=2
+            **kafka_access(settings).client_options(), acks="all", linger_ms=2
         )
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
@@ -98,7 +99,7 @@ class WorkflowClient:
         names = self.names
         try:
             await require_topics(
-                self.settings.kafka_bootstrap_servers,
+                kafka_access(self.settings),
                 [names.workflow_start, names.replay, names.workflow_completed],
             )
             await self._producer.start()
@@ -125,7 +126,7 @@ class WorkflowClient:
     async def _start_following(self) -> None:
         """Read the outcome topics from their current end, before anything is started."""
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.kafka_bootstrap_servers, enable_auto_commit=False
+            **kafka_access(self.settings).client_options(), enable_auto_commit=False
         )
         await self._consumer.start()
         partitions = [
@@ -264,7 +265,7 @@ class WorkflowClient:
         """Sent and acknowledged (acks=all) before it returns: a producer may then forget
         it. The events topic is checked once per client, not per event."""
         if not self._events_topic_checked:
-            await require_topics(self.settings.kafka_bootstrap_servers, [self.names.events])
+            await require_topics(kafka_access(self.settings), [self.names.events])
             self._events_topic_checked = True
         await self._producer.send_and_wait(
             self.names.events,
@@ -349,9 +350,7 @@ class WorkflowClient:
         """The registered definition a start would run (version 0: the latest), from the
         definitions topic; None when there is none."""
         if self._catalog is None:
-            self._catalog = DefinitionCatalog(
-                self.settings.kafka_bootstrap_servers, self.names.definitions
-            )
+            self._catalog = DefinitionCatalog(kafka_access(self.settings), self.names.definitions)
             await self._catalog.start()
         return await self._catalog.lookup(workflow_id, version)
 

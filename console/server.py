@@ -27,6 +27,7 @@ from stepstream.infra.executions import describe_execution, list_executions
 from stepstream.infra.human_tasks import find_task, open_tasks
 from stepstream.streams.announcements import read_announcements
 from stepstream.streams.events import now_ms
+from stepstream.streams.kafka_access import kafka_access
 from stepstream.streams.settings import Settings
 from stepstream.streams.topics import TopicNames
 from stepstream.workflows import ReplayAction, WorkflowDefinition, build_definition
@@ -200,7 +201,7 @@ class Console:
 
     async def figures(self, request: web.Request) -> web.Response:
         topic = TopicNames.for_prefix(self.settings.topic_prefix).workers
-        workers = await read_announcements(self.settings.kafka_bootstrap_servers, topic)
+        workers = await read_announcements(kafka_access(self.settings), topic)
         now = now_ms()
         texts = await scrape([w for w in workers if w.live(now)])
         html = pages.figures_page(seed_figures(add_up(texts.values())), len(texts), self.writable)

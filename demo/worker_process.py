@@ -14,6 +14,7 @@ from pathlib import Path
 
 from stepstream.client.workflow_client import WorkflowClient
 from stepstream.streams.definitions import register_definition
+from stepstream.streams.kafka_access import kafka_access
 from stepstream.streams.settings import Settings
 from stepstream.streams.topics import TopicNames, declare_topics
 from stepstream.workflows import StepDefinition, WorkflowDefinition
@@ -68,9 +69,9 @@ class WorkerProcess:
 async def prepare(settings: Settings, *definitions: WorkflowDefinition) -> None:
     """Declare the topics and register the probe and the given definitions."""
     names = TopicNames.for_prefix(settings.topic_prefix)
-    await declare_topics(settings.kafka_bootstrap_servers, names, settings.topic_partitions)
+    await declare_topics(kafka_access(settings), settings)
     for definition in (PROBE, *definitions):
-        await register_definition(settings.kafka_bootstrap_servers, names.definitions, definition)
+        await register_definition(kafka_access(settings), names.definitions, definition)
 
 
 async def wait_until_ready(

@@ -30,9 +30,10 @@ from stepstream.steps.registry import StepContext, StepRegistry
 from stepstream.streams import announcer
 from stepstream.streams.engine import Engine, Worker, WorkerOptions, create_engine
 from stepstream.streams.events import envelope
+from stepstream.streams.kafka_access import kafka_access
 from stepstream.streams.local_store import trust_or_forget
 from stepstream.streams.settings import Settings
-from stepstream.streams.topics import TopicNames, declare_topics
+from stepstream.streams.topics import declare_topics
 
 
 @contextlib.asynccontextmanager
@@ -142,14 +143,7 @@ def run_worker(
     """Load the step packages, declare the topics (with the configured partitions), then
     run until stopped. A package that cannot be loaded stops it before anything starts."""
     load_packages(step_modules)  # StepPackageError before any connection is made
-    asyncio.run(
-        declare_topics(
-            settings.kafka_bootstrap_servers,
-            TopicNames.for_prefix(settings.topic_prefix),
-            settings.topic_partitions,
-            settings.replication_factor,
-        )
-    )
+    asyncio.run(declare_topics(kafka_access(settings), settings))
     import uvloop
 
     # uvloop: the worker spends a large share of its time in the event loop itself.

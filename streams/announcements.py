@@ -15,6 +15,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from stepstream.schemas.codec import CODEC, EventCodecError
 from stepstream.streams.events import now_ms
+from stepstream.streams.kafka_access import KafkaAccess
 
 ANNOUNCE_INTERVAL_MS = 10_000
 MISSED_BEFORE_GONE = 3
@@ -64,11 +65,11 @@ def encode(announcement: Announcement) -> bytes:
     return CODEC.encode("WorkerAnnounced", announcement.record())
 
 
-async def read_announcements(bootstrap_servers: str, topic: str) -> list[Announcement]:
+async def read_announcements(kafka: KafkaAccess, topic: str) -> list[Announcement]:
     """Every worker's last announcement, by name (those that stopped cleanly left a
     tombstone and are not listed). A record that does not decode is skipped: a stranger's
     bytes on this topic must not hide the others."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**kafka.client_options(), enable_auto_commit=False)
     await consumer.start()
     try:
         if topic not in await consumer.topics():  # fetches the metadata

@@ -19,6 +19,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from stepstream.infra.metrics import METRICS
 from stepstream.schemas.codec import CODEC, EventCodecError
 from stepstream.streams.events import now_ms
+from stepstream.streams.kafka_access import KafkaAccess
 from stepstream.workflows import (
     InvalidDefinition,
     WorkflowDefinition,
@@ -39,9 +40,9 @@ class DefinitionCatalog:
     persister dead-letters each one once, with its problems)."""
 
     def __init__(
-        self, bootstrap_servers: str, topic: str, step_types: Collection[str] | None = None
+        self, kafka: KafkaAccess, topic: str, step_types: Collection[str] | None = None
     ) -> None:
-        self._bootstrap_servers = bootstrap_servers
+        self._kafka = kafka
         self._step_types = step_types
         self.skipped = 0
         self._topic = TopicPartition(topic, 0)
@@ -52,9 +53,7 @@ class DefinitionCatalog:
         self._changed = asyncio.Event()
 
     async def start(self) -> None:
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._bootstrap_servers, enable_auto_commit=False
-        )
+        self._consumer = AIOKafkaConsumer(**self._kafka.client_options(), enable_auto_commit=False)
         await self._consumer.start()
         self._consumer.assign([self._topic])
         await self._consumer.seek_to_beginning(self._topic)
@@ -119,11 +118,11 @@ class DefinitionCatalog:
 
 
 async def register_definition(
-    bootstrap_servers: str, topic: str, definition: WorkflowDefinition
+    kafka: KafkaAccess, topic: str, definition: WorkflowDefinition
 ) -> bool:
     """Publish a validated definition. Returns False when this exact version is already
     registered; raises DefinitionConflict when it is registered with another body."""
-    catalog = DefinitionCatalog(bootstrap_servers, topic)
+    catalog = DefinitionCatalog(kafka, topic)
     await catalog.start()
     try:
         await catalog.caught_up()
@@ -145,7 +144,7 @@ async def register_definition(
         "definition_json": json.dumps(body, separators=(",", ":")),
         "timestamp": now_ms(),
     }
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, acks="all")
+    producer = AIOKafkaProducer(**kafka.client_options(), acks="all")
     await producer.start()
     try:
         await producer.send_and_wait(

@@ -27,11 +27,13 @@ from stepstream.streams.due_events import DueEvents
 from stepstream.streams.engine_group import EngineGroup
 from stepstream.streams.events import now_ms
 from stepstream.streams.guard import PartitionGuard
+from stepstream.streams.kafka_access import kafka_access
 from stepstream.streams.local_store import mark_clean
 from stepstream.streams.partitioner import cached_partitioner
 from stepstream.streams.roles import ROLES
 from stepstream.streams.settings import Settings
-from stepstream.streams.tables import Tables, declare_tables
+from stepstream.streams.tables import DurableApp, Tables, declare_tables
+from stepstream.streams.topic_plan import durable_configs
 from stepstream.streams.topics import TopicNames
 
 log = logging.getLogger(__name__)
@@ -294,9 +296,9 @@ def create_engine(
     faust_fixes.apply()
     register_codec()
     coordinates = "coordinator" in options.roles
-    app = faust.App(
+    app = DurableApp(
         f"{settings.topic_prefix}-{'engine' if coordinates else 'steps'}",
-        broker=f"kafka://{settings.kafka_bootstrap_servers}",
+        **kafka_access(settings).faust_options(),
         store=options.store,
         datadir=str(options.data_dir),
         topic_partitions=settings.topic_partitions,
@@ -317,6 +319,7 @@ def create_engine(
         # in the log within a minute. Partitions paused on purpose are not checked (fix 8).
         stream_processing_timeout=30.0,
     )
+    app.durable_configs = durable_configs(settings)
     topics = {
         name: app.topic(
             name,
@@ -334,9 +337,9 @@ def create_engine(
         names=names,
         topics=topics,
         tables=declare_tables(app, settings.topic_partitions) if coordinates else None,
-        catalog=DefinitionCatalog(settings.kafka_bootstrap_servers, names.definitions, step_types),
+        catalog=DefinitionCatalog(kafka_access(settings), names.definitions, step_types),
         step_types=step_types,
-        guard=PartitionGuard(settings.kafka_bootstrap_servers, settings.stall_seconds),
+        guard=PartitionGuard(kafka_access(settings), settings.stall_seconds),
     )
     if coordinates:
         inputs = {names.workflow_start, names.executions, names.step_completed, names.replay}

@@ -16,6 +16,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
 from stepstream.infra.metrics import METRICS
+from stepstream.streams.kafka_access import kafka_access
 from stepstream.streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -24,7 +25,7 @@ log = logging.getLogger(__name__)
 def group_consumer(settings: Settings, role: str) -> AIOKafkaConsumer:
     """A consumer in the group `<prefix>-<role>`; the caller subscribes it."""
     return AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
+        **kafka_access(settings).client_options(),
         group_id=f"{settings.topic_prefix}-{role}",
         client_id=f"{settings.topic_prefix}-{role}",
         enable_auto_commit=False,

@@ -23,6 +23,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from stepstream.infra.metrics import METRICS
+from stepstream.streams.kafka_access import KafkaAccess
 from stepstream.streams.progress import PartitionProgress, ProgressGuard, Stall
 
 log = logging.getLogger(__name__)
@@ -94,8 +95,8 @@ class GroupMember:
 
 
 class PartitionGuard:
-    def __init__(self, bootstrap_servers: str, bound_seconds: float) -> None:
-        self.bootstrap_servers = bootstrap_servers
+    def __init__(self, kafka: KafkaAccess, bound_seconds: float) -> None:
+        self.kafka = kafka
         self.bound = bound_seconds
         self.interval = max(1.0, bound_seconds / 4)
         self.watched: list[Watched] = []
@@ -191,10 +192,8 @@ class PartitionGuard:
         """The worker's admin client and an offsets reader outside any group, made on first
         use (the start watchdog asks the same admin client)."""
         if self._admin is None or self._offsets is None:
-            admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers)
-            offsets = AIOKafkaConsumer(
-                bootstrap_servers=self.bootstrap_servers, enable_auto_commit=False
-            )
+            admin = AIOKafkaAdminClient(**self.kafka.client_options())
+            offsets = AIOKafkaConsumer(**self.kafka.client_options(), enable_auto_commit=False)
             await admin.start()
             await offsets.start()
             self._admin, self._offsets = admin, offsets

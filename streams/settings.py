@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from stepstream.workflows.fan_out import DEFAULT_MAX_ITEMS, MAX_ITEMS_LIMIT
@@ -93,6 +93,23 @@ def _parse_choice(*choices: str) -> Callable[[str], str]:
     return parse
 
 
+def _parse_upper_choice(*choices: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip().upper()
+        if value not in choices:
+            raise ValueError(f"expected one of {', '.join(c for c in choices if c)}")
+        return value
+
+    return parse
+
+
+def _parse_readable_file(raw: str) -> str:
+    path = raw.strip()
+    if path and not os.access(path, os.R_OK):
+        raise ValueError("no readable file there")
+    return path
+
+
 def _parse_port(raw: str) -> int:
     value = int(raw.strip())
     if not 0 <= value <= 65_535:
@@ -125,15 +142,28 @@ class Settings:
     max_foreach_items: int = DEFAULT_MAX_ITEMS  # items a `forEach` may fan out over
     max_nesting_depth: int = 5  # how deep sub-workflows may nest
     kafka_bootstrap_servers: str = "127.0.0.1:19092"
+    # How every Kafka client the engine makes authenticates (streams.kafka_access).
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str = ""  # PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: str = field(default="", repr=False)
+    kafka_sasl_password_file: str = ""  # a file holding the password (a mounted secret)
+    kafka_ssl_ca_file: str = ""  # empty: the system's trusted authorities
+    kafka_ssl_cert_file: str = ""  # with the key: mutual TLS
+    kafka_ssl_key_file: str = ""
+    kafka_ssl_check_hostname: bool = True
     database_url: str = "postgresql://stepstream:stepstream@127.0.0.1:15432/stepstream"
     redis_url: str = "redis://127.0.0.1:16379/0"
     ai_base_url: str = ""  # empty: the local rules classifier answers
-    ai_api_key: str = ""
+    ai_api_key: str = field(default="", repr=False)
     ai_model: str = "gpt-4o-mini"
     ai_timeout_seconds: float = 10.0
     topic_prefix: str = "stepstream"
     topic_partitions: int = 8
     replication_factor: int = 1  # of the topics the worker creates (3 on a real cluster)
+    # Replicas that must hold an event before the broker acknowledges it (acks=all). 0:
+    # replication factor - 1 when the factor is 3 or more, else the cluster's default.
+    min_insync_replicas: int = 0
     max_input_bytes: int = 262_144  # a start's input JSON; larger starts are rejected
     watchdog_margin_ms: int = 30_000  # silence past a step's timeout before a resume
     # How long an ended execution's checkpoint stays in the engine's tables (and its id
@@ -164,31 +194,34 @@ class Settings:
     log_format: str = "text"  # or "json": one JSON object per line
     # The operator console's actions (retry, rerun, resume, redrive) need it; without
     # one the console is read-only.
-    console_token: str = ""
+    console_token: str = field(default="", repr=False)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Read every variable; raise SettingsError naming the first bad one."""
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
-        for field in fields(cls):
-            variable, parse = ENVIRONMENT[field.name]
+        for item in fields(cls):
+            variable, parse = ENVIRONMENT[item.name]
             raw = env.get(variable)
             if raw is None:
                 continue
             try:
-                values[field.name] = parse(raw)
+                values[item.name] = parse(raw)
             except ValueError as error:
-                raise SettingsError(f"{variable}={raw!r} is invalid: {error}") from None
-        return cls(**values)
+                shown = "***" if variable in SECRET_VARIABLES else repr(raw)
+                raise SettingsError(f"{variable}={shown} is invalid: {error}") from None
+        settings = cls(**values)
+        check_kafka_security(settings)
+        return settings
 
     def as_environment(self) -> dict[str, str]:
         """The settings as the environment variables that would produce them."""
         result = {}
-        for field in fields(self):
-            value = getattr(self, field.name)
+        for item in fields(self):
+            value = getattr(self, item.name)
             text = str(value).lower() if isinstance(value, bool) else str(value)
-            result[ENVIRONMENT[field.name][0]] = text
+            result[ENVIRONMENT[item.name][0]] = text
         return result
 
 
@@ -206,6 +239,21 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "max_foreach_items": ("WORKFLOW_MAX_FOREACH_ITEMS", _parse_foreach_cap),
     "max_nesting_depth": ("WORKFLOW_MAX_NESTING_DEPTH", _parse_positive_int),
     "kafka_bootstrap_servers": ("KAFKA_BOOTSTRAP_SERVERS", _parse_non_empty),
+    "kafka_security_protocol": (
+        "KAFKA_SECURITY_PROTOCOL",
+        _parse_upper_choice("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"),
+    ),
+    "kafka_sasl_mechanism": (
+        "KAFKA_SASL_MECHANISM",
+        _parse_upper_choice("", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"),
+    ),
+    "kafka_sasl_username": ("KAFKA_SASL_USERNAME", str.strip),
+    "kafka_sasl_password": ("KAFKA_SASL_PASSWORD", str),
+    "kafka_sasl_password_file": ("KAFKA_SASL_PASSWORD_FILE", _parse_readable_file),
+    "kafka_ssl_ca_file": ("KAFKA_SSL_CA_FILE", _parse_readable_file),
+    "kafka_ssl_cert_file": ("KAFKA_SSL_CERT_FILE", _parse_readable_file),
+    "kafka_ssl_key_file": ("KAFKA_SSL_KEY_FILE", _parse_readable_file),
+    "kafka_ssl_check_hostname": ("KAFKA_SSL_CHECK_HOSTNAME", _parse_bool),
     "database_url": ("DATABASE_URL", _parse_url("postgresql", "postgres")),
     "redis_url": ("REDIS_URL", _parse_url("redis", "rediss", "unix")),
     "ai_base_url": ("AI_BASE_URL", _parse_optional_url("http", "https")),
@@ -215,6 +263,7 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "topic_prefix": ("STEPSTREAM_TOPIC_PREFIX", _parse_topic_prefix),
     "topic_partitions": ("STEPSTREAM_TOPIC_PARTITIONS", _parse_positive_int),
     "replication_factor": ("STEPSTREAM_REPLICATION_FACTOR", _parse_positive_int),
+    "min_insync_replicas": ("STEPSTREAM_MIN_INSYNC_REPLICAS", _parse_non_negative_int),
     "max_input_bytes": ("WORKFLOW_MAX_INPUT_BYTES", _parse_positive_int),
     "watchdog_margin_ms": ("WORKFLOW_WATCHDOG_MARGIN_MS", _parse_positive_int),
     "retention_seconds": ("WORKFLOW_RETENTION_SECONDS", _parse_positive_int),
@@ -228,5 +277,52 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "log_format": ("STEPSTREAM_LOG_FORMAT", _parse_choice("text", "json")),
     "console_token": ("STEPSTREAM_CONSOLE_TOKEN", str.strip),
 }
+
+SECRET_VARIABLES = frozenset({"KAFKA_SASL_PASSWORD", "AI_API_KEY", "STEPSTREAM_CONSOLE_TOKEN"})
+
+_SASL = {"SASL_PLAINTEXT", "SASL_SSL"}
+_TLS = {"SSL", "SASL_SSL"}
+
+
+def check_kafka_security(settings: Settings) -> None:
+    """Settings that cannot work together stop start-up, naming the variable to change."""
+    protocol = settings.kafka_security_protocol
+    said = f"with KAFKA_SECURITY_PROTOCOL={protocol}"
+    if protocol in _SASL:
+        if not settings.kafka_sasl_mechanism:
+            raise SettingsError(f"KAFKA_SASL_MECHANISM is required {said}")
+        if not settings.kafka_sasl_username:
+            raise SettingsError(f"KAFKA_SASL_USERNAME is required {said}")
+        if not (settings.kafka_sasl_password or settings.kafka_sasl_password_file):
+            raise SettingsError(
+                f"KAFKA_SASL_PASSWORD or KAFKA_SASL_PASSWORD_FILE is required {said}"
+            )
+        if settings.kafka_sasl_password and settings.kafka_sasl_password_file:
+            raise SettingsError("set KAFKA_SASL_PASSWORD or KAFKA_SASL_PASSWORD_FILE, not both")
+    else:
+        for variable, value in (
+            ("KAFKA_SASL_MECHANISM", settings.kafka_sasl_mechanism),
+            ("KAFKA_SASL_USERNAME", settings.kafka_sasl_username),
+            ("KAFKA_SASL_PASSWORD", settings.kafka_sasl_password),
+            ("KAFKA_SASL_PASSWORD_FILE", settings.kafka_sasl_password_file),
+        ):
+            if value:
+                raise SettingsError(f"{variable} is set, but {said} no SASL is used")
+    if protocol not in _TLS:
+        for variable, value in (
+            ("KAFKA_SSL_CA_FILE", settings.kafka_ssl_ca_file),
+            ("KAFKA_SSL_CERT_FILE", settings.kafka_ssl_cert_file),
+            ("KAFKA_SSL_KEY_FILE", settings.kafka_ssl_key_file),
+        ):
+            if value:
+                raise SettingsError(f"{variable} is set, but {said} no TLS is used")
+    if bool(settings.kafka_ssl_cert_file) != bool(settings.kafka_ssl_key_file):
+        raise SettingsError("KAFKA_SSL_CERT_FILE and KAFKA_SSL_KEY_FILE go together (mutual TLS)")
+    if 0 < settings.replication_factor < settings.min_insync_replicas:
+        raise SettingsError(
+            f"STEPSTREAM_MIN_INSYNC_REPLICAS={settings.min_insync_replicas} is more than "
+            f"STEPSTREAM_REPLICATION_FACTOR={settings.replication_factor}: no write could succeed"
+        )
+
 
 VARIABLE_NAMES: frozenset[str] = frozenset(variable for variable, _ in ENVIRONMENT.values())

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import faust
-from faust.types import TableT
+from faust.types import TableT, TopicT
+
+from stepstream.streams.topic_plan import COMPACTED_PROMPTLY
 
 
 @dataclass(frozen=True)
@@ -21,16 +24,14 @@ class Tables:
     correlations: TableT[bytes, Any]  # events from outside and the waits for them
 
 
-# The changelogs of tables whose keys leave (retention's tombstones): compaction removes a
-# deleted key only from rolled segments, and Kafka rolls a segment after 7 days or 1 GiB,
-# so without these a changelog, and every takeover that reads it, would keep every key
-# for a week. Tombstones themselves stay a day (`delete.retention.ms`): a worker whose
-# local store is older than that is rebuilt from the changelog (streams.local_store).
-COMPACTED_PROMPTLY = {
-    "segment.ms": str(10 * 60 * 1000),
-    "min.cleanable.dirty.ratio": "0.1",
-    "delete.retention.ms": str(24 * 3600 * 1000),
-}
+class DurableApp(faust.App):
+    """faust's app, whose every topic (its changelogs and its leader topic too) is declared
+    with the engine's durability settings (streams.topic_plan.durable_configs)."""
+
+    durable_configs: Mapping[str, str] = {}
+
+    def topic(self, *topics: str, config: Mapping[str, Any] | None = None, **kw: Any) -> TopicT:
+        return super().topic(*topics, config={**self.durable_configs, **(config or {})}, **kw)
 
 
 def declare_tables(app: faust.App, partitions: int) -> Tables:

@@ -4,11 +4,18 @@ partitions, so one execution's events meet in one partition and its table rows a
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
+
+from stepstream.streams.kafka_access import KafkaAccess
+from stepstream.streams.reaching import cluster_topics
+from stepstream.streams.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -73,57 +80,49 @@ class TopicsMissing(LookupError):
         self.missing = missing
 
 
-async def require_topics(bootstrap_servers: str, topics: list[str]) -> None:
+async def require_topics(kafka: KafkaAccess, topics: list[str], timeout: float = 30.0) -> None:
     """Raise TopicsMissing unless every topic exists; asks without creating any."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
-    await admin.start()
-    try:
-        existing = set(await admin.list_topics())
-    finally:
-        await admin.close()
+    existing = await cluster_topics(kafka, timeout)
     missing = [topic for topic in topics if topic not in existing]
     if missing:
         raise TopicsMissing(missing)
 
 
 async def declare_topics(
-    bootstrap_servers: str,
-    names: TopicNames,
-    partitions: int,
-    replication_factor: int = 1,
-    queues: Iterable[str] = (),
+    kafka: KafkaAccess, settings: Settings, queues: Iterable[str] = ()
 ) -> None:
-    """Create every topic that does not exist yet: the engine's, and those of the given
-    task queues. The catalogs (definitions, workers) are compacted, one partition: small,
-    totally ordered, read whole."""
-    wanted = [
-        NewTopic(name, num_partitions=partitions, replication_factor=replication_factor)
-        for name in [*names.all(), *(names.task_queue(queue) for queue in queues)]
-        if name not in names.catalogs()
-    ]
-    wanted += [
-        NewTopic(
-            name,
-            num_partitions=1,
-            replication_factor=replication_factor,
-            topic_configs={"cleanup.policy": "compact"},
-        )
-        for name in names.catalogs()
-    ]
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    """Create every topic of the plan (streams.topic_plan) that does not exist yet: the
+    engine's, and those of the given task queues. faust creates its own (changelogs, the
+    leader topic) with the same replication settings. Then warn about any topic whose
+    durability is below the plan's."""
+    from stepstream.streams.topic_plan import plan_topics
+
+    plan = [spec for spec in plan_topics(settings, tuple(queues)) if spec.created_by == "engine"]
+    existing = await cluster_topics(kafka)
+    admin = AIOKafkaAdminClient(**kafka.client_options())
     await admin.start()
     try:
-        existing = set(await admin.list_topics())
-        for topic in wanted:  # one at a time: a concurrent creator must not fail us
-            if topic.name in existing:
+        for spec in plan:  # one at a time: a concurrent creator must not fail us
+            if spec.name in existing:
                 continue
+            topic = NewTopic(
+                spec.name,
+                num_partitions=spec.partitions,
+                replication_factor=spec.replication_factor,
+                topic_configs=spec.configs,
+            )
             try:
                 await admin.create_topics([topic])
             except TopicAlreadyExistsError:
                 pass
-        await _wait_for_metadata(admin, [topic.name for topic in wanted])
+        await _wait_for_metadata(admin, [spec.name for spec in plan])
     finally:
         await admin.close()
+    if settings.replication_factor > 1:
+        from stepstream.streams.topic_check import check_topics
+
+        for finding in await check_topics(kafka, plan, only_durability=True):
+            log.warning("topic %s", finding.line())
 
 
 async def _wait_for_metadata(admin: AIOKafkaAdminClient, topics: list[str]) -> None:
@@ -134,11 +133,11 @@ async def _wait_for_metadata(admin: AIOKafkaAdminClient, topics: list[str]) -> N
     raise TimeoutError(f"topics not visible in metadata: {topics}")
 
 
-async def delete_topics_with_prefix(bootstrap_servers: str, prefix: str) -> int:
+async def delete_topics_with_prefix(kafka: KafkaAccess, prefix: str) -> int:
     """Delete every topic whose name starts with `prefix` (the engine's topics, its
     changelogs and faust's internal topics all do); returns how many. For tests and
     benchmarks: a single local broker slows down as thousands of their topics pile up."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    admin = AIOKafkaAdminClient(**kafka.client_options())
     await admin.start()
     try:
         doomed = [t for t in await admin.list_topics() if t.startswith(prefix)]

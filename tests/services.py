@@ -12,6 +12,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from stepstream.infra.health import wait_until_answers
+from stepstream.streams.kafka_access import kafka_access
 from stepstream.streams.settings import Settings
 from stepstream.streams.topics import delete_topics_with_prefix
 
@@ -53,9 +54,7 @@ def delete_this_runs_topics(settings: Settings, run_token: str) -> Iterator[None
     so that a developer's broker does not slow down under the topics of earlier runs."""
     yield
     try:
-        asyncio.run(
-            delete_topics_with_prefix(settings.kafka_bootstrap_servers, f"test-{run_token}")
-        )
+        asyncio.run(delete_topics_with_prefix(kafka_access(settings), f"test-{run_token}"))
     except Exception as error:  # hygiene only: the tests have passed or failed by now
         print(f"could not delete this run's topics: {error!r}")
 

@@ -18,6 +18,7 @@ from stepstream.client.watch import reader
 from stepstream.schemas.codec import CODEC
 from stepstream.streams.engine import WorkerOptions
 from stepstream.streams.events import envelope
+from stepstream.streams.kafka_access import kafka_access
 from stepstream.streams.settings import Settings
 from stepstream.streams.topics import TopicNames, declare_topics
 from stepstream.worker import build_worker
@@ -49,7 +50,7 @@ async def test_a_refused_row_is_dead_lettered_and_the_rest_of_the_batch_is_writt
     engine_settings = Settings.from_env(engine_env(settings, f"test-{run_token}-persister"))
     names = TopicNames.for_prefix(engine_settings.topic_prefix)
     bootstrap = engine_settings.kafka_bootstrap_servers
-    await declare_topics(bootstrap, names, engine_settings.topic_partitions)
+    await declare_topics(kafka_access(engine_settings), engine_settings)
     good, bad = f"{run_token}-kept", f"{run_token}-refused"
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
     await producer.start()
@@ -108,7 +109,7 @@ async def test_a_letter_is_re_driven_once_the_cause_is_fixed(
     env = engine_env(settings, f"test-{run_token}-redrive", STEPSTREAM_TOPIC_PARTITIONS="1")
     engine_settings = Settings.from_env(env)
     names = TopicNames.for_prefix(engine_settings.topic_prefix)
-    await declare_topics(engine_settings.kafka_bootstrap_servers, names, 1)
+    await declare_topics(kafka_access(engine_settings), engine_settings)
     blocked = f"{run_token}-blocked"
     database = await asyncpg.connect(engine_settings.database_url)
     guard = f"block_{run_token}".replace("-", "_")
