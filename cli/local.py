@@ -17,14 +17,23 @@ from stepstream.streams.roles import ROLES
 SERVICES_SCRIPT = Path(__file__).resolve().parent.parent / "infra" / "local" / "services.sh"
 
 
-@click.command(context_settings={"ignore_unknown_options": True})
+@click.command()
 @click.argument("action", type=click.Choice(["up", "down", "status", "env"]))
 @click.argument("names", nargs=-1, type=click.Choice(["kafka", "postgres", "redis"]))
-def services(action: str, names: tuple[str, ...]) -> None:
+@click.option(
+    "--brokers",
+    type=click.IntRange(1, 9),
+    default=None,
+    help="Kafka nodes: 3 runs a KRaft cluster on 127.0.0.1 (for tests and trials), its "
+    "topics replicated 3 times with min.insync.replicas=2.",
+)
+def services(action: str, names: tuple[str, ...], brokers: int | None) -> None:
     """Start, stop or inspect the local Kafka, PostgreSQL and Redis (`up` and `down` act
     on the services named, or on all three)."""
     env = {**os.environ, "PYTHON": sys.executable}
     command = ["bash", str(SERVICES_SCRIPT), action, *names]
+    if brokers is not None:
+        command += ["--brokers", str(brokers)]
     completed = subprocess.run(command, env=env, check=False)  # noqa: S603
     sys.exit(completed.returncode)
 

@@ -11,14 +11,22 @@ import logging
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 
 import asyncpg
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaClient
 
+from stepstream.streams.kafka_access import KafkaAccess
+from stepstream.streams.settings import Settings
+
 
 async def kafka_answers(bootstrap_servers: str) -> str:
-    client = AIOKafkaClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=5000)
+    """With the access the environment's KAFKA_* settings give (a secured broker)."""
+    access = replace(
+        KafkaAccess.from_settings(Settings.from_env()), bootstrap_servers=bootstrap_servers
+    )
+    client = AIOKafkaClient(**access.client_options(), request_timeout_ms=5000)
     try:
         await client.bootstrap()
         metadata = await client.fetch_all_metadata()

@@ -15,6 +15,7 @@ from stepstream.infra.health import wait_until_answers
 from stepstream.streams.kafka_access import kafka_access
 from stepstream.streams.settings import Settings
 from stepstream.streams.topics import delete_topics_with_prefix
+from tests.cluster import KafkaCluster, start_cluster
 
 SERVICE_WAIT_SECONDS = 15.0
 
@@ -126,3 +127,13 @@ async def redis_client(redis_url: str, run_token: str) -> AsyncIterator[aioredis
         if keys:
             await client.delete(*keys)
         await client.aclose()
+
+
+@pytest.fixture(scope="session")
+def kafka_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaCluster]:
+    """A 3-node KRaft cluster of the run's own (tests/cluster.py), stopped at the end."""
+    cluster = start_cluster(tmp_path_factory.mktemp("kafka-cluster"))
+    try:
+        yield cluster
+    finally:
+        cluster.down()

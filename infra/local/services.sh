@@ -99,39 +99,103 @@ ensure_kafka_jars() {
   touch "$KAFKA_LIBS/.complete"
 }
 
-kafka_up() {
-  local pidfile=$RUN_DIR/kafka.pid
-  if probe kafka "$KAFKA_BOOTSTRAP_SERVERS" --timeout 2 2>/dev/null; then
-    pid_alive "$pidfile" && log "kafka: reusing pid $(cat "$pidfile")" \
-      || log "kafka: something else answers on $KAFKA_BOOTSTRAP_SERVERS; reusing it"
-    return
+# Kafka: one broker by default; `--brokers N` (STEPSTREAM_KAFKA_BROKERS) runs N combined
+# broker+controller nodes, node i on KAFKA_PORT+i-1 (controller KAFKA_CONTROLLER_PORT+i-1),
+# its data in kafka-i, its pid in run/kafka-i.pid. A cluster of three or more gets what a
+# replicated deployment needs: RF 3 defaults and min.insync.replicas=2 on the controllers
+# too (Kafka 4.1 clusters with eligible leader replicas read it there, not on brokers).
+# STEPSTREAM_KAFKA_TLS_DIR secures a single broker: ca.pem and broker.pem (certificate
+# and key) there; SASL_SSL with SCRAM on KAFKA_PORT, mutual TLS on KAFKA_PORT+1, TLS
+# between broker and controller, and the ACL authorizer (super users: CN=broker, admin).
+# STEPSTREAM_KAFKA_SCRAM_USERS="name=password ..." are created when the storage is formatted.
+KAFKA_BROKERS=${STEPSTREAM_KAFKA_BROKERS:-1}
+KAFKA_TLS_DIR=${STEPSTREAM_KAFKA_TLS_DIR:-}
+SCRAM_USERS=${STEPSTREAM_KAFKA_SCRAM_USERS:-}
+
+node_dir() { if [ "$KAFKA_BROKERS" = 1 ]; then echo "$KAFKA_DIR"; else echo "$KAFKA_DIR-$1"; fi; }
+node_pidfile() {
+  if [ "$KAFKA_BROKERS" = 1 ]; then echo "$RUN_DIR/kafka.pid"; else echo "$RUN_DIR/kafka-$1.pid"; fi
+}
+node_address() { echo "127.0.0.1:$((KAFKA_PORT + $1 - 1))"; }
+
+kafka_bootstrap() {
+  local i servers=()
+  for i in $(seq 1 "$KAFKA_BROKERS"); do servers+=("$(node_address "$i")"); done
+  (IFS=,; echo "${servers[*]}")
+}
+
+# The probe's own access to a secured broker: mutual TLS with the broker's certificate.
+kafka_probe() {
+  local address=$1; shift
+  if [ -n "$KAFKA_TLS_DIR" ]; then
+    KAFKA_SECURITY_PROTOCOL=SSL KAFKA_SSL_CA_FILE=$KAFKA_TLS_DIR/ca.pem \
+      KAFKA_SSL_CERT_FILE=$KAFKA_TLS_DIR/broker.pem KAFKA_SSL_KEY_FILE=$KAFKA_TLS_DIR/broker.pem \
+      probe kafka "127.0.0.1:$((KAFKA_PORT + 1))" "$@"
+  else
+    probe kafka "$address" "$@"
   fi
-  pid_alive "$pidfile" && die "kafka: pid $(cat "$pidfile") runs but does not answer; see $KAFKA_DIR/server.log"
-  ensure_kafka_jars
-  mkdir -p "$KAFKA_DIR/data"
-  cat > "$KAFKA_DIR/server.properties" <<EOF
+}
+
+node_properties() {
+  local i=$1 dir=$2 voters=() n rf=1 isr=1
+  for n in $(seq 1 "$KAFKA_BROKERS"); do voters+=("$n@127.0.0.1:$((KAFKA_CONTROLLER_PORT + n - 1))"); done
+  [ "$KAFKA_BROKERS" -ge 3 ] && { rf=3; isr=2; }
+  cat <<PROPERTIES
 process.roles=broker,controller
-node.id=1
-controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT
-listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+node.id=$i
+controller.quorum.voters=$(IFS=,; echo "${voters[*]}")
 controller.listener.names=CONTROLLER
-inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
-log.dirs=$KAFKA_DIR/data
+log.dirs=$dir/data
 num.partitions=1
-offsets.topic.replication.factor=1
+default.replication.factor=$rf
+min.insync.replicas=$isr
+offsets.topic.replication.factor=$rf
 offsets.topic.num.partitions=8
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
+transaction.state.log.replication.factor=$rf
+transaction.state.log.min.isr=$isr
+share.coordinator.state.topic.replication.factor=$rf
+share.coordinator.state.topic.min.isr=$isr
 group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=true
 delete.topic.enable=true
 log.retention.hours=24
-EOF
-  cat > "$KAFKA_DIR/log4j2.properties" <<EOF
+PROPERTIES
+  if [ -z "$KAFKA_TLS_DIR" ]; then
+    cat <<PROPERTIES
+listeners=PLAINTEXT://$(node_address "$i"),CONTROLLER://127.0.0.1:$((KAFKA_CONTROLLER_PORT + i - 1))
+advertised.listeners=PLAINTEXT://$(node_address "$i")
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+PROPERTIES
+  else
+    cat <<PROPERTIES
+listeners=SASL_SSL://127.0.0.1:$KAFKA_PORT,SSL://127.0.0.1:$((KAFKA_PORT + 1)),CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
+advertised.listeners=SASL_SSL://127.0.0.1:$KAFKA_PORT,SSL://127.0.0.1:$((KAFKA_PORT + 1))
+inter.broker.listener.name=SSL
+listener.security.protocol.map=CONTROLLER:SSL,SSL:SSL,SASL_SSL:SASL_SSL
+ssl.keystore.type=PEM
+ssl.keystore.location=$KAFKA_TLS_DIR/broker.pem
+ssl.truststore.type=PEM
+ssl.truststore.location=$KAFKA_TLS_DIR/ca.pem
+ssl.client.auth=required
+listener.name.sasl_ssl.ssl.client.auth=none
+sasl.enabled.mechanisms=SCRAM-SHA-512,SCRAM-SHA-256
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+super.users=User:CN=broker;User:admin
+allow.everyone.if.no.acl.found=false
+PROPERTIES
+  fi
+}
+
+kafka_node_up() {
+  local i=$1 dir pidfile
+  dir=$(node_dir "$i") pidfile=$(node_pidfile "$i")
+  pid_alive "$pidfile" && { log "kafka node $i: reusing pid $(cat "$pidfile")"; return; }
+  mkdir -p "$dir/data"
+  node_properties "$i" "$dir" > "$dir/server.properties"
+  cat > "$dir/log4j2.properties" <<PROPERTIES
 rootLogger.level=INFO
 rootLogger.appenderRef.stdout.ref=STDOUT
 appender.stdout.type=Console
@@ -144,21 +208,50 @@ logger.apache.name=org.apache.kafka
 logger.apache.level=WARN
 logger.server.name=kafka.server.KafkaRaftServer
 logger.server.level=INFO
-EOF
+PROPERTIES
   local java_opts=(-Xms256m "-Xmx$KAFKA_HEAP" -XX:+UseG1GC -XX:MaxGCPauseMillis=20
-                   -Djava.awt.headless=true "-Dlog4j2.configurationFile=$KAFKA_DIR/log4j2.properties")
-  if [ ! -f "$KAFKA_DIR/data/meta.properties" ]; then
-    log "kafka: formatting storage in $KAFKA_DIR/data"
-    local cluster_id
-    cluster_id=$(java -cp "$KAFKA_LIBS/*" "${java_opts[@]}" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n 1)
+                   -Djava.awt.headless=true "-Dlog4j2.configurationFile=$dir/log4j2.properties")
+  if [ ! -f "$dir/data/meta.properties" ]; then
+    log "kafka node $i: formatting storage in $dir/data"
+    local scram=() user
+    for user in $SCRAM_USERS; do
+      scram+=(--add-scram "SCRAM-SHA-512=[name=${user%%=*},password=${user#*=}]"
+              --add-scram "SCRAM-SHA-256=[name=${user%%=*},password=${user#*=}]")
+    done
     java -cp "$KAFKA_LIBS/*" "${java_opts[@]}" kafka.tools.StorageTool format \
-      -t "$cluster_id" -c "$KAFKA_DIR/server.properties" >"$KAFKA_DIR/format.log" 2>&1 \
-      || die "kafka: storage format failed; see $KAFKA_DIR/format.log"
+      -t "$(kafka_cluster_id)" -c "$dir/server.properties" "${scram[@]}" >"$dir/format.log" 2>&1 \
+      || die "kafka node $i: storage format failed; see $dir/format.log"
   fi
-  log "kafka $KAFKA_VERSION: starting on $KAFKA_BOOTSTRAP_SERVERS"
-  setsid nohup java -cp "$KAFKA_LIBS/*" "${java_opts[@]}" kafka.Kafka "$KAFKA_DIR/server.properties" \
-    >"$KAFKA_DIR/server.log" 2>&1 < /dev/null &
+  log "kafka $KAFKA_VERSION node $i: starting on $(node_address "$i")"
+  setsid nohup java -cp "$KAFKA_LIBS/*" "${java_opts[@]}" kafka.Kafka "$dir/server.properties" \
+    >"$dir/server.log" 2>&1 < /dev/null &
   echo $! > "$pidfile"
+}
+
+# Every node of a cluster is formatted with the same id, kept beside the nodes.
+kafka_cluster_id() {
+  local file=$STATE_DIR/kafka-cluster-id
+  if [ ! -s "$file" ]; then
+    java -cp "$KAFKA_LIBS/*" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n 1 > "$file"
+  fi
+  cat "$file"
+}
+
+kafka_up() {
+  local i
+  if [ "$KAFKA_BROKERS" = 1 ] && kafka_probe "$KAFKA_BOOTSTRAP_SERVERS" --timeout 2 2>/dev/null; then
+    pid_alive "$(node_pidfile 1)" && log "kafka: reusing pid $(cat "$(node_pidfile 1)")" \
+      || log "kafka: something else answers on $KAFKA_BOOTSTRAP_SERVERS; reusing it"
+    return
+  fi
+  if [ "$KAFKA_BROKERS" = 1 ] && pid_alive "$(node_pidfile 1)"; then
+    die "kafka: pid $(cat "$(node_pidfile 1)") runs but does not answer; see $KAFKA_DIR/server.log"
+  fi
+  if [ -n "$KAFKA_TLS_DIR" ] && [ "$KAFKA_BROKERS" != 1 ]; then
+    die "a secured broker runs alone (--brokers 1)"
+  fi
+  ensure_kafka_jars
+  for i in $(seq 1 "$KAFKA_BROKERS"); do kafka_node_up "$i"; done
 }
 
 postgres_up() {
@@ -202,8 +295,11 @@ redis_up() {
 
 wait_ready() {
   case $1 in
-    kafka) probe kafka "$KAFKA_BOOTSTRAP_SERVERS" --timeout "$READY_TIMEOUT" \
-      || die "kafka did not answer within ${READY_TIMEOUT}s; see $KAFKA_DIR/server.log" ;;
+    kafka) local i
+      for i in $(seq 1 "$KAFKA_BROKERS"); do
+        kafka_probe "$(node_address "$i")" --timeout "$READY_TIMEOUT" \
+          || die "kafka node $i did not answer within ${READY_TIMEOUT}s; see $(node_dir "$i")/server.log"
+      done ;;
     postgres) probe postgres "$DATABASE_URL" --timeout "$READY_TIMEOUT" \
       || die "postgres did not answer within ${READY_TIMEOUT}s; see $PG_DIR/server.log" ;;
     redis) probe redis "$REDIS_URL" --timeout "$READY_TIMEOUT" \
@@ -212,7 +308,7 @@ wait_ready() {
 }
 
 print_env() {
-  echo "KAFKA_BOOTSTRAP_SERVERS=$KAFKA_BOOTSTRAP_SERVERS"
+  echo "KAFKA_BOOTSTRAP_SERVERS=$(kafka_bootstrap)"
   echo "DATABASE_URL=$DATABASE_URL"
   echo "REDIS_URL=$REDIS_URL"
 }
@@ -256,7 +352,8 @@ cmd_down() {
   local name
   for name in "${SERVICES[@]}"; do
     case $name in
-      kafka) stop_pid kafka "$RUN_DIR/kafka.pid" ;;
+      kafka) local i
+        for i in $(seq 1 "$KAFKA_BROKERS"); do stop_pid "kafka node $i" "$(node_pidfile "$i")"; done ;;
       postgres)
         if pid_alive "$RUN_DIR/postgres.pid"; then
           as_pg_user "$(pg_bindir)/pg_ctl" -D "$PG_DIR/data" -m fast -w stop >&2 || true
@@ -286,11 +383,24 @@ cmd_status() {
   return $rc
 }
 
-case "${1:-}" in
-  up) shift; select_services "$@"; cmd_up ;;
-  down) shift; select_services "$@"; cmd_down ;;
+ACTION=${1:-}
+[ $# -gt 0 ] && shift
+ARGS=()
+while [ $# -gt 0 ]; do
+  case $1 in
+    --brokers) KAFKA_BROKERS=${2:?--brokers needs a count}; shift 2 ;;
+    --brokers=*) KAFKA_BROKERS=${1#--brokers=}; shift ;;
+    *) ARGS+=("$1"); shift ;;
+  esac
+done
+[[ $KAFKA_BROKERS =~ ^[1-9][0-9]?$ ]] || die "--brokers: expected a count of nodes, got '$KAFKA_BROKERS'"
+set -- "${ARGS[@]+"${ARGS[@]}"}"
+
+case "$ACTION" in
+  up) select_services "$@"; cmd_up ;;
+  down) select_services "$@"; cmd_down ;;
   status) cmd_status ;;
   env) print_env ;;
   browser) cmd_browser ;;
-  *) echo "usage: $0 up|down [kafka|postgres|redis ...] | status | env | browser" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down [--brokers N] [kafka|postgres|redis ...] | status | env | browser" >&2; exit 2 ;;
 esac
