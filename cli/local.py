@@ -158,6 +158,20 @@ def topics_plan(output: str) -> None:
         )
 
 
+@topics.command("acls")
+@click.argument("role", type=click.Choice(["worker", "producer", "consumer"]))
+@click.argument("principal")
+@click.option("--group", default="", help="A consumer's group (default <prefix>-downstream).")
+def topics_acls(role: str, principal: str, group: str) -> None:
+    """The least ACLs a worker, a producer or a downstream consumer needs, as
+    kafka-acls.sh commands (PRINCIPAL: e.g. User:worker, or User:CN=worker for mTLS)."""
+    from stepstream.streams.acls import acls_for
+
+    settings = load_settings()
+    for acl in acls_for(role, settings.topic_prefix, group):
+        click.echo(acl.command(principal, settings.kafka_bootstrap_servers))
+
+
 @topics.command("check")
 @output_option
 def topics_check(output: str) -> None:
