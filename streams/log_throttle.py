@@ -51,7 +51,7 @@ class RepeatThrottle(logging.Filter):
                 self.seen.clear()
             self.seen[key] = _Seen(now, record.created)
         if seen is not None and seen.dropped:  # its window closed before a flush said so
-            record.msg, record.args = f"{record.getMessage()} {self._count(seen)}", None
+            record.msg, record.args = f"{record.getMessage()} {self._count(seen)}", ()
         return True
 
     def due(self) -> list[logging.LogRecord]:
@@ -65,7 +65,7 @@ class RepeatThrottle(logging.Filter):
                 del self.seen[key]
                 if seen.dropped and seen.last is not None:
                     line = logging.makeLogRecord(seen.last.__dict__)
-                    line.msg, line.args = f"{seen.last.getMessage()} {self._count(seen)}", None
+                    line.msg, line.args = f"{seen.last.getMessage()} {self._count(seen)}", ()
                     line.created = time.time()
                     setattr(line, SUMMARY, True)
                     lines.append(line)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import io
 import logging
 
+from mode.utils.logging import ExtensionFormatter
+
 from stepstream.streams.log_throttle import RepeatThrottle, install
 from tests.waiting import repeat_until
 
@@ -29,6 +31,7 @@ def test_the_count_is_due_when_the_window_closes_though_the_line_never_returns()
     assert line.levelno == logging.ERROR and line.name == "aiokafka"
     assert throttle.due() == []  # said once
     assert throttle.filter(line)  # a count line is never throttled itself
+    ExtensionFormatter().format(line)  # faust's formatter, which turns `args=None` into (None,)
 
 
 def test_a_late_repeat_carries_the_count_of_its_window_if_no_flush_came() -> None:
