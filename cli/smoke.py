@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from dataclasses import dataclass
@@ -13,37 +14,40 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from stepstream.cli.errors import redact
+from stepstream.streams.kafka_access import kafka_access
 from stepstream.streams.settings import Settings
 
 ROUND_TRIP_TIMEOUT = 15.0
 
 
-async def kafka_round_trip(bootstrap_servers: str, topic: str, payload: bytes) -> bytes:
-    """Create a topic, produce one record and consume it back."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+async def kafka_round_trip(settings: Settings, topic: str, payload: bytes) -> bytes:
+    """Create a topic, produce one record and consume it back, then delete the topic;
+    with the settings' access (TLS, SASL) and replication factor."""
+    options = kafka_access(settings).client_options()
+    admin = AIOKafkaAdminClient(**options)
     await admin.start()
     try:
-        await admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])
+        new = NewTopic(topic, num_partitions=1, replication_factor=settings.replication_factor)
+        await admin.create_topics([new])
+        producer = AIOKafkaProducer(**options, acks="all")
+        await producer.start()
+        try:
+            await producer.send_and_wait(topic, payload, key=b"smoke")
+        finally:
+            await producer.stop()
+        consumer = AIOKafkaConsumer(
+            topic, **options, auto_offset_reset="earliest", enable_auto_commit=False
+        )
+        await consumer.start()
+        try:
+            record = await consumer.getone()
+            return bytes(record.value or b"")
+        finally:
+            await consumer.stop()
     finally:
+        with contextlib.suppress(Exception):  # hygiene: the round trip has its answer
+            await admin.delete_topics([topic])
         await admin.close()
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, acks="all")
-    await producer.start()
-    try:
-        await producer.send_and_wait(topic, payload, key=b"smoke")
-    finally:
-        await producer.stop()
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap_servers,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
-    await consumer.start()
-    try:
-        record = await consumer.getone()
-        return bytes(record.value or b"")
-    finally:
-        await consumer.stop()
 
 
 async def postgres_round_trip(database_url: str, payload: str) -> str:
@@ -92,7 +96,7 @@ async def run_smoke(settings: Settings) -> list[Check]:
             "kafka",
             settings.kafka_bootstrap_servers,
             kafka_round_trip(
-                settings.kafka_bootstrap_servers,
+                settings,
                 f"{settings.topic_prefix}.smoke-{token}",
                 token.encode(),
             ),

@@ -67,3 +67,29 @@ def test_migrations_run_once_before_the_worker_starts() -> None:
     assert services["migrate"]["environment"] == services["worker"]["environment"]
     condition = services["worker"]["depends_on"]["migrate"]["condition"]
     assert condition == "service_completed_successfully"
+
+
+def test_the_secured_override_sets_only_settings_variables_that_work_together() -> None:
+    from dataclasses import replace
+
+    from stepstream.streams.settings import ENVIRONMENT, check_kafka_security
+
+    secured = yaml.safe_load((ROOT / "docker-compose.secured.yml").read_text())["services"]
+    worker_env = secured["worker"]["environment"]
+    assert set(worker_env) <= VARIABLE_NAMES
+    assert worker_env["KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+    assert (
+        secured["kafka"]["environment"]["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].count("SASL_SSL")
+        == 2
+    )
+    # The files are the container's secrets, not on this machine: parse everything else.
+    fields = {name: variable for name, (variable, _) in ENVIRONMENT.items()}
+    values = {
+        name: str(worker_env[variable])
+        for name, variable in fields.items()
+        if variable in worker_env
+    }
+    values["kafka_ssl_check_hostname"] = True
+    check_kafka_security(replace(Settings(), **values))
+    declared = set(yaml.safe_load((ROOT / "docker-compose.secured.yml").read_text())["secrets"])
+    assert {"ca.pem", "kafka-worker-password"} <= declared
