@@ -11,22 +11,18 @@ import logging
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
+from typing import Any
 
 import asyncpg
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaClient
 
-from stepstream.streams.kafka_access import KafkaAccess
-from stepstream.streams.settings import Settings
 
-
-async def kafka_answers(bootstrap_servers: str) -> str:
-    """With the access the environment's KAFKA_* settings give (a secured broker)."""
-    access = replace(
-        KafkaAccess.from_settings(Settings.from_env()), bootstrap_servers=bootstrap_servers
+async def kafka_answers(bootstrap_servers: str, **client_options: Any) -> str:
+    """`client_options`: TLS and SASL (streams.kafka_probe passes a secured broker's)."""
+    client = AIOKafkaClient(
+        bootstrap_servers=bootstrap_servers, request_timeout_ms=5000, **client_options
     )
-    client = AIOKafkaClient(**access.client_options(), request_timeout_ms=5000)
     try:
         await client.bootstrap()
         metadata = await client.fetch_all_metadata()
@@ -65,9 +61,11 @@ PROBES: dict[str, Callable[[str], Awaitable[str]]] = {
 }
 
 
-async def wait_until_answers(service: str, url: str, timeout: float) -> str:
+async def wait_until_answers(
+    service: str, url: str, timeout: float, probe: Callable[[str], Awaitable[str]] | None = None
+) -> str:
     """Probe until the service answers or the deadline passes; return its description."""
-    probe = PROBES[service]
+    probe = probe or PROBES[service]
     deadline = time.monotonic() + timeout
     last_error: Exception | None = None
     while True:

@@ -11,16 +11,25 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.client import AIOKafkaClient
 from aiokafka.conn import collect_hosts, create_conn
-from aiokafka.errors import KafkaConnectionError, KafkaError, SaslAuthenticationFailed
+from aiokafka.errors import (
+    KafkaConnectionError,
+    KafkaError,
+    KafkaTimeoutError,
+    NodeNotReadyError,
+    SaslAuthenticationFailed,
+)
 from aiokafka.protocol.metadata import MetadataRequest
 
 from stepstream.streams.kafka_access import KafkaAccess
 
 RETRY_SECONDS = 0.5
+T = TypeVar("T")
 
 
 class KafkaUnavailable(ConnectionError):
@@ -58,6 +67,27 @@ async def cluster_topics(kafka: KafkaAccess, timeout: float = 30.0) -> set[str]:
             await asyncio.sleep(RETRY_SECONDS)
         finally:
             await client.close()
+
+
+async def with_admin(
+    kafka: KafkaAccess, action: Callable[[AIOKafkaAdminClient], Awaitable[T]], timeout: float = 30.0
+) -> T:
+    """Run `action` with an admin client; when the broker it asked is down (a dead node
+    still in the metadata, a leader moving), run it again, with a new client, until the
+    deadline. `action` must be safe to run again (create what is missing, read)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        admin = AIOKafkaAdminClient(**kafka.client_options(), request_timeout_ms=10_000)
+        try:
+            await admin.start()
+            return await action(admin)
+        except (TimeoutError, NodeNotReadyError, KafkaConnectionError, KafkaTimeoutError):
+            if loop.time() + RETRY_SECONDS > deadline:
+                raise KafkaUnavailable(kafka, await ask_each_server(kafka)) from None
+            await asyncio.sleep(RETRY_SECONDS)
+        finally:
+            await admin.close()
 
 
 async def ask_each_server(kafka: KafkaAccess) -> dict[str, str]:

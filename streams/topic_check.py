@@ -7,14 +7,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from stepstream.streams.kafka_access import KafkaAccess
+from stepstream.streams.reaching import with_admin
 from stepstream.streams.topic_plan import TopicSpec
 
 CHECKED_CONFIGS = ("min.insync.replicas", "cleanup.policy")
+Configs = dict[str, dict[str, str]]  # each topic's checked settings
 
 
 @dataclass(frozen=True)
@@ -30,15 +33,13 @@ class Finding:
 async def check_topics(
     kafka: KafkaAccess, plan: Sequence[TopicSpec], only_durability: bool = False
 ) -> list[Finding]:
-    admin = AIOKafkaAdminClient(**kafka.client_options())
-    await admin.start()
-    try:
+    async def look(admin: AIOKafkaAdminClient) -> tuple[set[str], list[Any], Configs]:
         existing = set(await admin.list_topics())
-        present = [spec for spec in plan if spec.name in existing]
-        described = await admin.describe_topics([spec.name for spec in present]) if present else []
-        configs = await _configs(admin, [spec.name for spec in present])
-    finally:
-        await admin.close()
+        present = [spec.name for spec in plan if spec.name in existing]
+        described = await admin.describe_topics(present) if present else []
+        return existing, described, await _configs(admin, present)
+
+    existing, described, configs = await with_admin(kafka, look)
     replicas = {
         topic["topic"]: (
             len(topic["partitions"]),
@@ -119,7 +120,7 @@ def _create(kafka: KafkaAccess, spec: TopicSpec) -> str:
     return "start a worker, or run `stepstream topics create`"
 
 
-async def _configs(admin: AIOKafkaAdminClient, topics: list[str]) -> dict[str, dict[str, str]]:
+async def _configs(admin: AIOKafkaAdminClient, topics: list[str]) -> Configs:
     if not topics:
         return {}
     wanted = dict.fromkeys(CHECKED_CONFIGS)

@@ -12,7 +12,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from stepstream.streams.kafka_access import KafkaAccess
-from stepstream.streams.reaching import cluster_topics
+from stepstream.streams.reaching import cluster_topics, with_admin
 from stepstream.streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -98,10 +98,9 @@ async def declare_topics(
     from stepstream.streams.topic_plan import plan_topics
 
     plan = [spec for spec in plan_topics(settings, tuple(queues)) if spec.created_by == "engine"]
-    existing = await cluster_topics(kafka)
-    admin = AIOKafkaAdminClient(**kafka.client_options())
-    await admin.start()
-    try:
+
+    async def create_missing(admin: AIOKafkaAdminClient) -> None:
+        existing = set(await admin.list_topics())
         for spec in plan:  # one at a time: a concurrent creator must not fail us
             if spec.name in existing:
                 continue
@@ -116,8 +115,9 @@ async def declare_topics(
             except TopicAlreadyExistsError:
                 pass
         await _wait_for_metadata(admin, [spec.name for spec in plan])
-    finally:
-        await admin.close()
+
+    await cluster_topics(kafka)  # a clear error at once when no broker can be used
+    await with_admin(kafka, create_missing)
     if settings.replication_factor > 1:
         from stepstream.streams.topic_check import check_topics
 

@@ -17,7 +17,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 SCRIPT = Path(__file__).resolve().parents[1] / "infra" / "local" / "services.sh"
 NODES = 3
-PORT = 29092
+PORT = 27092  # below the ephemeral range (32768+): a node must never dial itself
 
 
 class KafkaCluster:

@@ -16,7 +16,7 @@ from aiokafka.protocol.admin import CreateAclsRequest
 from stepstream.streams.acls import Acl
 from tests.cluster import SCRIPT
 
-PORT = 29292  # SASL_SSL; mutual TLS on PORT + 1
+PORT = 27292  # SASL_SSL; mutual TLS on PORT + 1
 PASSWORDS = {"admin": "admin-secret", "worker": "worker-secret", "producer": "producer-secret"}
 RESOURCE_TYPES = {"topic": 2, "group": 3, "cluster": 4}
 PATTERN_TYPES = {"literal": 3, "prefixed": 4}

@@ -31,9 +31,17 @@ PG_DIR=$STATE_DIR/postgres
 REDIS_DIR=$STATE_DIR/redis
 RUN_DIR=$STATE_DIR/run
 
-KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$KAFKA_PORT
-DATABASE_URL=postgresql://stepstream:stepstream@127.0.0.1:$PG_PORT/stepstream
-REDIS_URL=redis://127.0.0.1:$REDIS_PORT/0
+KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$KAFKA_PORT  # a cluster's: see kafka_bootstrap
+# STEPSTREAM_SERVICES_TLS_DIR (ca.pem, server.crt, server.key) serves PostgreSQL and Redis
+# over TLS only: the URLs then ask for it and verify the server against ca.pem.
+SERVICES_TLS_DIR=${STEPSTREAM_SERVICES_TLS_DIR:-}
+if [ -n "$SERVICES_TLS_DIR" ]; then
+  DATABASE_URL="postgresql://stepstream:stepstream@127.0.0.1:$PG_PORT/stepstream?sslmode=verify-full&sslrootcert=$SERVICES_TLS_DIR/ca.pem"
+  REDIS_URL="rediss://127.0.0.1:$REDIS_PORT/0?ssl_ca_certs=$SERVICES_TLS_DIR/ca.pem"
+else
+  DATABASE_URL=postgresql://stepstream:stepstream@127.0.0.1:$PG_PORT/stepstream
+  REDIS_URL=redis://127.0.0.1:$REDIS_PORT/0
+fi
 
 log() { printf '[services] %s\n' "$*" >&2; }
 die() { printf '[services] error: %s\n' "$*" >&2; exit 1; }
@@ -130,7 +138,7 @@ kafka_probe() {
   if [ -n "$KAFKA_TLS_DIR" ]; then
     KAFKA_SECURITY_PROTOCOL=SSL KAFKA_SSL_CA_FILE=$KAFKA_TLS_DIR/ca.pem \
       KAFKA_SSL_CERT_FILE=$KAFKA_TLS_DIR/broker.pem KAFKA_SSL_KEY_FILE=$KAFKA_TLS_DIR/broker.pem \
-      probe kafka "127.0.0.1:$((KAFKA_PORT + 1))" "$@"
+      "$PYTHON" -m stepstream.streams.kafka_probe "127.0.0.1:$((KAFKA_PORT + 1))" "$@"
   else
     probe kafka "$address" "$@"
   fi
@@ -269,14 +277,26 @@ postgres_up() {
     as_pg_user "$bindir/initdb" -D "$PG_DIR/data" -U stepstream --auth=trust -E UTF8 \
       >"$PG_DIR/initdb.log" 2>&1 || die "postgres: initdb failed; see $PG_DIR/initdb.log"
   fi
-  log "postgres: starting on 127.0.0.1:$PG_PORT"
+  local options="-p $PG_PORT -k $PG_DIR -c listen_addresses=127.0.0.1 -c max_connections=200"
+  if [ -n "$SERVICES_TLS_DIR" ]; then
+    # The key must be the server's own and private, or PostgreSQL refuses it.
+    install -m 600 "$SERVICES_TLS_DIR/server.key" "$PG_DIR/server.key"
+    install -m 644 "$SERVICES_TLS_DIR/server.crt" "$PG_DIR/server.crt"
+    [ "$(id -u)" = 0 ] && chown postgres: "$PG_DIR/server.key" "$PG_DIR/server.crt"
+    # TCP connections must use TLS (hostssl); the local socket stays for the script.
+    printf 'local all all trust\nhostssl all all 127.0.0.1/32 trust\n' > "$PG_DIR/pg_hba.conf"
+    [ "$(id -u)" = 0 ] && chown postgres: "$PG_DIR/pg_hba.conf"
+    options+=" -c ssl=on -c ssl_cert_file=$PG_DIR/server.crt -c ssl_key_file=$PG_DIR/server.key"
+    options+=" -c hba_file=$PG_DIR/pg_hba.conf"
+  fi
+  log "postgres: starting on 127.0.0.1:$PG_PORT${SERVICES_TLS_DIR:+ (TLS only)}"
   as_pg_user "$bindir/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w -t "$READY_TIMEOUT" \
-    -o "-p $PG_PORT -k $PG_DIR -c listen_addresses=127.0.0.1 -c max_connections=200" start >&2 \
+    -o "$options" start >&2 \
     || die "postgres: start failed; see $PG_DIR/server.log"
   head -n 1 "$PG_DIR/data/postmaster.pid" > "$pidfile"
-  as_pg_user "$bindir/psql" -h 127.0.0.1 -p "$PG_PORT" -U stepstream -d postgres -tAc \
+  as_pg_user "$bindir/psql" -h "$PG_DIR" -p "$PG_PORT" -U stepstream -d postgres -tAc \
     "SELECT 1 FROM pg_database WHERE datname = 'stepstream'" | grep -q 1 \
-    || as_pg_user "$bindir/createdb" -h 127.0.0.1 -p "$PG_PORT" -U stepstream stepstream
+    || as_pg_user "$bindir/createdb" -h "$PG_DIR" -p "$PG_PORT" -U stepstream stepstream
 }
 
 redis_up() {
@@ -287,8 +307,14 @@ redis_up() {
     return
   fi
   mkdir -p "$REDIS_DIR"
-  log "redis: starting on 127.0.0.1:$REDIS_PORT"
-  redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$REDIS_DIR" --save "" \
+  local listen=(--port "$REDIS_PORT")
+  if [ -n "$SERVICES_TLS_DIR" ]; then  # TLS only: no plaintext port at all
+    listen=(--port 0 --tls-port "$REDIS_PORT" --tls-cert-file "$SERVICES_TLS_DIR/server.crt"
+            --tls-key-file "$SERVICES_TLS_DIR/server.key" --tls-ca-cert-file "$SERVICES_TLS_DIR/ca.pem"
+            --tls-auth-clients no)
+  fi
+  log "redis: starting on 127.0.0.1:$REDIS_PORT${SERVICES_TLS_DIR:+ (TLS only)}"
+  redis-server --bind 127.0.0.1 "${listen[@]}" --dir "$REDIS_DIR" --save "" \
     --appendonly no --daemonize yes --pidfile "$pidfile" --logfile "$REDIS_DIR/server.log" \
     || die "redis: start failed; see $REDIS_DIR/server.log"
 }

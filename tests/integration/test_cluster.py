@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import urllib.request
 from pathlib import Path
 
 from aiokafka.admin import AIOKafkaAdminClient
@@ -15,7 +16,15 @@ from stepstream.streams.settings import Settings
 from stepstream.streams.topic_plan import plan_topics
 from stepstream.streams.topics import TopicNames
 from tests.cluster import KafkaCluster
-from tests.integration.workers import cli, engine_env, prepare, running_worker
+from tests.integration.test_console import console_process
+from tests.integration.workers import (
+    WorkerProcess,
+    cli,
+    engine_env,
+    prepare,
+    running_worker,
+    wait_until_ready,
+)
 
 
 def cluster_env(settings: Settings, kafka_cluster: KafkaCluster, prefix: str) -> dict[str, str]:
@@ -92,16 +101,21 @@ async def _create_weak_topic(bootstrap: str, name: str) -> None:
         await admin.close()
 
 
-def test_the_command_line_works_while_a_broker_is_down(
+def test_the_command_line_and_the_console_work_while_a_broker_is_down(
     settings: Settings, kafka_cluster: KafkaCluster, run_token: str, tmp_path: Path
 ) -> None:
     env = cluster_env(settings, kafka_cluster, f"test-{run_token}-lost")
     engine = Settings.from_env(env)
     asyncio.run(prepare(engine))
     names = TopicNames.for_prefix(engine.topic_prefix)
-    with running_worker(engine, env, "cluster-w2", tmp_path):
+    with (
+        running_worker(engine, env, "cluster-w2", tmp_path),
+        console_process(env, tmp_path / "console.log") as console,
+    ):
         victim = asyncio.run(kafka_cluster.busiest([names.workflow_start, names.executions]))
         kafka_cluster.kill(victim)
+        # A worker starting now declares its topics while the dead node is still listed.
+        joining = WorkerProcess("cluster-w3", env, tmp_path)
         try:
             # At once: the dead node is still in every client's metadata, not yet fenced.
             start = ("start", "probe", "--tenant", "t", "--user", "u", "--wait", "--timeout", "90")
@@ -113,5 +127,11 @@ def test_the_command_line_works_while_a_broker_is_down(
             assert status.returncode == 0, status.stderr
             listed = cli(env, "list", "--workflow", "probe", "-o", "json")
             assert listed.returncode == 0, listed.stderr
+            for page in ("/", "/executions", f"/executions/{execution_id}", "/figures"):
+                with urllib.request.urlopen(f"{console}{page}", timeout=30) as answer:
+                    assert answer.status == 200, page
+            asyncio.run(wait_until_ready(engine, [joining], 120))
+            assert joining.process.poll() is None, joining.log_tail()
         finally:
+            joining.stop()
             kafka_cluster.up()  # the killed node again, for the tests after this one

@@ -59,6 +59,9 @@ def test_installed_the_flusher_writes_the_count_without_another_line() -> None:
     stream = io.StringIO()
     logger = logging.getLogger("throttle-test")
     logger.propagate = False
+    logger.setLevel(logging.WARNING)  # whatever earlier tests left on the root logger
+    disabled = logging.root.manager.disable
+    logging.disable(logging.NOTSET)
     handler = logging.StreamHandler(stream)
     logger.addHandler(handler)
     install(logger, window=0.3)
@@ -68,3 +71,4 @@ def test_installed_the_flusher_writes_the_count_without_another_line() -> None:
     assert "broker 2 down [repeated 49 more times in the 0.3 s after" in written
     assert written.count("broker 2 down") == 2  # the line, then its count
     logger.removeHandler(handler)
+    logging.disable(disabled)
