@@ -10,7 +10,7 @@ import asyncio
 import logging
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import asyncpg
@@ -80,16 +80,22 @@ async def wait_until_answers(
         await asyncio.sleep(0.5)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(
+    argv: list[str] | None = None,
+    probes: Mapping[str, Callable[[str], Awaitable[str]]] = PROBES,
+) -> int:
+    """`python -m stepstream.infra.health SERVICE URL [--timeout S]`; `probes` replaces
+    how a service is asked (streams.kafka_probe: a secured broker)."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("service", choices=sorted(PROBES))
+    parser.add_argument("service", choices=sorted(probes))
     parser.add_argument("url")
     parser.add_argument("--timeout", type=float, default=30.0)
     args = parser.parse_args(argv)
     # aiokafka logs every refused connection while a broker starts; the verdict is enough.
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    probe = probes[args.service]
     try:
-        description = asyncio.run(wait_until_answers(args.service, args.url, args.timeout))
+        description = asyncio.run(wait_until_answers(args.service, args.url, args.timeout, probe))
     except TimeoutError as error:
         print(error, file=sys.stderr)
         return 1

@@ -138,7 +138,7 @@ kafka_probe() {
   if [ -n "$KAFKA_TLS_DIR" ]; then
     KAFKA_SECURITY_PROTOCOL=SSL KAFKA_SSL_CA_FILE=$KAFKA_TLS_DIR/ca.pem \
       KAFKA_SSL_CERT_FILE=$KAFKA_TLS_DIR/broker.pem KAFKA_SSL_KEY_FILE=$KAFKA_TLS_DIR/broker.pem \
-      "$PYTHON" -m stepstream.streams.kafka_probe "127.0.0.1:$((KAFKA_PORT + 1))" "$@"
+      "$PYTHON" -m stepstream.streams.kafka_probe kafka "127.0.0.1:$((KAFKA_PORT + 1))" "$@"
   else
     probe kafka "$address" "$@"
   fi

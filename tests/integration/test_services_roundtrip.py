@@ -6,15 +6,19 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from stepstream.cli.smoke import kafka_round_trip, postgres_round_trip, run_smoke
+from stepstream.streams.kafka_access import kafka_access
+from stepstream.streams.reaching import cluster_topics
 from stepstream.streams.settings import Settings
 
 
-async def test_kafka_produces_and_consumes_a_record(
-    kafka_bootstrap: str, topic_prefix: str
+async def test_kafka_produces_and_consumes_a_record_and_leaves_no_topic(
+    settings: Settings, kafka_bootstrap: str, topic_prefix: str
 ) -> None:
     payload = b"\x00binary\xffpayload"
-    echoed = await kafka_round_trip(kafka_bootstrap, f"{topic_prefix}.roundtrip", payload)
+    topic = f"{topic_prefix}.roundtrip"
+    echoed = await kafka_round_trip(settings, topic, payload)
     assert echoed == payload
+    assert topic not in await cluster_topics(kafka_access(settings))
 
 
 async def test_postgres_writes_and_reads_rows_in_the_run_schema(
