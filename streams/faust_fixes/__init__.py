@@ -17,6 +17,10 @@ the code it names, then add the version), never an accident.
  8. livelock_detector: the livelock detector leaves paused partitions alone.
  9. drain_read_offsets: the drain loop never drops an event as already read.
 10. seek_with_flow_stopped: stream partitions are sought back with the flow stopped.
+
+Beside them, streams/aiokafka_fixes.py corrects aiokafka's client alone (a client whose known
+brokers all failed asks the bootstrap servers again); every Kafka client the engine makes
+applies it, the client library and the CLI too, which never import faust.
 """
 
 from __future__ import annotations
