@@ -23,7 +23,7 @@ from stepstream.client.workflow_client import WorkflowClient
 from stepstream.streams.settings import Settings
 from stepstream.streams.topics import TopicNames
 from tests.cluster import KafkaCluster
-from tests.waiting import on_schedule
+from tests.waiting import on_schedule, until_moment
 
 # faust's text format: "[2026-12-07 05:30:01,123] [pid] [ERROR] ..."
 ERROR_LINE = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)[^]]*\] \[\d+\] \[ERROR\]")
@@ -69,7 +69,7 @@ class BrokerFaults:
             self.cluster.kill(node)
             self.kills += 1
         recovery = asyncio.create_task(self.time_to_flow(began)) if probe else None
-        await asyncio.sleep(seconds)  # the fault: down this long
+        await until_moment(time.monotonic() + seconds)  # the fault: down this long
         await asyncio.to_thread(self.cluster.up)  # the killed nodes start again
         self.outages.append((began, time.time()))
         if recovery is not None:
