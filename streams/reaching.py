@@ -29,6 +29,7 @@ from aiokafka.protocol.metadata import MetadataRequest
 from stepstream.streams.kafka_access import KafkaAccess
 
 RETRY_SECONDS = 0.5
+ANSWERED = "answered"  # what a server that gave the metadata said
 T = TypeVar("T")
 
 
@@ -60,7 +61,7 @@ async def cluster_topics(kafka: KafkaAccess, timeout: float = 30.0) -> set[str]:
             answers = await ask_each_server(kafka)
             # None answered, or what failed was the credentials: waiting will not help.
             failure = KafkaUnavailable(kafka, answers)
-            if failure.cause_is_access or "answered" not in " ".join(answers.values()):
+            if failure.cause_is_access or ANSWERED not in answers.values():
                 raise failure from None
             if loop.time() + RETRY_SECONDS > deadline:
                 raise failure from None
@@ -119,7 +120,7 @@ async def _ask(host: str, port: int, options: dict[str, Any]) -> str:
         return f"connected, but no metadata ({type(error).__name__})"
     finally:
         conn.close()
-    return "answered"
+    return ANSWERED
 
 
 def _tls_reason(error: ssl.SSLError) -> str:

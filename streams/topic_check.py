@@ -25,6 +25,7 @@ class Finding:
     topic: str
     problem: str
     fix: str
+    durability: bool = False  # fewer replicas, or fewer in sync, than planned
 
     def line(self) -> str:
         return f"{self.topic}: {self.problem}; fix: {self.fix}"
@@ -57,7 +58,7 @@ async def check_topics(
         partitions, factor = replicas.get(spec.name, (0, 0))
         findings += _differences(kafka, spec, partitions, factor, configs.get(spec.name, {}))
     if only_durability:
-        findings = [f for f in findings if "replica" in f.problem]
+        findings = [f for f in findings if f.durability]
     return findings
 
 
@@ -82,6 +83,7 @@ def _differences(
                 f"kafka-reassign-partitions.sh --bootstrap-server {kafka.bootstrap_servers} "
                 "with a plan giving each partition "
                 f"{spec.replication_factor} replicas",
+                durability=True,
             )
         )
     wanted_isr = int(spec.configs.get("min.insync.replicas", "1"))
@@ -93,6 +95,7 @@ def _differences(
                 f"min.insync.replicas={isr} with {factor} replicas: an event is acknowledged "
                 "when one replica holds it",
                 _alter(kafka, spec.name, f"min.insync.replicas={wanted_isr}"),
+                durability=True,
             )
         )
     policy = spec.configs.get("cleanup.policy", "delete")

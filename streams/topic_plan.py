@@ -93,28 +93,23 @@ def plan_topics(settings: Settings, queues: tuple[str, ...] = ()) -> list[TopicS
     names = TopicNames.for_prefix(settings.topic_prefix)
     durable = durable_configs(settings)
     rf, partitions = settings.replication_factor, settings.topic_partitions
-    catalogs = names.catalogs()
-    specs = [
-        TopicSpec(
-            getattr(names, key),
-            1 if getattr(names, key) in catalogs else partitions,
-            rf,
-            {**durable, "cleanup.policy": "compact"}
-            if getattr(names, key) in catalogs
-            else durable,
-            purpose=purpose,
-        )
-        for key, purpose in PURPOSES.items()
-    ]
+    compacted = {**durable, "cleanup.policy": "compact"}
+    specs = []
+    for key, purpose in PURPOSES.items():
+        name = getattr(names, key)
+        if name in names.catalogs():  # small, totally ordered, read whole
+            specs.append(TopicSpec(name, 1, rf, compacted, purpose=purpose))
+        else:
+            specs.append(TopicSpec(name, partitions, rf, durable, purpose=purpose))
     specs += [
         TopicSpec(names.task_queue(queue), partitions, rf, durable, purpose=f"queue {queue}")
         for queue in queues
     ]
     app = f"{settings.topic_prefix}-engine"
     for table in TABLES:
-        configs = {**durable, "cleanup.policy": "compact"}
+        configs = compacted
         if table in COMPACTED_PROMPTLY_TABLES:
-            configs.update(COMPACTED_PROMPTLY)
+            configs = {**compacted, **COMPACTED_PROMPTLY}
         specs.append(
             TopicSpec(
                 f"{app}-{table}-changelog",

@@ -20,17 +20,23 @@ NODES = 3
 PORT = 27092  # below the ephemeral range (32768+): a node must never dial itself
 
 
+def script_env(state: Path, kafka_port: int, **extra: str) -> dict[str, str]:
+    """services.sh's environment for a Kafka of the tests' own: its state, its ports."""
+    return {
+        **os.environ,
+        "PYTHON": sys.executable,
+        "STEPSTREAM_STATE_DIR": str(state),
+        "STEPSTREAM_KAFKA_PORT": str(kafka_port),
+        "STEPSTREAM_KAFKA_CONTROLLER_PORT": str(kafka_port + 100),
+        "STEPSTREAM_KAFKA_HEAP": "512m",
+        **extra,
+    }
+
+
 class KafkaCluster:
     def __init__(self, state: Path) -> None:
         self.state = state
-        self.env = {
-            **os.environ,
-            "PYTHON": sys.executable,
-            "STEPSTREAM_STATE_DIR": str(state),
-            "STEPSTREAM_KAFKA_PORT": str(PORT),
-            "STEPSTREAM_KAFKA_CONTROLLER_PORT": str(PORT + 100),
-            "STEPSTREAM_KAFKA_HEAP": "512m",
-        }
+        self.env = script_env(state, PORT)
         self.bootstrap = ",".join(f"127.0.0.1:{PORT + i}" for i in range(NODES))
 
     def script(self, action: str) -> None:

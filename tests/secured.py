@@ -4,17 +4,15 @@ project's script (`STEPSTREAM_KAFKA_TLS_DIR=... services.sh up kafka`)."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.protocol.admin import CreateAclsRequest
 
 from stepstream.streams.acls import Acl
-from tests.cluster import SCRIPT
+from tests.cluster import SCRIPT, script_env
 
 PORT = 27292  # SASL_SSL; mutual TLS on PORT + 1
 PASSWORDS = {"admin": "admin-secret", "worker": "worker-secret", "producer": "producer-secret"}
@@ -58,16 +56,12 @@ class SecuredKafka:
     def __init__(self, state: Path) -> None:
         self.state = state
         self.tls = state / "tls"
-        self.env = {
-            **os.environ,
-            "PYTHON": sys.executable,
-            "STEPSTREAM_STATE_DIR": str(state),
-            "STEPSTREAM_KAFKA_PORT": str(PORT),
-            "STEPSTREAM_KAFKA_CONTROLLER_PORT": str(PORT + 100),
-            "STEPSTREAM_KAFKA_HEAP": "512m",
-            "STEPSTREAM_KAFKA_TLS_DIR": str(self.tls),
-            "STEPSTREAM_KAFKA_SCRAM_USERS": " ".join(f"{u}={p}" for u, p in PASSWORDS.items()),
-        }
+        self.env = script_env(
+            state,
+            PORT,
+            STEPSTREAM_KAFKA_TLS_DIR=str(self.tls),
+            STEPSTREAM_KAFKA_SCRAM_USERS=" ".join(f"{u}={p}" for u, p in PASSWORDS.items()),
+        )
         self.sasl_bootstrap = f"127.0.0.1:{PORT}"
         self.mtls_bootstrap = f"127.0.0.1:{PORT + 1}"
 
