@@ -55,20 +55,25 @@ STEP_COLUMNS = (
     "started_at",
     "finished_at",
     "tenant_id",
+    "released_at",
+    "workflow_id",
+    "workflow_version",
 )
 STAGE_STEPS = """
 CREATE TEMP TABLE IF NOT EXISTS steps_in ON COMMIT DELETE ROWS AS
 SELECT execution_id, step_id, attempt, step_type, status, output, error, worker, started_at,
-    finished_at, ''::text AS tenant_id
+    finished_at, tenant_id, released_at, workflow_id, workflow_version
 FROM workflow_execution_steps WITH NO DATA
 """
 # A step row goes in unless its execution's row belongs to another tenant (an id reused
 # after retention); a row whose execution is not recorded yet goes in as before.
 INSERT_STAGED_STEPS = """
 INSERT INTO workflow_execution_steps (execution_id, step_id, attempt, step_type, status,
-    output, error, worker, started_at, finished_at)
+    output, error, worker, started_at, finished_at, tenant_id, released_at, workflow_id,
+    workflow_version)
 SELECT s.execution_id, s.step_id, s.attempt, s.step_type, s.status, s.output, s.error,
-    s.worker, s.started_at, s.finished_at
+    s.worker, s.started_at, s.finished_at, s.tenant_id, s.released_at, s.workflow_id,
+    s.workflow_version
 FROM steps_in s LEFT JOIN workflow_executions e ON e.execution_id = s.execution_id
 WHERE e.tenant_id IS NULL OR e.tenant_id = s.tenant_id
 ON CONFLICT (execution_id, step_id, attempt) DO NOTHING
@@ -152,6 +157,7 @@ class AuditRows:
     closed_tasks: Rows = field(default_factory=list)
     children: Rows = field(default_factory=list)  # sub-workflows' children, by their parent
     ended: list[str] = field(default_factory=list)  # executions that ended: open tasks close
+    completed: list[str] = field(default_factory=list)  # their critical paths are recorded
 
     def __bool__(self) -> bool:
         tables = (self.executions, self.steps, self.ignored, self.replays, self.rejected)
@@ -208,6 +214,7 @@ def rows_for(events: list[DecodedEvent]) -> AuditRows:
             if r.get("parent"):  # a sub-workflow's child: linked to its parent's step
                 rows.children.append(child_row(r))
         elif event.name == "WorkflowCompleted":
+            rows.completed.append(r["execution_id"])
             ended = (None, r["outputs_json"], None, None, when(r["started_at"]))
             rows.executions.append((*head, "completed", *ended, when(r["timestamp"])))
         elif event.name == "WorkflowFailed":
@@ -218,7 +225,9 @@ def rows_for(events: list[DecodedEvent]) -> AuditRows:
             rows.executions.append((*head, "cancelled", *cancelled))
         elif event.name == "StepSkipped":  # attempt 0: it never ran
             skip = ("skipped", None, r["reason"], "", None, when(r["timestamp"]), r["tenant_id"])
-            rows.steps.append((r["execution_id"], r["step_id"], 0, r["step_type"], *skip))
+            workflow = (None, r["workflow_id"], r["workflow_version"])
+            skipped_step = (r["execution_id"], r["step_id"], 0, r["step_type"])
+            rows.steps.append((*skipped_step, *skip, *workflow))
             if r["step_type"] == HUMAN_TYPE:  # by its timeout, if it had opened
                 skipped = ("skipped", None, None, when(r["timestamp"]))
                 rows.closed_tasks.append((r["execution_id"], r["step_id"], 0, *skipped))
@@ -253,6 +262,9 @@ def attempt_row(r: dict[str, Any]) -> tuple[Any, ...]:
         when(r["started_at"]),
         when(r["finished_at"]),
         r["tenant_id"],
+        when(r.get("released_at")),
+        r["workflow_id"],
+        r["workflow_version"],
     )
 
 

@@ -186,6 +186,7 @@ def attempt_ended(state: ExecutionState, origin: dict[str, Any], end: EndAttempt
         started_at=end.started_at_ms,
         finished_at=end.finished_at_ms,
         worker=end.worker,
+        released_at=end.released_at_ms,
     )
 
 

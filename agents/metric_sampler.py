@@ -1,7 +1,7 @@
 """Samples this worker's cache and rate-limit counters into PostgreSQL (metric_samples)
-every SAMPLE_SECONDS, so the analytics can chart them over time: Prometheus has them
-too, but only for as long as it keeps them and only where one runs. A sample lost to a
-database outage is only a coarser chart: it is not retried."""
+every STEPSTREAM_METRICS_SAMPLE_SECONDS, so the analytics can chart them over time:
+Prometheus has them too, but only for as long as it keeps them and only where one runs.
+A sample lost to a database outage is only a coarser chart: it is not retried."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ from stepstream.streams.engine import Engine
 
 log = logging.getLogger(__name__)
 
-SAMPLE_SECONDS = 60.0
 COUNTERS = {
     "stepstream_cache_requests": ("cache", "result"),
     "stepstream_rate_limit_decisions": ("scope", "decision"),
@@ -49,7 +48,7 @@ async def record(pool: asyncpg.Pool, worker: str, at: datetime) -> None:
 def install(engine: Engine, database: Callable[[], Awaitable[asyncpg.Pool]]) -> None:
     worker = engine.options.name
 
-    @engine.app.timer(interval=SAMPLE_SECONDS)  # type: ignore[untyped-decorator]
+    @engine.app.timer(interval=engine.settings.metrics_sample_seconds)  # type: ignore[untyped-decorator]
     async def sample_counters() -> None:
         try:
             await record(await database(), worker, datetime.now(UTC))

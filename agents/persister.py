@@ -35,6 +35,7 @@ from stepstream.agents.audit_rows import (
     AuditRows,
     rows_for,
 )
+from stepstream.infra.critical_paths import CriticalPaths
 from stepstream.infra.definition_store import save_definition
 from stepstream.infra.metrics import METRICS
 from stepstream.schemas.codec import CODEC, EventCodecError
@@ -64,6 +65,7 @@ class Persister:
     def __init__(self, engine: Engine, database: Database) -> None:
         self.engine = engine
         self.database = database
+        self.critical_paths = CriticalPaths()
 
     async def write(self, rows: AuditRows) -> None:
         pool = await self.database()
@@ -95,6 +97,9 @@ class Persister:
                     await connection.execute(CLOSE_TASKS_OF, rows.ended)
                 if rows.touch_tasks:
                     METRICS.human_tasks_open.set(await connection.fetchval(COUNT_OPEN_TASKS))
+                if rows.completed or rows.steps:  # whichever batch brings the last part
+                    steps = ((r[0], r[1], r[12], r[13]) for r in rows.steps)
+                    await self.critical_paths.record(connection, rows.completed, steps)
 
     async def check_definitions(self, messages: list[ConsumerRecord[bytes, bytes]]) -> None:
         """Definitions published straight onto the topic, past `register`, are checked

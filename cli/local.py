@@ -313,13 +313,12 @@ def stats(output: str) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8420, show_default=True, help="Port to listen on.")
 def console(host: str, port: int) -> None:
-    """Serve the operator console: executions (filtered, paginated), each one's live graph
-    and attempts, why its steps wait, actions (retry, rerun from a step, resume, cancel,
-    bulk retry), dead letters and redrive, the seed's figures. Actions need
-    STEPSTREAM_CONSOLE_TOKEN; without it the console is read-only."""
+    """Serve the operator console: executions (filtered, paginated), each one's live graph,
+    timeline and attempts, why its steps wait, actions (retry, rerun from a step, resume,
+    cancel, bulk retry), tasks, dead letters and redrive, analytics and figures. Users
+    sign in (`stepstream users add`) and see only their tenants."""
     from stepstream.console.server import run_console
 
     settings = load_settings()
-    mode = "actions need the operator token" if settings.console_token else "read-only"
-    click.echo(f"console on http://{host}:{port}/ ({mode})")
+    click.echo(f"console on http://{host}:{port}/ (sign in as a user of `stepstream users`)")
     run_console(settings, host, port)

@@ -10,6 +10,7 @@ import logging
 
 import click
 
+from stepstream.cli.analytics import analytics
 from stepstream.cli.definitions import plan_command, register
 from stepstream.cli.errors import Commands
 from stepstream.cli.events import events
@@ -17,6 +18,7 @@ from stepstream.cli.executions import describe, list_command, start, status
 from stepstream.cli.local import console, db, run_demo, services, smoke, stats, topics, worker
 from stepstream.cli.operators import cancel, dead_letters, explain, replay, stalled, workers
 from stepstream.cli.tasks import tasks
+from stepstream.cli.users import users
 
 
 @click.group(cls=Commands)
@@ -56,6 +58,8 @@ for command in (
     dead_letters,
     workers,
     stats,
+    analytics,
     console,
+    users,
 ):
     main.add_command(command)

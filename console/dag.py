@@ -27,9 +27,15 @@ def positions(definition: WorkflowDefinition) -> dict[str, tuple[int, int]]:
     return placed
 
 
-def to_svg(definition: WorkflowDefinition, states: Mapping[str, str]) -> str:
+def to_svg(
+    definition: WorkflowDefinition,
+    states: Mapping[str, str],
+    durations: Mapping[str, str] | None = None,
+) -> str:
     """`states`: each step's state (waiting, queued, running, retrying, completed, failed,
-    skipped); the page's script changes the `class` of `g[data-step]` as events arrive."""
+    skipped); the page's script changes the `class` of `g[data-step]` as events arrive.
+    `durations`: how long each step's last attempt ran, shown beside its state."""
+    durations = durations or {}
     placed = positions(definition)
     width = max(x for x, _ in placed.values()) + BOX_WIDTH + GAP_X
     height = max(y for _, y in placed.values()) + BOX_HEIGHT + 20
@@ -55,7 +61,8 @@ def to_svg(definition: WorkflowDefinition, states: Mapping[str, str]) -> str:
             f'<rect x="{x}" y="{y}" width="{BOX_WIDTH}" height="{BOX_HEIGHT}" rx="6"/>'
             f'<text x="{x + 8}" y="{y + 18}">{escape(step.id)}</text>'
             f'<text class="state" x="{x + 8}" y="{y + 35}">{escape(state)}</text>'
-            "</g>"
+            f'<text class="duration" x="{x + BOX_WIDTH - 8}" y="{y + 35}" text-anchor="end">'
+            f"{escape(durations.get(step.id, ''))}</text></g>"
         )
     parts.append("</svg>")
     return "".join(parts)

@@ -6,30 +6,63 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 from html import escape
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from stepstream.client.figures import Figure
+from stepstream.console import charts
+from stepstream.console.charts import Bar
 from stepstream.console.dag import to_svg
 from stepstream.infra.executions import ExecutionRecord, Page
+from stepstream.infra.operators import Role
 from stepstream.workflows import WorkflowDefinition
+from stepstream.workflows.critical_path import critical_path
+
+if TYPE_CHECKING:
+    from stepstream.console.access import Who
 
 STATUSES = ("", "running", "completed", "failed", "cancelled", "rejected")
 
 
-def layout(title: str, body: str, message: str = "", writable: bool = False) -> str:
+def layout(title: str, body: str, message: str = "", who: Who | None = None) -> str:
     notice = f'<p class="message" role="status">{escape(message)}</p>' if message else ""
-    mode = "" if writable else '<span class="readonly">read-only</span>'
     return (
         "<!doctype html><html lang=en><head><meta charset=utf-8>"
         f"<title>{escape(title)} · stepstream</title>"
         '<link rel="stylesheet" href="/static/console.css"></head><body>'
-        '<nav><a href="/executions">executions</a><a href="/tasks">tasks</a>'
-        '<a href="/dead-letters">dead letters</a>'
-        f'<a href="/figures">figures</a>{mode}</nav><main><h1>{escape(title)}</h1>'
+        f"{_nav(who)}<main><h1>{escape(title)}</h1>"
         f'{notice}{body}</main><script src="/static/console.js"></script></body></html>'
     )
+
+
+def _nav(who: Who | None) -> str:
+    """The links, a search by business value, and who is signed in (with sign-out)."""
+    if who is None:
+        return "<nav><span>stepstream</span></nav>"
+    links = ["executions", "tasks", "dead-letters", "analytics"]
+    if who.every_tenant:
+        links.append("figures")  # the workers' counters: of every tenant at once
+    if who.role >= Role.ADMIN:
+        links.append("users")
+    anchors = "".join(f'<a href="/{link}">{link.replace("-", " ")}</a>' for link in links)
+    search = (
+        '<form class="search" method="get" action="/executions" role="search">'
+        '<input name="input" placeholder="find: key=value" aria-label="find an execution'
+        ' by a business value"><button type="submit">find</button></form>'
+    )
+    user = (
+        f'<span class="who" title="{escape(who.scope)}">{escape(who.name)}'
+        f" ({who.role}, {escape(who.scope)})</span>"
+        f'<form class="sign-out" method="post" action="/sign-out">{csrf_field(who)}'
+        '<button type="submit">sign out</button></form>'
+    )
+    return f"<nav>{anchors}{search}{user}</nav>"
+
+
+def csrf_field(who: Who) -> str:
+    return f'<input type="hidden" name="csrf" value="{escape(who.csrf)}">'
 
 
 def text_field(name: str, value: str, label: str, kind: str = "text") -> str:
@@ -39,16 +72,12 @@ def text_field(name: str, value: str, label: str, kind: str = "text") -> str:
     )
 
 
-def operator_fields() -> str:
-    return (
-        '<label>operator <input name="by" required placeholder="who asks"></label>'
-        '<label>token <input name="token" type="password" required></label>'
-    )
+def operator_fields(who: Who) -> str:
+    """An action's form says who sends it: the signed-in user, not a typed name."""
+    return f'<span class="as">as {escape(who.name)}</span>{csrf_field(who)}'
 
 
-def executions_page(
-    filters: Mapping[str, str], page: Page, writable: bool, message: str = ""
-) -> str:
+def executions_page(filters: Mapping[str, str], page: Page, who: Who, message: str = "") -> str:
     status_options = "".join(
         f'<option value="{s}"{" selected" if filters.get("status", "") == s else ""}>'
         f"{s or 'any'}</option>"
@@ -83,7 +112,7 @@ def executions_page(
         query = urlencode({**{k: v for k, v in filters.items() if v}, "after": page.next_token})
         more = f'<p><a class="next" href="/executions?{escape(query)}">next page</a></p>'
     bulk = ""
-    if writable and filters.get("status") == "failed":
+    if who.may_act and filters.get("status") == "failed":
         hidden = "".join(
             f'<input type="hidden" name="{escape(k)}" value="{escape(v)}">'
             for k, v in filters.items()
@@ -91,11 +120,11 @@ def executions_page(
         )
         bulk = (
             '<form class="bulk" method="post" action="/actions/bulk-retry">'
-            f"{hidden}{operator_fields()}"
+            f"{hidden}{operator_fields(who)}"
             '<label>reason <input name="reason"></label>'
             '<button type="submit">retry every failed execution that matches</button></form>'
         )
-    return layout("executions", form + bulk + table + more, message, writable)
+    return layout("executions", form + bulk + table + more, message, who)
 
 
 def execution_page(
@@ -103,7 +132,7 @@ def execution_page(
     definition: WorkflowDefinition | None,
     states: Mapping[str, str],
     reasons: Mapping[str, str],
-    writable: bool,
+    who: Who,
     message: str = "",
     fans: Mapping[str, str] | None = None,
 ) -> str:
@@ -113,7 +142,8 @@ def execution_page(
         f'<strong id="status" class="status {escape(record.status)}">{escape(record.status)}'
         f"</strong>{' — ' + escape(record.error) if record.error else ''}</p>"
     )
-    graph = to_svg(definition, states) if definition is not None else ""
+    bars = timeline_bars(record, definition)
+    graph = to_svg(definition, states, last_durations(bars)) if definition is not None else ""
     waits = "".join(
         f"<li><strong>{escape(step)}</strong>: {escape(why)}</li>" for step, why in reasons.items()
     )
@@ -129,6 +159,7 @@ def execution_page(
         for a in record.steps
     )
     timeline = (
+        f"<h2>timeline</h2>{charts.timeline(bars)}"
         '<h2>attempts</h2><table class="attempts"><thead><tr><th>step</th><th>attempt</th>'
         "<th>status</th><th>worker</th><th>started</th><th>finished</th><th>input</th>"
         f"<th>output</th><th>error</th></tr></thead><tbody>{attempts}</tbody></table>"
@@ -151,13 +182,54 @@ def execution_page(
             for step in human
         )
         timeline = f'<p class="task-links">human tasks: {links}</p>' + timeline
-    actions = _actions(record, definition) if writable else ""
+    actions = _actions(record, definition, who) if who.may_act else ""
     body = (
         f'<section id="execution" data-execution="{escape(record.execution_id)}"'
         f' data-live="{"no" if record.ended else "yes"}">{head}{_family(record, fans or {})}'
         f"{graph}</section>{actions}{why}{timeline}"
     )
-    return layout(f"execution {record.execution_id}", body, message, writable)
+    return layout(f"execution {record.execution_id}", body, message, who)
+
+
+def _moment(text: str | None) -> datetime | None:
+    return None if not text else datetime.fromisoformat(text)
+
+
+def timeline_bars(record: ExecutionRecord, definition: WorkflowDefinition | None) -> list[Bar]:
+    """Every attempt that ran, in the order they were released, those of the critical
+    path (the chain of dependencies that ended last) marked."""
+    ran = [a for a in record.steps if a.attempt > 0]
+    finished = {
+        a.step_id: moment.timestamp()
+        for a in ran
+        if a.status == "completed" and (moment := _moment(a.finished_at)) is not None
+    }
+    on_path: set[str] = set()
+    if definition is not None and record.status == "completed":
+        on_path = set(critical_path({s.id: s.depends_on for s in definition.steps}, finished))
+    bars = [
+        Bar(
+            a.step_id,
+            a.attempt,
+            a.status,
+            _moment(a.released_at),
+            _moment(a.started_at),
+            _moment(a.finished_at),
+            a.step_id in on_path and a.status == "completed",
+        )
+        for a in ran
+    ]
+    return sorted(bars, key=lambda b: (b.released or b.started or b.finished, b.step_id))
+
+
+def last_durations(bars: Iterable[Bar]) -> dict[str, str]:
+    """How long each step's last attempt ran, for the graph."""
+    shown = {}
+    for bar in sorted(bars, key=lambda b: b.attempt):
+        start = bar.started or bar.released
+        if start and bar.finished:
+            shown[bar.step_id] = charts.shown_ms((bar.finished - start).total_seconds() * 1000)
+    return shown
 
 
 def _family(record: ExecutionRecord, fans: Mapping[str, str]) -> str:
@@ -193,7 +265,7 @@ def _input_of(record: ExecutionRecord, definition: WorkflowDefinition | None, st
     return json.dumps({"input": record.input, "steps": steps})
 
 
-def _actions(record: ExecutionRecord, definition: WorkflowDefinition | None) -> str:
+def _actions(record: ExecutionRecord, definition: WorkflowDefinition | None, who: Who) -> str:
     choices = [("retry", "retry the failed step"), ("resume", "resume"), ("cancel", "cancel")]
     if record.ended and definition is not None:
         choices.append(("rerun-from", "rerun from a step"))
@@ -206,12 +278,12 @@ def _actions(record: ExecutionRecord, definition: WorkflowDefinition | None) -> 
         f'<form class="actions" method="post" action="/executions/{escape(record.execution_id)}'
         f'/actions"><label>action <select name="action">{options}</select></label>'
         f'<label>step <select name="step"><option value=""></option>{steps}</select></label>'
-        f'<label>reason <input name="reason"></label>{operator_fields()}'
+        f'<label>reason <input name="reason"></label>{operator_fields(who)}'
         '<button type="submit">send</button></form>'
     )
 
 
-def dead_letters_page(letters: Iterable[Any], writable: bool, message: str = "") -> str:
+def dead_letters_page(letters: Iterable[Any], who: Who, message: str = "") -> str:
     rows = "".join(
         f"<tr><td>{escape(letter.letter_id)}</td><td>{escape(letter.execution_id or '-')}</td>"
         f"<td>{escape(letter.error)}</td></tr>"
@@ -219,18 +291,19 @@ def dead_letters_page(letters: Iterable[Any], writable: bool, message: str = "")
     )
     redrive = (
         '<form class="redrive" method="post" action="/actions/redrive">'
-        f'{operator_fields()}<button type="submit">re-drive every letter once</button></form>'
-        if writable
+        f'{operator_fields(who)}<button type="submit">re-drive every letter once</button>'
+        "</form>"
+        if who.may_act
         else ""
     )
     table = (
         '<table class="letters"><thead><tr><th>letter</th><th>execution</th><th>reason</th>'
         f"</tr></thead><tbody>{rows or '<tr><td colspan=3>none</td></tr>'}</tbody></table>"
     )
-    return layout("dead letters", redrive + table, message, writable)
+    return layout("dead letters", redrive + table, message, who)
 
 
-def figures_page(figures: Iterable[Figure], workers: int, writable: bool) -> str:
+def figures_page(figures: Iterable[Figure], workers: int, who: Who) -> str:
     rows = "".join(
         f'<tr class="{"" if f.met is None else "ok" if f.met else "off"}">'
         f"<td>{escape(f.name)}</td><td>{escape(f.shown())}</td><td>{escape(f.target)}</td></tr>"
@@ -241,4 +314,4 @@ def figures_page(figures: Iterable[Figure], workers: int, writable: bool) -> str
         '<table class="figures"><thead><tr><th>figure</th><th>value</th><th>target</th>'
         f"</tr></thead><tbody>{rows}</tbody></table>"
     )
-    return layout("figures", body, writable=writable)
+    return layout("figures", body, who=who)

@@ -9,10 +9,13 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from html import escape
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stepstream.console.pages import layout, operator_fields, text_field
 from stepstream.infra.human_tasks import HumanTaskRecord
+
+if TYPE_CHECKING:
+    from stepstream.console.access import Who
 
 PLAIN = ("string", "integer", "number", "boolean")
 FIELD_PREFIX = "field."
@@ -63,7 +66,7 @@ def _typed(kind: Any, raw: str) -> Any:
 
 
 def tasks_page(
-    filters: Mapping[str, str], tasks: Iterable[HumanTaskRecord], writable: bool, message: str = ""
+    filters: Mapping[str, str], tasks: Iterable[HumanTaskRecord], who: Who, message: str = ""
 ) -> str:
     form = (
         '<form class="filters" method="get" action="/tasks">'
@@ -86,10 +89,10 @@ def tasks_page(
         "<th>tenant</th><th>for</th><th>opened</th><th>due</th></tr></thead>"
         f"<tbody>{rows or '<tr><td colspan=7>no open tasks</td></tr>'}</tbody></table>"
     )
-    return layout("open tasks", form + table, message, writable)
+    return layout("open tasks", form + table, message, who)
 
 
-def task_page(task: HumanTaskRecord, writable: bool, message: str = "") -> str:
+def task_page(task: HumanTaskRecord, who: Who, message: str = "") -> str:
     head = (
         f"<p>step <strong>{escape(task.step_id)}</strong> (attempt {task.attempt}) of "
         f'<a href="/executions/{escape(task.execution_id)}">{escape(task.execution_id)}</a>, '
@@ -108,11 +111,11 @@ def task_page(task: HumanTaskRecord, writable: bool, message: str = "") -> str:
         "<details><summary>form (JSON Schema)</summary>"
         f"<pre>{escape(json.dumps(task.form, indent=2))}</pre></details>"
     )
-    answer = _answer_form(task) if writable and task.status == "open" else ""
-    return layout(task.title or f"task {task.step_id}", head + answer + schema, message, writable)
+    answer = _answer_form(task, who) if who.may_act and task.status == "open" else ""
+    return layout(task.title or f"task {task.step_id}", head + answer + schema, message, who)
 
 
-def _answer_form(task: HumanTaskRecord) -> str:
+def _answer_form(task: HumanTaskRecord, who: Who) -> str:
     fields = plain_fields(task.form)
     required = set(task.form.get("required", []))
     if fields is None:
@@ -124,7 +127,7 @@ def _answer_form(task: HumanTaskRecord) -> str:
         inputs = "".join(_input(name, spec, name in required) for name, spec in ordered)
     action = f"/tasks/{escape(task.execution_id)}/{escape(task.step_id)}/answer"
     return (
-        f'<form class="answer" method="post" action="{action}">{inputs}{operator_fields()}'
+        f'<form class="answer" method="post" action="{action}">{inputs}{operator_fields(who)}'
         '<button type="submit">answer</button></form>'
     )
 

@@ -27,10 +27,12 @@ WHERE e.execution_id = ANY($1::text[]) AND e.status = 'completed'
 GROUP BY 1, 2, 3, 4, 5, 6
 """
 
+# One statement a batch: its trigger counts the batch's paths at once.
 INSERT_CRITICAL = """
 INSERT INTO workflow_critical_steps (execution_id, step_id, workflow_id, workflow_version,
     tenant_id, finished_at)
-VALUES ($1, $2, $3, $4, $5, $6)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[],
+    $6::timestamptz[])
 ON CONFLICT (execution_id, step_id) DO NOTHING
 """
 
@@ -42,11 +44,28 @@ class CriticalPaths:
 
     def __init__(self) -> None:
         self.dependencies: dict[tuple[str, int], Dependencies] = {}
+        self.last_steps: dict[tuple[str, int], frozenset[str]] = {}  # no step depends on them
 
-    async def record(self, connection: asyncpg.Connection, execution_ids: Iterable[str]) -> int:
-        """Records the paths of those of `execution_ids` that completed with every step
-        recorded; returns how many executions had one."""
-        rows = await connection.fetch(FINISHES, sorted(set(execution_ids)))
+    async def record(
+        self,
+        connection: asyncpg.Connection,
+        completed: Iterable[str],
+        steps: Iterable[tuple[str, str, str | None, int | None]],
+    ) -> int:
+        """Records the paths of the executions that completed with every step recorded,
+        of those a batch may have finished: those it completed, and those whose last
+        steps (`steps`: execution, step, workflow, version) it brings. Returns how many
+        executions had one."""
+        steps = list(steps)
+        await self._load(connection, {(w, v) for _, _, w, v in steps if w and v is not None})
+        candidates = set(completed)
+        for execution_id, step_id, workflow, version in steps:
+            last = self.last_steps.get((workflow or "", version or 0))
+            if last is None or step_id.partition("[")[0] in last:
+                candidates.add(execution_id)
+        if not candidates:
+            return 0
+        rows = await connection.fetch(FINISHES, sorted(candidates))
         if not rows:
             return 0
         executions: dict[str, list[asyncpg.Record]] = {}
@@ -65,7 +84,9 @@ class CriticalPaths:
             for step in critical_path(depends_on, times):
                 records.append((execution_id, step, *head, first["ended_at"]))
         if records:
-            await connection.executemany(INSERT_CRITICAL, records)
+            await connection.execute(
+                INSERT_CRITICAL, *(list(c) for c in zip(*records, strict=True))
+            )
         return len({r[0] for r in records})
 
     async def _load(self, connection: asyncpg.Connection, versions: set[tuple[str, int]]) -> None:
@@ -81,4 +102,6 @@ class CriticalPaths:
         for row in rows:  # read as the engine reads it (steps in order depend implicitly)
             definition = build_definition(json.loads(row["body"]))
             deps = {step.id: step.depends_on for step in definition.steps}
+            needed = {d for step in definition.steps for d in step.depends_on}
             self.dependencies[(row["id"], row["version"])] = deps
+            self.last_steps[(row["id"], row["version"])] = frozenset(deps) - needed

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -51,6 +52,7 @@ WHERE ($1::text IS NULL OR workflow_id = $1)
   AND ($5::timestamptz IS NULL OR started_at < $5)
   AND ($6::timestamptz IS NULL OR (started_at, execution_id) < ($6, $7))
   AND ($9::text IS NULL OR input ->> $9 = $10)
+  AND ($11::text[] IS NULL OR tenant_id = ANY($11))
 ORDER BY started_at DESC, execution_id DESC
 LIMIT $8
 """
@@ -69,6 +71,7 @@ class StepAttempt:
     worker: str | None
     started_at: str | None
     finished_at: str | None
+    released_at: str | None = None  # when the coordinator released it (recorded since 0012)
 
 
 @dataclass(frozen=True)
@@ -144,7 +147,9 @@ async def describe_execution(
     if row is None:
         return None
     definition = _json(row["definition"]) or {}
-    steps = [StepAttempt(**{k: step[k] for k in _STEP_FIELDS}) for step in json.loads(row["steps"])]
+    steps = [
+        StepAttempt(**{k: step.get(k) for k in _STEP_FIELDS}) for step in json.loads(row["steps"])
+    ]
     ignored = [
         IgnoredReport(**{k: i[k] for k in _IGNORED_FIELDS}) for i in json.loads(row["ignored"])
     ]
@@ -179,16 +184,18 @@ async def list_executions(
     limit: int = 50,
     after: str | None = None,
     input_value: tuple[str, str] | None = None,
+    tenant_ids: Sequence[str] | None = None,
 ) -> Page:
     """Newest first. Pages are keyset-paginated: a token names the last row shown, so a
     page costs the same at any depth and rows arriving meanwhile do not shift pages.
-    `input_value` (key, value): only executions whose input has that top-level value."""
+    `input_value` (key, value): only executions whose input has that top-level value.
+    `tenant_ids`: only executions of these tenants (a console user's scope)."""
     cursor_at, cursor_id = decode_token(after) if after else (None, None)
     key, value = input_value or (None, None)
     rows = await connection.fetch(
         LIST,
         *(workflow_id, status, tenant_id, since, until, cursor_at, cursor_id, limit + 1),
-        *(key, value),
+        *(key, value, None if tenant_ids is None else list(tenant_ids)),
     )
     records = [ExecutionRecord(**{name: row[name] for name in _COLUMNS}) for row in rows]
     more = len(records) > limit

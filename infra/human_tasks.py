@@ -4,6 +4,7 @@ a tenant or an assignee, and one task with its form. One query each."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -19,6 +20,7 @@ LEFT JOIN workflow_executions e ON e.execution_id = t.execution_id
 WHERE t.status = 'open' AND COALESCE(e.status, 'running') = 'running'
   AND ($1::text IS NULL OR t.tenant_id = $1)
   AND ($2::text IS NULL OR t.assignee = $2 OR ($3 AND t.assignee IS NULL))
+  AND ($5::text[] IS NULL OR t.tenant_id = ANY($5))
 ORDER BY t.opened_at, t.execution_id, t.step_id
 LIMIT $4
 """
@@ -74,10 +76,18 @@ async def open_tasks(
     assignee: str | None = None,
     include_unassigned: bool = True,
     limit: int = 100,
+    tenant_ids: Sequence[str] | None = None,
 ) -> list[HumanTaskRecord]:
     """Open tasks, oldest first. With `assignee`: theirs, and (`include_unassigned`)
-    those anyone of the tenant may answer."""
-    rows = await connection.fetch(LIST_OPEN, tenant_id, assignee, include_unassigned, limit)
+    those anyone of the tenant may answer. `tenant_ids`: only these tenants' tasks."""
+    rows = await connection.fetch(
+        LIST_OPEN,
+        tenant_id,
+        assignee,
+        include_unassigned,
+        limit,
+        None if tenant_ids is None else list(tenant_ids),
+    )
     return [task_of(row) for row in rows]
 
 

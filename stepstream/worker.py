@@ -18,7 +18,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from stepstream.agents import coordinator, correlator, executor, intake, persister
+from stepstream.agents import coordinator, correlator, executor, intake, metric_sampler, persister
 from stepstream.infra.ai import OpenAICompatibleClassifier, PriorityClassifier, RulesClassifier
 from stepstream.infra.cache import TieredCache
 from stepstream.infra.priority import PriorityService
@@ -128,6 +128,7 @@ def build_worker(
     if "persister" in options.roles:
         persister.install(engine, resources.database)
     announcer.install(engine)
+    metric_sampler.install(engine, resources.database)
     worker = ComposedWorker(engine, resources, registry)
 
     @engine.app.on_before_shutdown.connect  # type: ignore[arg-type]

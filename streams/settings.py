@@ -191,10 +191,15 @@ class Settings:
     # A worker's /metrics and /healthz, on 127.0.0.1; 0: a free port, announced (see
     # `stepstream workers`). Give each worker its own fixed port for Prometheus to scrape.
     metrics_port: int = 0
+    # How often a worker writes its cache and rate-limit counters to PostgreSQL, for the
+    # analytics' charts over time (agents.metric_sampler).
+    metrics_sample_seconds: float = 60.0
     log_format: str = "text"  # or "json": one JSON object per line
-    # The operator console's actions (retry, rerun, resume, redrive) need it; without
-    # one the console is read-only.
-    console_token: str = field(default="", repr=False)
+    # The console's sessions end after this long without a request (and after 12 hours
+    # in any case). Its cookies are Secure (HTTPS only; browsers allow localhost) unless
+    # turned off for a console reached over plain HTTP on another host.
+    console_session_idle_seconds: int = 1800
+    console_secure_cookies: bool = True
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -274,11 +279,16 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "batch_window_ms": ("STEPSTREAM_BATCH_WINDOW_MS", _parse_positive_int),
     "stall_seconds": ("STEPSTREAM_STALL_SECONDS", _parse_positive_float),
     "metrics_port": ("STEPSTREAM_METRICS_PORT", _parse_port),
+    "metrics_sample_seconds": ("STEPSTREAM_METRICS_SAMPLE_SECONDS", _parse_positive_float),
     "log_format": ("STEPSTREAM_LOG_FORMAT", _parse_choice("text", "json")),
-    "console_token": ("STEPSTREAM_CONSOLE_TOKEN", str.strip),
+    "console_session_idle_seconds": (
+        "STEPSTREAM_CONSOLE_SESSION_IDLE_SECONDS",
+        _parse_positive_int,
+    ),
+    "console_secure_cookies": ("STEPSTREAM_CONSOLE_SECURE_COOKIES", _parse_bool),
 }
 
-SECRET_VARIABLES = frozenset({"KAFKA_SASL_PASSWORD", "AI_API_KEY", "STEPSTREAM_CONSOLE_TOKEN"})
+SECRET_VARIABLES = frozenset({"KAFKA_SASL_PASSWORD", "AI_API_KEY"})
 
 _SASL = {"SASL_PLAINTEXT", "SASL_SSL"}
 _TLS = {"SSL", "SASL_SSL"}

@@ -20,11 +20,14 @@ def ended_attempt(state: ExecutionState, step_id: str, step: StepState) -> EndAt
             started_at_ms=step.started_at_ms,
             finished_at_ms=step.finished_at_ms,
             worker=step.worker,
+            released_at_ms=step.ready_at_ms,
         )
+    # A running step's release time is its current attempt's, not the ended one's.
+    released = step.ready_at_ms
     if step.status in (StepStatus.FAILED, StepStatus.RETRYING) and step.attempt > step.base:
         attempt, will_retry = step.attempt, step.status is StepStatus.RETRYING
     elif step.status is StepStatus.RUNNING and step.attempt - 1 > step.base:
-        attempt, will_retry = step.attempt - 1, True
+        attempt, will_retry, released = step.attempt - 1, True, None
     else:
         return None
     return EndAttempt(
@@ -36,6 +39,7 @@ def ended_attempt(state: ExecutionState, step_id: str, step: StepState) -> EndAt
         started_at_ms=step.started_at_ms,
         finished_at_ms=step.finished_at_ms,
         worker=step.worker,
+        released_at_ms=released,
     )
 
 

@@ -210,6 +210,7 @@ def _complete_step(state: ExecutionState, event: StepCompleted) -> Transition:
             started_at_ms=event.started_at_ms,
             finished_at_ms=event.at_ms,
             worker=event.worker,
+            released_at_ms=state.steps[event.step_id].ready_at_ms,
         )
     )
     draft.outstanding -= 1
@@ -249,6 +250,7 @@ def _fail_step(state: ExecutionState, event: StepFailed) -> Transition:
             started_at_ms=event.started_at_ms,
             finished_at_ms=event.at_ms,
             worker=event.worker,
+            released_at_ms=step.ready_at_ms,
         )
     )
     if retry:

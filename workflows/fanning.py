@@ -162,6 +162,7 @@ def _end(
             started_at_ms=step.ready_at_ms,
             finished_at_ms=at_ms,
             worker=FAN_OUT_WORKER,
+            released_at_ms=step.ready_at_ms,
         )
     )
 

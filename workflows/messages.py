@@ -274,6 +274,7 @@ class EndAttempt:
     finished_at_ms: int | None = None
     worker: str | None = None
     report: str | None = None  # ignored: the report's kind, "completed" or "failed"
+    released_at_ms: int | None = None  # the coordinator's clock: when the attempt was released
 
 
 @dataclass(frozen=True, slots=True)

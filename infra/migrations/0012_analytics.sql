@@ -3,8 +3,9 @@
 -- Why rollups, and why triggers: the questions (outcomes, duration percentiles, step
 -- failure rates, waits, the critical path) are asked over ranges of days on tables of
 -- tens of millions of rows. Scanning the attempts for each question grows with history;
--- the rollups grow with hours x steps x buckets. Statement-level triggers with transition
--- tables keep them in the writer's own transaction, whoever the writer is: a batch the
+-- the rollups grow with hours x steps x buckets. Triggers (per statement with transition
+-- tables where a batch is one statement) keep them in the writer's own transaction,
+-- whoever the writer is: a batch the
 -- persister writes again after a redelivery inserts no new attempt row (ON CONFLICT DO
 -- NOTHING), so it counts nothing twice, and an execution whose status changes (failed,
 -- then retried to completion) moves from one count to the other.
@@ -106,30 +107,24 @@ CREATE TABLE metric_samples (
     PRIMARY KEY (sampled_at, worker, name)
 );
 
-CREATE FUNCTION analytics_count_executions() RETURNS trigger LANGUAGE plpgsql AS $$
+-- Executions are written one statement each (the persister's upsert runs per event), so
+-- their trigger is per row, and an update that changes nothing counted (a redelivered
+-- event) does not run it at all (the WHEN of the trigger below).
+CREATE FUNCTION analytics_count_execution() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'UPDATE' THEN
-        INSERT INTO analytics_executions AS a
-        SELECT c.workflow_id, c.workflow_version, c.tenant_id,
-               date_trunc('hour', c.started_at, 'UTC'), c.status,
-               analytics_bucket(analytics_ms(c.started_at, c.finished_at)), sum(c.delta)
-        FROM (SELECT workflow_id, workflow_version, tenant_id, started_at, finished_at, status,
-                     1 AS delta FROM new_rows
-              UNION ALL
-              SELECT workflow_id, workflow_version, tenant_id, started_at, finished_at, status,
-                     -1 FROM old_rows) c
-        GROUP BY 1, 2, 3, 4, 5, 6 HAVING sum(c.delta) <> 0
-        ON CONFLICT (workflow_id, hour, workflow_version, tenant_id, status, bucket)
-        DO UPDATE SET executions = a.executions + EXCLUDED.executions;
-    ELSE
-        INSERT INTO analytics_executions AS a
-        SELECT workflow_id, workflow_version, tenant_id, date_trunc('hour', started_at, 'UTC'),
-               status, analytics_bucket(analytics_ms(started_at, finished_at)), count(*)
-        FROM new_rows
-        GROUP BY 1, 2, 3, 4, 5, 6
-        ON CONFLICT (workflow_id, hour, workflow_version, tenant_id, status, bucket)
-        DO UPDATE SET executions = a.executions + EXCLUDED.executions;
+        UPDATE analytics_executions SET executions = executions - 1
+        WHERE workflow_id = OLD.workflow_id AND hour = date_trunc('hour', OLD.started_at, 'UTC')
+          AND workflow_version = OLD.workflow_version AND tenant_id = OLD.tenant_id
+          AND status = OLD.status
+          AND bucket = analytics_bucket(analytics_ms(OLD.started_at, OLD.finished_at));
     END IF;
+    INSERT INTO analytics_executions AS a
+    VALUES (NEW.workflow_id, NEW.workflow_version, NEW.tenant_id,
+            date_trunc('hour', NEW.started_at, 'UTC'), NEW.status,
+            analytics_bucket(analytics_ms(NEW.started_at, NEW.finished_at)), 1)
+    ON CONFLICT (workflow_id, hour, workflow_version, tenant_id, status, bucket)
+    DO UPDATE SET executions = a.executions + 1;
     RETURN NULL;
 END $$;
 
@@ -178,11 +173,13 @@ SET workflow_id = e.workflow_id, workflow_version = e.workflow_version, tenant_i
 FROM workflow_executions e WHERE e.execution_id = s.execution_id;
 
 CREATE TRIGGER analytics_executions_inserted AFTER INSERT ON workflow_executions
-    REFERENCING NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION analytics_count_executions();
+    FOR EACH ROW EXECUTE FUNCTION analytics_count_execution();
 CREATE TRIGGER analytics_executions_updated AFTER UPDATE ON workflow_executions
-    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION analytics_count_executions();
+    FOR EACH ROW
+    WHEN (OLD.status IS DISTINCT FROM NEW.status OR OLD.started_at IS DISTINCT FROM NEW.started_at
+          OR OLD.finished_at IS DISTINCT FROM NEW.finished_at
+          OR OLD.workflow_version IS DISTINCT FROM NEW.workflow_version)
+    EXECUTE FUNCTION analytics_count_execution();
 CREATE TRIGGER analytics_steps_inserted AFTER INSERT ON workflow_execution_steps
     REFERENCING NEW TABLE AS new_rows
     FOR EACH STATEMENT EXECUTE FUNCTION analytics_count_steps();

@@ -8,6 +8,10 @@ throttled sign-ins."""
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 
@@ -129,6 +133,7 @@ async def test_every_route_as_another_tenants_operator_shows_and_does_nothing(
         ("GET", "/dead-letters"): ("/dead-letters", 200),
         ("POST", "/actions/redrive"): ("/actions/redrive", 303),
         ("GET", "/figures"): ("/figures", 404),
+        ("GET", "/users"): ("/users", 403),  # admins only
         ("GET", "/analytics"): ("/analytics", 200),
         ("GET", "/analytics/{workflow}"): ("/analytics/fails-once?since=24h", 200),
         ("GET", "/sign-in"): ("/sign-in", 200),
@@ -266,3 +271,58 @@ async def test_the_session_cookie_is_http_only_same_site_and_secure(
     ) as answer:
         header = answer.headers["Set-Cookie"]
     assert "HttpOnly" in header and "SameSite=Strict" in header and "Secure" in header
+
+
+def test_users_are_managed_from_the_command_line(
+    walk: tuple[Settings, str, Walk], run_token: str
+) -> None:
+    settings, _, plan = walk
+    env = {**os.environ, **settings.as_environment()}
+    name = f"cli-{run_token}"
+
+    def users(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "stepstream", "users", *args],
+            env=env,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    added = users(
+        "add",
+        name,
+        "--role",
+        "viewer",
+        "--tenant",
+        plan.tenant_a,
+        "--password-stdin",
+        stdin=PASSWORD + "\n",
+    )
+    assert added.returncode == 0, added.stderr
+    assert added.stdout.strip() == f"added {name}: viewer of {plan.tenant_a}"
+    short = users(
+        "add", f"{name}-2", "--role", "viewer", "--all-tenants", "--password-stdin", stdin="short\n"
+    )
+    assert short.returncode == 2 and "at least 12 characters" in short.stderr
+    both = users(
+        "add",
+        f"{name}-3",
+        "--role",
+        "viewer",
+        "--all-tenants",
+        "--tenant",
+        "x",
+        "--password-stdin",
+        stdin=PASSWORD + "\n",
+    )
+    assert both.returncode == 2 and "not both" in both.stderr
+    granted = users("grant", name, "--role", "operator", "--all-tenants")
+    assert granted.stdout.strip() == f"{name}: operator of every tenant"
+    assert users("disable", name).returncode == 0
+    listed = json.loads(users("list", "-o", "json").stdout)
+    mine = [u for u in listed if u["name"] == name]
+    assert mine == [{"name": name, "role": "operator", "tenants": None, "disabled": True}]
+    assert users("disable", f"nobody-{run_token}").returncode == 2

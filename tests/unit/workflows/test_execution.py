@@ -67,7 +67,14 @@ def test_the_maintenance_workflow_releases_steps_as_dependencies_complete() -> N
     assert all(c.inputs["steps"] == {"step-1": {"request_id": 7}} for c in released)
 
     state, commands = reduce(state, StepCompleted("step-3", 1, {"sent": True}, at_ms=1_020))
-    done = EndAttempt("step-3", 1, AttemptOutcome.COMPLETED, {"sent": True}, finished_at_ms=1_020)
+    done = EndAttempt(
+        "step-3",
+        1,
+        AttemptOutcome.COMPLETED,
+        {"sent": True},
+        finished_at_ms=1_020,
+        released_at_ms=1_010,  # when step-1 completed
+    )
     assert commands == (done,)  # step-4 still waits for step-2
     state, commands = reduce(state, StepCompleted("step-2", 1, {"priority": "HIGH"}, at_ms=1_030))
     assert ready_steps(commands) == [("step-4", 1)]
@@ -79,7 +86,12 @@ def test_the_maintenance_workflow_releases_steps_as_dependencies_complete() -> N
     state, commands = reduce(state, StepCompleted("step-4", 1, {"technician": 3}, at_ms=1_040))
     assert state.status is ExecutionStatus.COMPLETED
     assert commands[0] == EndAttempt(
-        "step-4", 1, AttemptOutcome.COMPLETED, {"technician": 3}, finished_at_ms=1_040
+        "step-4",
+        1,
+        AttemptOutcome.COMPLETED,
+        {"technician": 3},
+        finished_at_ms=1_040,
+        released_at_ms=1_030,  # when step-2, its last dependency, completed
     )
     assert commands[1:] == (
         CompleteWorkflow(
@@ -156,6 +168,7 @@ def test_a_retryable_failure_is_retried_after_its_backoff() -> None:
         error="IOError: down",
         will_retry=True,
         finished_at_ms=2_000,
+        released_at_ms=1_000,
     )
     assert commands == (failed, ScheduleRetry("flaky", 2, 2_100))
     assert state.steps["flaky"].status is StepStatus.RETRYING
@@ -189,7 +202,12 @@ def test_a_step_that_fails_for_good_fails_the_workflow_fast_and_names_the_step()
         state, StepFailed("flaky", 3, "IOError: still down", True, at_ms=20_000)
     )
     final = EndAttempt(
-        "flaky", 3, AttemptOutcome.FAILED, error="IOError: still down", finished_at_ms=20_000
+        "flaky",
+        3,
+        AttemptOutcome.FAILED,
+        error="IOError: still down",
+        finished_at_ms=20_000,
+        released_at_ms=11_000,  # the tick that found attempt 3's backoff over
     )
     assert commands == (final, FailWorkflow("flaky", "IOError: still down", 20_000))
     assert state.status is ExecutionStatus.FAILED

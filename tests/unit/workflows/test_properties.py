@@ -135,7 +135,12 @@ def test_a_permanent_failure_ends_the_workflow_and_names_the_step(
     state, commands = reduce(state, StepFailed(victim.step_id, victim.attempt, "Boom: x", False, 9))
     assert commands[1:] == (FailWorkflow(victim.step_id, "Boom: x", 9),)
     assert commands[0] == EndAttempt(
-        victim.step_id, victim.attempt, AttemptOutcome.FAILED, error="Boom: x", finished_at_ms=9
+        victim.step_id,
+        victim.attempt,
+        AttemptOutcome.FAILED,
+        error="Boom: x",
+        finished_at_ms=9,
+        released_at_ms=0,  # at the start
     )
     assert state.status is ExecutionStatus.FAILED
     for other in running:

@@ -105,11 +105,15 @@ def test_announce_repeats_a_failure_and_a_pending_retry() -> None:
     state = new_execution("e", definition, {}, max_parallel_steps=1)
     state, _ = reduce(state, Started(at_ms=0))
     state, commands = reduce(state, StepFailed("only", 1, "boom", True, at_ms=10))
-    failed = EndAttempt("only", 1, FAILED, error="boom", will_retry=True, finished_at_ms=10)
+    failed = EndAttempt(
+        "only", 1, FAILED, error="boom", will_retry=True, finished_at_ms=10, released_at_ms=0
+    )
     assert announce(state) == commands == (failed, ScheduleRetry("only", 2, 110))
     state, _ = reduce(state, StepFailed("only", 1, "late copy", True, at_ms=20))
     assert announce(state) == (failed, ScheduleRetry("only", 2, 110))
     state, _ = reduce(state, Tick(now_ms=200))
     state, commands = reduce(state, StepFailed("only", 2, "boom again", True, at_ms=300))
-    final = EndAttempt("only", 2, FAILED, error="boom again", finished_at_ms=300)
+    final = EndAttempt(
+        "only", 2, FAILED, error="boom again", finished_at_ms=300, released_at_ms=200
+    )
     assert announce(state) == commands == (final, FailWorkflow("only", "boom again", 300))

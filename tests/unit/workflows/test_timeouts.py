@@ -71,6 +71,7 @@ def test_at_the_deadline_the_attempt_fails_and_is_retried() -> None:
         error="StepTimeout: no report or heartbeat within 5000 ms",
         will_retry=True,
         finished_at_ms=6_000,
+        released_at_ms=1_000,
     )
     assert commands == (timed_out, ScheduleRetry("charge", 2, 7_000))
     assert state.steps["local"].status is StepStatus.RUNNING  # the executor's step: no timer

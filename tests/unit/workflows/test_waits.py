@@ -145,6 +145,7 @@ def test_a_wait_arms_a_timer_instead_of_a_worker_and_completes_with_its_times() 
         },
         started_at_ms=1_000,
         finished_at_ms=3_250,
+        released_at_ms=1_000,
     )
     assert isinstance(ready, EmitStepReady) and ready.step_id == "z"
     assert ready.inputs["steps"]["t0"]["fired_at_ms"] == 3_250
