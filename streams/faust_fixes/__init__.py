@@ -17,6 +17,7 @@ the code it names, then add the version), never an accident.
  8. livelock_detector: the livelock detector leaves paused partitions alone.
  9. drain_read_offsets: the drain loop never drops an event as already read.
 10. seek_with_flow_stopped: stream partitions are sought back with the flow stopped.
+11. create_topic_retries: a topic faust creates survives a broker that just died.
 
 Beside them, streams/aiokafka_fixes.py corrects aiokafka's client alone (a client whose known
 brokers all failed asks the bootstrap servers again); every Kafka client the engine makes
@@ -29,6 +30,7 @@ from importlib.metadata import version
 
 from stepstream.streams.faust_fixes import (
     commit_offsets,
+    create_topic_retries,
     drain_fast_path,
     drain_read_offsets,
     flush_waits_for_delivery,
@@ -54,6 +56,7 @@ CORRECTIONS = (
     livelock_detector,
     drain_read_offsets,
     seek_with_flow_stopped,
+    create_topic_retries,
 )
 
 

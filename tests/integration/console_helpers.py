@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -115,6 +116,30 @@ def recorded(settings: Settings, execution_id: str, status: str | None = None) -
             await wait_until(seen, 60, f"{execution_id} recorded as {status}")
 
     asyncio.run(go())
+
+
+class _Stay(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None  # the sign-in's answer carries the cookie: read it, do not follow
+
+
+def signed_in(settings: Settings, base: str, name: str) -> Callable[[str], str]:
+    """A reader of console pages, as a new viewer of every tenant signed in."""
+    add_users(settings, [User(name, Role.VIEWER, None)])
+    form = urllib.parse.urlencode({"name": name, "password": PASSWORD}).encode()
+    try:
+        urllib.request.build_opener(_Stay).open(f"{base}/sign-in", form, timeout=30)
+        raise AssertionError("sign-in did not redirect")
+    except urllib.error.HTTPError as answer:
+        assert answer.code == 303, answer.code
+        cookie = answer.headers["Set-Cookie"].split(";")[0]
+
+    def read(path: str) -> str:
+        request = urllib.request.Request(f"{base}{path}", headers={"Cookie": cookie})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return str(response.read().decode())
+
+    return read
 
 
 # A browser ------------------------------------------------------------------------

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import pytest
 from stepstream.client.watch import read_checkpoint
 from stepstream.client.workflow_client import Outcome, WorkflowClient
 from stepstream.streams.settings import Settings
-from tests.integration.test_console import console_process
+from tests.integration.console_helpers import console_process, signed_in
 from tests.integration.workers import (
     WorkerProcess,
     cli,
@@ -200,10 +199,10 @@ def test_the_console_links_parent_and_child_both_ways(
     assert asyncio.run(run(settings, "maintenance", parent_id)).status == "completed"
     described(env, child_id, "parent")  # recorded by the persister
     with console_process(env, tmp_path / "console.log") as base:
+        read = signed_in(settings, base, f"viewer-{parent_id}")
 
         def page(execution_id: str, wanted: str) -> str | None:
-            with urllib.request.urlopen(f"{base}/executions/{execution_id}") as response:
-                html = response.read().decode()
+            html = read(f"/executions/{execution_id}")
             return html if wanted in html else None
 
         parent_page = asyncio.run(

@@ -6,17 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-import urllib.request
 from pathlib import Path
 
+import aiohttp
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
+from stepstream.infra.operators import Role
 from stepstream.streams.settings import Settings
 from stepstream.streams.topic_plan import plan_topics
 from stepstream.streams.topics import TopicNames
 from tests.cluster import KafkaCluster
-from tests.integration.test_console import console_process
+from tests.integration.console_helpers import User, Visitor, add_users, console_process
 from tests.integration.workers import (
     WorkerProcess,
     cli,
@@ -101,12 +102,21 @@ async def _create_weak_topic(bootstrap: str, name: str) -> None:
         await admin.close()
 
 
+async def signed_in_pages(base: str, name: str, pages: tuple[str, ...]) -> list[int]:
+    async with aiohttp.ClientSession() as http:
+        visitor = Visitor(base, http)
+        assert await visitor.sign_in(name) == 303
+        return [(await visitor.get(page))[0] for page in pages]
+
+
 def test_the_command_line_and_the_console_work_while_a_broker_is_down(
     settings: Settings, kafka_cluster: KafkaCluster, run_token: str, tmp_path: Path
 ) -> None:
     env = cluster_env(settings, kafka_cluster, f"test-{run_token}-lost")
     engine = Settings.from_env(env)
     asyncio.run(prepare(engine))
+    admin = User(f"cluster-admin-{run_token}", Role.ADMIN, None)
+    add_users(engine, [admin])
     names = TopicNames.for_prefix(engine.topic_prefix)
     with (
         running_worker(engine, env, "cluster-w2", tmp_path),
@@ -127,9 +137,8 @@ def test_the_command_line_and_the_console_work_while_a_broker_is_down(
             assert status.returncode == 0, status.stderr
             listed = cli(env, "list", "--workflow", "probe", "-o", "json")
             assert listed.returncode == 0, listed.stderr
-            for page in ("/", "/executions", f"/executions/{execution_id}", "/figures"):
-                with urllib.request.urlopen(f"{console}{page}", timeout=30) as answer:
-                    assert answer.status == 200, page
+            pages = ("/executions", f"/executions/{execution_id}", "/figures", "/analytics")
+            assert asyncio.run(signed_in_pages(console, admin.name, pages)) == [200] * 4
             asyncio.run(wait_until_ready(engine, [joining], 120))
             assert joining.process.poll() is None, joining.log_tail()
         finally:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +20,7 @@ from stepstream.demo.data import seed
 from stepstream.streams.settings import Settings
 from stepstream.streams.topics import TopicNames
 from stepstream.workflows import parse_definition
-from tests.integration.test_console import console_process
+from tests.integration.console_helpers import console_process, signed_in
 from tests.integration.workers import (
     WorkerProcess,
     cli,
@@ -206,11 +205,10 @@ def test_the_console_shows_how_far_a_fan_out_is(
     outcome = asyncio.run(run(engine, "fan-continue", [{"n": 1}, {"fail": True}, {"n": 3}]))
     assert outcome.status == "completed"
     with console_process(env, tmp_path / "console.log") as base:
+        read = signed_in(engine, base, f"viewer-{outcome.execution_id}")
 
         def shown() -> str | None:
-            url = f"{base}/executions/{outcome.execution_id}"
-            with urllib.request.urlopen(url) as response:
-                html = response.read().decode()
+            html = read(f"/executions/{outcome.execution_id}")
             return html if 'class="fan-out"' in html else None
 
         html = asyncio.run(wait_until(shown, 30, "the fan-out's progress on its page"))
