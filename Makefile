@@ -8,7 +8,7 @@ INSTALLED := $(VENV)/.installed
 SERVICES_ENV := $(VENV)/services.env
 PYTEST_ARGS ?=
 
-.PHONY: run test chaos lint services services-down venv browser
+.PHONY: run test chaos lint services services-down venv browser bench-peers
 
 venv: $(INSTALLED)
 
@@ -47,3 +47,9 @@ lint: $(INSTALLED)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+
+# The engines bench/peers.py compares with (Celery, Temporal, DBOS), in a virtualenv of
+# their own, and the Temporal CLI built from its Go module. Then:
+#   .venv/bin/python bench/peers.py
+bench-peers: services
+	bash infra/local/peers.sh

@@ -1,8 +1,9 @@
-"""The Celery side of bench/celery_peer.py: one no-op step, as the engine's `noop`."""
+"""The Celery side of bench/peers.py: one step, a no-op unless told to sleep."""
 
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 from celery import Celery
@@ -13,5 +14,7 @@ app.conf.update(result_expires=600, worker_prefetch_multiplier=4, task_acks_late
 
 
 @app.task
-def step(*inputs: Any) -> dict[str, bool]:
+def step(*inputs: Any, seconds: float = 0.0) -> dict[str, bool]:
+    if seconds:
+        time.sleep(seconds)  # the step's work: a prefork child does one step at a time
     return {"ok": True}
