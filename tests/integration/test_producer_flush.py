@@ -6,6 +6,9 @@ flight, and a worker killed after the commit lost checkpoints."""
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 import faust
 
 from stepstream.streams import faust_fixes
@@ -33,5 +36,32 @@ async def test_flush_returns_once_every_buffered_and_direct_record_is_acknowledg
             unsettled = [f for f in [*buffered, *direct] if not f.done()]
             assert not unsettled, f"{len(unsettled)} records still in flight after flush"
             assert all(f.exception() is None for f in [*buffered, *direct])
+    finally:
+        await producer.stop()
+
+
+async def test_a_flush_returns_while_records_keep_being_sent(
+    settings: Settings, kafka_bootstrap: str, run_token: str
+) -> None:
+    """At saturation the coordinator keeps sending while faust flushes before a commit.
+    The flush waits for what was sent before it began; waiting until nothing at all was
+    pending held commits for 6-12 s, and the progress guard took the partitions for
+    stalled."""
+    faust_fixes.apply()
+    app = faust.App(f"test-{run_token}-busy-flush", broker=f"kafka://{kafka_bootstrap}")
+    producer = await app.maybe_start_producer()
+    name = f"test-{run_token}-busy-flush"
+    try:
+        before = [await producer.send(name, b"k", b"before", None, None, None) for _ in range(200)]
+        flushing = asyncio.ensure_future(producer.flush())
+        deadline = time.monotonic() + 30
+        sent_during = 0
+        while not flushing.done() and time.monotonic() < deadline:
+            await producer.send(name, b"k", b"during", None, None, None)
+            sent_during += 1
+        assert flushing.done(), f"the flush was still waiting after {sent_during} later records"
+        await flushing
+        assert all(f.done() and f.exception() is None for f in before)
+        await producer.flush()
     finally:
         await producer.stop()
