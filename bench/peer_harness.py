@@ -88,11 +88,13 @@ def cpu_by_process(processes: dict[str, list[int]]) -> dict[str, dict[int, float
     return {role: {pid: cpu_seconds(pid) for pid in pids} for role, pids in processes.items()}
 
 
-def cpu_spent(before: dict[str, dict[int, float]], diamonds: Diamonds) -> dict[str, float]:
-    """Seconds of CPU by role since `before`. The processes are listed again: one that
+def cpu_spent(
+    before: dict[str, dict[int, float]], processes: dict[str, list[int]]
+) -> dict[str, float]:
+    """Seconds of CPU by role since `before`, of `processes` listed again now: one that
     started meanwhile (a PostgreSQL backend a pool opened) counts from 0; one that ended
     meanwhile is not counted, as /proc no longer shows it."""
-    after = cpu_by_process(diamonds.processes())
+    after = cpu_by_process(processes)
     return {
         role: sum(cpu - before.get(role, {}).get(pid, 0.0) for pid, cpu in pids.items())
         for role, pids in after.items()
@@ -138,7 +140,10 @@ async def measure(
     await diamonds.run(executions)
     elapsed = time.perf_counter() - started
     steps = executions * STEPS
-    cpu = {role: seconds / steps * 1e6 for role, seconds in cpu_spent(before, diamonds).items()}
+    cpu = {
+        role: seconds / steps * 1e6
+        for role, seconds in cpu_spent(before, diamonds.processes()).items()
+    }
     started = time.perf_counter()
     await diamonds.run(1, seconds=1.0)
     sleepy = time.perf_counter() - started

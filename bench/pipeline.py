@@ -24,6 +24,8 @@ import time
 import uuid
 from pathlib import Path
 
+import breakdown  # bench/ is on sys.path
+import peer_harness as harness
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
@@ -156,44 +158,16 @@ async def one_second_steps(settings: Settings, client: WorkflowClient) -> None:
 def cpu_seconds(pids: list[int]) -> float:
     """User + system CPU the processes have used (from /proc; steadier than steps/s on a
     machine whose speed drifts between sittings)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for pid in pids:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / ticks
-
-
-def pids_of(matches: str) -> list[int]:
-    """Processes whose command line contains `matches` (the broker, PostgreSQL's)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if matches in (entry / "cmdline").read_bytes().decode(errors="replace"):
-                    found.append(int(entry.name))
-            except OSError:
-                continue  # gone meanwhile
-    return found
+    return sum(map(harness.cpu_seconds, pids))
 
 
 def service_pids() -> dict[str, list[int]]:
     """The machine's other CPU users during a run (they share its 2 cores)."""
     return {
-        "broker": pids_of("kafka.Kafka"),
-        "postgres": pids_of("postgres"),
+        "broker": harness.pids_of("kafka.Kafka"),
+        "postgres": harness.pids_of("postgres"),
         "this client": [os.getpid()],
     }
-
-
-def cpu_of_alive(pids: list[int]) -> float:
-    total = 0.0
-    for pid in pids:
-        try:
-            total += cpu_seconds([pid])
-        except OSError:
-            continue  # a PostgreSQL backend that ended: its time is not counted
-    return total
 
 
 async def start_and_wait(
@@ -214,25 +188,37 @@ async def start_and_wait(
 
 
 async def saturation(
-    settings: Settings, client: WorkflowClient, executions: int, workers: dict[str, int]
+    settings: Settings,
+    client: WorkflowClient,
+    executions: int,
+    workers: dict[str, int],
+    profile: Path | None = None,
 ) -> float:
     """`workers`: the worker processes' pids by name; each one's CPU per step is printed
-    when there are several."""
+    when there are several. With `profile` (a directory), each worker is sampled by
+    py-spy meanwhile and where its CPU went is printed by part (bench/breakdown.py)."""
     pids = list(workers.values())
+    samplings = {
+        name: breakdown.Sampling(pid, profile / f"{name}.collapsed")
+        for name, pid in (workers.items() if profile else ())
+    }
     cpu_before = cpu_seconds(pids)
     each_before = {name: cpu_seconds([pid]) for name, pid in workers.items()}
-    others = service_pids()
-    others_before = {name: cpu_of_alive(ps) for name, ps in others.items()}
+    # Listed again at the end: the persister's PostgreSQL backends may open meanwhile.
+    others_before = harness.cpu_by_process(service_pids())
     ids, elapsed = await start_and_wait(client, "diamond-noop", executions)
     steps = executions * 4
     await quiesce(settings)  # the persister's share of the work is part of a step's cost
     cpu_per_step_us = (cpu_seconds(pids) - cpu_before) / steps * 1e6
+    for sampling in samplings.values():
+        sampling.stop()
     each_us = {
         name: (cpu_seconds([pid]) - each_before[name]) / steps * 1e6
         for name, pid in workers.items()
     }
     others_us = {
-        name: (cpu_of_alive(ps) - others_before[name]) / steps * 1e6 for name, ps in others.items()
+        name: seconds / steps * 1e6
+        for name, seconds in harness.cpu_spent(others_before, service_pids()).items()
     }
     names = TopicNames.for_prefix(settings.topic_prefix)
     delays = scheduling_delays(await read_all(settings, names.step_completed), set(ids))
@@ -252,6 +238,8 @@ async def saturation(
         "    CPU per step elsewhere: "
         + ", ".join(f"{name} {us:.0f} us" for name, us in others_us.items())
     )
+    for name, sampling in samplings.items():
+        print(breakdown.report(name, sampling.output, each_us[name]))
     return steps / elapsed
 
 
@@ -423,6 +411,11 @@ async def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="worker processes in the group")
     parser.add_argument("--phases", default="12345", help="which phases to run, e.g. 23")
     parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="sample each worker with py-spy during phase 2 and print where its CPU went",
+    )
+    parser.add_argument(
         "--split",
         action="store_true",
         help="each worker as two processes: the coordinator, and the executor and persister",
@@ -445,7 +438,8 @@ async def main() -> None:
                 await one_second_steps(settings, client)
             if "2" in args.phases:
                 pids = {w.name: w.process.pid for w in workers}
-                engine = await saturation(settings, client, args.executions, pids)
+                profile = workdir if args.profile else None
+                engine = await saturation(settings, client, args.executions, pids, profile)
             if "3" in args.phases:
                 for steps_per_second in (200, 1_000):  # the saturated one last
                     await paced(settings, client, args.paced_seconds, steps_per_second)

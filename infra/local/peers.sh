@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # What bench/peers.py needs for the engines it compares with, apart from the project:
-#   .venv-peers        a virtualenv of its own: temporalio, dbos, celery (never the project's)
+#   .venv-peers        a virtualenv of its own: temporalio, dbos, celery, and py-spy for
+#                      bench/pipeline.py --profile (never the project's virtualenv)
 #   $CACHE/peers/bin   the Temporal CLI (its dev server), built from its Go module
 # Idempotent; `make bench-peers` runs it.
 set -euo pipefail
@@ -16,7 +17,7 @@ TEMPORAL_CLI_VERSION=1.5.1
 TEMPORAL_CLI=github.com/temporalio/cli/cmd/temporal@v$TEMPORAL_CLI_VERSION
 # As its release build stamps it (.goreleaser.yml), so that --version names the release.
 TEMPORAL_LDFLAGS="-X github.com/temporalio/cli/temporalcli.Version=$TEMPORAL_CLI_VERSION"
-PEER_PACKAGES=("temporalio==1.35.*" "dbos==3.4.*" "celery[redis]>=5.3,<6" "psycopg[binary]>=3.2")
+PEER_PACKAGES=("temporalio==1.35.*" "dbos==3.4.*" "celery[redis]>=5.3,<6" "psycopg[binary]>=3.2" "py-spy>=0.4")
 
 log() { echo "peers: $*" >&2; }
 die() { log "$*"; exit 1; }
