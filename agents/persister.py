@@ -52,9 +52,6 @@ Database = Callable[[], Awaitable[asyncpg.Pool]]  # the worker's pool, made on f
 
 BATCH_SIZE = 500
 BATCH_WINDOW_MS = 500
-# The audit trail may lag 100 ms: larger fetches and batches cost the worker ~10% and
-# PostgreSQL ~25% less CPU per step at saturation than fetching whatever has arrived.
-FETCH_WAIT_MS = 100
 TRANSIENT = (
     OSError,
     asyncpg.InterfaceError,
@@ -173,7 +170,7 @@ class Persister:
         """Batches from the group `<prefix>-persister`; offsets are committed after the
         batch is written, so a crash writes a batch twice (upserts) rather than never."""
         names = self.engine.names
-        consumer = group_consumer(self.engine.settings, "persister", FETCH_WAIT_MS)
+        consumer = group_consumer(self.engine.settings, "persister")
         consumer.subscribe(
             [
                 names.executions,

@@ -22,18 +22,10 @@ from stepstream.streams.settings import Settings
 log = logging.getLogger(__name__)
 
 
-def group_consumer(
-    settings: Settings, role: str, fetch_wait_ms: int | None = None
-) -> AIOKafkaConsumer:
-    """A consumer in the group `<prefix>-<role>`; the caller subscribes it. With
-    `fetch_wait_ms`, the broker holds a fetch until 64 KiB are waiting or that long has
-    passed: fewer, larger fetches for a role that is not on a workflow's path."""
-    patience = {} if fetch_wait_ms is None else {"fetch_min_bytes": 64 * 1024}
-    if fetch_wait_ms is not None:
-        patience["fetch_max_wait_ms"] = fetch_wait_ms
+def group_consumer(settings: Settings, role: str) -> AIOKafkaConsumer:
+    """A consumer in the group `<prefix>-<role>`; the caller subscribes it."""
     return AIOKafkaConsumer(
         **kafka_access(settings).client_options(),
-        **patience,
         group_id=f"{settings.topic_prefix}-{role}",
         client_id=f"{settings.topic_prefix}-{role}",
         enable_auto_commit=False,

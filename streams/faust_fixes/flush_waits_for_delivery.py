@@ -18,8 +18,8 @@ faust code (faust-streaming 0.15.3, aiokafka 0.14):
   https://github.com/faust-streaming/faust/blob/v0.15.3/faust/transport/consumer.py
 Upstream: none found.
 Way out: retire it when faust's own code does the same (check on every upgrade).
-Tests: tests/integration/test_producer_flush.py (faust's producer and buffer on the
-broker), tests/unit/test_unsettled.py (what a flush waits for).
+Test: tests/integration/test_producer_flush.py.
+What a flush waits for, alone: tests/unit/test_unsettled.py.
 """
 
 from __future__ import annotations
