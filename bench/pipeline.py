@@ -26,6 +26,7 @@ from pathlib import Path
 
 import breakdown  # bench/ is on sys.path
 import peer_harness as harness
+from peer_harness import percentile
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
@@ -71,11 +72,6 @@ DEFINITIONS = [
         }
     ),
 ]
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 async def read_all(settings: Settings, topic: str) -> list[DecodedEvent]:
