@@ -26,9 +26,9 @@ from pathlib import Path
 
 import breakdown  # bench/ is on sys.path
 import peer_harness as harness
-from peer_harness import percentile
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from peer_harness import percentile
 
 from stepstream.client.watch import reader, rewind, wait_for_commits
 from stepstream.client.workflow_client import WorkflowClient
