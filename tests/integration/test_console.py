@@ -16,6 +16,7 @@ import asyncpg
 import pytest
 from selenium import webdriver
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import Select
 
 from stepstream.infra.operators import Role
@@ -123,7 +124,10 @@ def step_states(browser: webdriver.Chrome) -> dict[str, str]:
 
 
 def act(browser: webdriver.Chrome, form: str, **fields: str) -> None:
-    """Fill an action form as an operator does, and send it."""
+    """Fill an action form as an operator does, send it, and wait until the page it
+    was on is gone: a click returns before the answer has loaded, and the page before
+    may carry a message of its own (an earlier refusal), which must not be read as
+    this action's."""
     scope = browser.find_element(By.CSS_SELECTOR, f"form.{form}")
     for name, value in fields.items():
         element = scope.find_element(By.NAME, name)
@@ -133,6 +137,7 @@ def act(browser: webdriver.Chrome, form: str, **fields: str) -> None:
             element.clear()
             element.send_keys(value)
     scope.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    until(browser, expected_conditions.staleness_of(scope))
 
 
 def action_message(browser: webdriver.Chrome) -> str:
