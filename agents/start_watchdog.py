@@ -1,11 +1,12 @@
 """Start watchdog: a start request with no outcome past the margin is announced again.
 
 The intake's progress is its commit. A WorkflowStartRequested past the engine group's
-committed offset, older than WORKFLOW_WATCHDOG_MARGIN_MS, whose execution this worker's
-`started` table does not hold, was skipped or waits behind a stalled partition (the
-progress guard heals the partition; this heals the start, whatever held it). Its record
-is published again as it was: starts are idempotent by execution id, so the intake
-starts it once, rejects it with its reason, or finds it started.
+committed offset, older than WORKFLOW_WATCHDOG_MARGIN_MS, on a partition whose commit
+has not moved for as long, whose execution this worker's `started` table does not
+hold, was skipped or waits behind a stalled partition (the progress guard heals the
+partition; this heals the start, whatever held it). Its record is published again as
+it was: starts are idempotent by execution id, so the intake starts it once, rejects it
+with its reason, or finds it started.
 """
 
 from __future__ import annotations
@@ -21,7 +22,12 @@ from stepstream.infra.metrics import METRICS
 from stepstream.streams.engine import Engine
 from stepstream.streams.events import now_ms
 from stepstream.streams.kafka_access import kafka_access
-from stepstream.streams.pending_starts import PendingStart, pending_starts
+from stepstream.streams.pending_starts import (
+    CommitStillness,
+    PendingStart,
+    committed_offsets,
+    starts_past,
+)
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +44,7 @@ class StartWatchdog:
         self.started = started
         self.margin_ms = engine.settings.watchdog_margin_ms
         self.quiet_until: dict[str, int] = {}  # execution id -> when it may be sent again
+        self.stillness = CommitStillness(self.margin_ms)
         self._reader: AIOKafkaConsumer | None = None
         self.resumed = 0
 
@@ -61,14 +68,18 @@ class StartWatchdog:
             TopicPartition(tp.topic, tp.partition) for tp in engine.assigned if tp.topic == topic
         }
         admin, _ = await engine.guard.clients()
-        pending = await pending_starts(admin, await self.reader(), engine.app.conf.id, partitions)
+        reader = await self.reader()
+        committed = await committed_offsets(admin, reader, engine.app.conf.id, partitions)
         now = now_ms()
+        # Only where the commit has stood still: behind a moving one (a backlog) every
+        # start is reached in its turn, and announcing it again would only add to the queue.
+        pending = await starts_past(reader, self.stillness.still(committed, now))
         stalled = self.stalled(pending, now)
         old = sum(start.requested_at_ms <= now - self.margin_ms for start in pending)
         if old:  # rare: only behind a stalled partition, or a start that was skipped
             log.info(
-                "start watchdog: %d start(s) past the commit older than the margin, %d with"
-                " no outcome",
+                "start watchdog: %d start(s) past a commit still for the margin, older than"
+                " it, %d with no outcome",
                 old,
                 len(stalled),
             )

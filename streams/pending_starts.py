@@ -1,8 +1,9 @@
 """Start requests past the engine group's committed offset: what the intake has not
 finished with. A start that stays there past a bound with no outcome was skipped (an
 event dropped in the drain path) or waits behind a stalled partition: the start
-watchdog announces it again, and `stepstream stalled` lists it. Only the records past
-the commit are read, so the cost follows what is pending, not the topic's history."""
+watchdog announces it again once the commit has stood still for the bound too
+(`CommitStillness`), and `stepstream stalled` lists it. Only the records past the commit
+are read, so the cost follows what is pending, not the topic's history."""
 
 from __future__ import annotations
 
@@ -38,18 +39,40 @@ async def pending_starts(
 ) -> list[PendingStart]:
     """The start requests of `partitions` at or past `group`'s committed offset, oldest
     first per partition (at most MOST_PER_PARTITION each)."""
+    return await starts_past(reader, await committed_offsets(admin, reader, group, partitions))
+
+
+async def committed_offsets(
+    admin: AIOKafkaAdminClient,
+    reader: AIOKafkaConsumer,
+    group: str,
+    partitions: Iterable[TopicPartition],
+) -> dict[TopicPartition, int]:
+    """`group`'s committed offset of each partition; its log's beginning where it has none."""
     tps = sorted(partitions)
     if not tps:
-        return []
+        return {}
     committed = await admin.list_consumer_group_offsets(group, partitions=tps)
-    ends = await reader.end_offsets(tps)
     starts = await reader.beginning_offsets(tps)
-    behind: dict[TopicPartition, tuple[int, int]] = {}
+    offsets: dict[TopicPartition, int] = {}
     for tp in tps:
         meta = committed.get(tp)
-        first = meta.offset if meta is not None and meta.offset >= 0 else starts[tp]
-        if first < ends[tp]:
-            behind[tp] = (first, min(ends[tp], first + MOST_PER_PARTITION))
+        offsets[tp] = meta.offset if meta is not None and meta.offset >= 0 else starts[tp]
+    return offsets
+
+
+async def starts_past(
+    reader: AIOKafkaConsumer, committed: dict[TopicPartition, int]
+) -> list[PendingStart]:
+    """The start requests at or past each partition's offset in `committed`."""
+    if not committed:
+        return []
+    ends = await reader.end_offsets(list(committed))
+    behind = {
+        tp: (first, min(ends[tp], first + MOST_PER_PARTITION))
+        for tp, first in committed.items()
+        if first < ends[tp]
+    }
     if not behind:
         return []
     reader.assign(list(behind))
@@ -87,3 +110,29 @@ def _pending(tp: TopicPartition, record: Any) -> PendingStart | None:
         record.key,
         record.value,
     )
+
+
+class CommitStillness:
+    """How long each partition's commit has stood still, from looks at it over time.
+
+    A start past a commit that keeps moving is queued behind a backlog the intake is
+    working through, not lost: it is reached in its turn. Only a commit that has not
+    moved for the margin holds a start that nothing else will bring back (an event
+    dropped in the drain path holds its partition's commit for good)."""
+
+    def __init__(self, margin_ms: int) -> None:
+        self.margin_ms = margin_ms
+        self.seen: dict[TopicPartition, tuple[int, int]] = {}  # -> (offset, since when)
+
+    def still(self, committed: dict[TopicPartition, int], now_ms: int) -> dict[TopicPartition, int]:
+        """The partitions of `committed` whose offset has not moved for the margin."""
+        seen: dict[TopicPartition, tuple[int, int]] = {}
+        for tp, offset in committed.items():
+            before = self.seen.get(tp)
+            seen[tp] = before if before is not None and before[0] == offset else (offset, now_ms)
+        self.seen = seen  # partitions no longer looked at are forgotten
+        return {
+            tp: offset
+            for tp, (offset, since) in self.seen.items()
+            if now_ms - since >= self.margin_ms
+        }

@@ -107,3 +107,36 @@ async def test_a_start_with_no_outcome_is_listed_by_stalled_and_announced_again(
         assert execution_id not in after.stdout
     finally:
         worker.stop()
+
+
+async def test_a_backlog_of_starts_is_worked_through_not_announced_again(
+    settings: Settings, kafka_bootstrap: str, run_token: str, tmp_path: Path
+) -> None:
+    """Starts queued behind an intake that is slow but moving are not lost: the start
+    watchdog leaves them to the intake, however long past its margin they wait. (It
+    announced each of them again, so that at saturation the intake did half its work
+    twice.)"""
+    tenant, count = f"{run_token}-tenant", 300  # one tenant: one partition of starts
+    env = engine_env(
+        settings,
+        f"test-{run_token}-backlog",
+        WORKFLOW_WATCHDOG_MARGIN_MS="2000",
+        STEPSTREAM_TEST_INTAKE_MS="50",  # 300 starts: 15 s of backlog, 7 margins
+    )
+    engine = Settings.from_env(env)
+    await prepare(engine, DIAMOND)
+    fault = ("--steps", "tests.integration.slow_intake")
+    worker = WorkerProcess("backlog-w1", env, tmp_path, fault)
+    try:
+        await wait_until_ready(engine, [worker], 120)
+        async with WorkflowClient(engine) as client:
+            ids = [
+                await client.start_workflow("guard-diamond", {}, tenant, "u", f"{run_token}-{i}")
+                for i in range(count)
+            ]
+            outcomes = await asyncio.gather(*(client.wait_for(i, timeout=120) for i in ids))
+        assert {outcome.status for outcome in outcomes} == {"completed"}
+        log = worker.log_path.read_text()
+        assert "start watchdog: the start of" not in log, log[-3000:]
+    finally:
+        worker.stop()
