@@ -19,7 +19,7 @@ from faust.types import TP, EventT, ProducerT, StreamT
 
 from stepstream.infra.metrics import METRICS
 from stepstream.schemas.codec import CODEC, EventCodecError
-from stepstream.streams import faust_fixes, log_format, log_throttle
+from stepstream.streams import faust_fixes, linger, log_format, log_throttle
 from stepstream.streams.batches import take_available
 from stepstream.streams.codec import register_codec
 from stepstream.streams.definitions import DefinitionCatalog
@@ -320,6 +320,7 @@ def create_engine(
         stream_processing_timeout=30.0,
     )
     app.durable_configs = durable_configs(settings)
+    linger.install(app, settings.producer_linger_ms, settings.producer_linger_busy_ms)
     topics = {
         name: app.topic(
             name,

@@ -181,6 +181,9 @@ class Settings:
     # requests, less CPU per step and more steps/s at load; each hop waits up to this
     # long when the engine is idle (bench/pipeline.py, README "Benchmarks").
     producer_linger_ms: int = 10
+    # The linger while the worker is short of CPU (streams.linger): larger batches when
+    # throughput is what is scarce. At or below producer_linger_ms: the linger is fixed.
+    producer_linger_busy_ms: int = 40
     # The longest the coordinator keeps adding to a batch while events keep coming; a
     # batch is handed over at once when nothing more is waiting (streams.batches).
     batch_window_ms: int = 10
@@ -276,6 +279,7 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "event_ttl_max_seconds": ("STEPSTREAM_EVENT_TTL_MAX_SECONDS", _parse_positive_int),
     "commit_interval_ms": ("STEPSTREAM_COMMIT_INTERVAL_MS", _parse_positive_int),
     "producer_linger_ms": ("STEPSTREAM_PRODUCER_LINGER_MS", _parse_non_negative_int),
+    "producer_linger_busy_ms": ("STEPSTREAM_PRODUCER_LINGER_BUSY_MS", _parse_non_negative_int),
     "batch_window_ms": ("STEPSTREAM_BATCH_WINDOW_MS", _parse_positive_int),
     "stall_seconds": ("STEPSTREAM_STALL_SECONDS", _parse_positive_float),
     "metrics_port": ("STEPSTREAM_METRICS_PORT", _parse_port),
