@@ -5,11 +5,12 @@ Every hop of a workflow waits up to the linger, so an idle engine wants it short
 saturation the worker's records spread over every partition of half a dozen topics, a
 record or two per partition per 10 ms: each becomes a batch of its own, and aiokafka and
 the broker pay per batch (a builder, a future, a partition entry in the request and in
-the broker's log). Measured (bench/pipeline.py --phases 2, 6,000 diamonds, alternated):
-40 ms instead of 10 ms took 15-30% off the worker's CPU per step and ~45% off the
-broker's, with 20-50% more steps/s; one diamond at a time, it would add 30 ms to each of
-its 8 hops. So the linger is the configured one until the worker's process has been
-busy for a whole look, and the longer one until it has clearly had CPU to spare again.
+the broker's log). Measured (bench/pipeline.py --phases 23, 6,000 diamonds, alternated),
+following the load against a fixed 10 ms: 21-26% less worker CPU per step at saturation,
+36-45% less broker CPU, 29-36% more steps/s, and the same delays at a paced 200 steps/s;
+a fixed 40 ms would add 30 ms to each of a lone diamond's 8 hops. So the linger is the
+configured one until the worker's process has been busy for a whole look, and the longer
+one until it has clearly had CPU to spare again.
 A flush (faust's, before each commit) waits for lingering batches too: a commit takes
 up to the linger longer, which the commit rule does not mind.
 
@@ -37,12 +38,17 @@ IDLE_SHARE = 0.8  # below this, it has CPU to spare again (the gap keeps it from
 
 @dataclass
 class LoadFollowingLinger:
-    """The linger for the worker's CPU share over the last look (pure; `look` decides)."""
+    """The linger for the worker's CPU share over the last look: `decide` is the rule,
+    `look` reads the clocks for it."""
 
     idle_ms: int
     busy_ms: int
     busy: bool = False
-    _last: tuple[float, float] = field(default_factory=lambda: (time.monotonic(), 0.0))
+    # (wall clock, process CPU) at the last look; from creation, so that what the process
+    # spent before (imports, recovery) does not count as load.
+    _last: tuple[float, float] = field(
+        default_factory=lambda: (time.monotonic(), time.process_time())
+    )
 
     def decide(self, cpu_share: float) -> int:
         """The linger after a look at which the process used `cpu_share` of one core."""

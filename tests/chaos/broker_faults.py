@@ -38,6 +38,9 @@ class BrokerSchedule:
     quorum_down: float  # two nodes down this long (0: skipped)
 
 
+# A probe's bound: well past the longest outage (60 s), and short enough that a lost
+# probe fails the test with its reason before the test's own timeout.
+PROBE_SECONDS = 150
 SHORT_BROKERS = BrokerSchedule(kills=1, kill_every=5, down_for=5, long_down=0, quorum_down=5)
 FULL_BROKERS = BrokerSchedule(kills=4, kill_every=10, down_for=8, long_down=60, quorum_down=10)
 
@@ -76,10 +79,19 @@ class BrokerFaults:
             self.recoveries.append(await recovery)
 
     async def time_to_flow(self, began: float) -> float:
-        """Seconds from the kill until a probe started right after it has completed."""
+        """Seconds from the kill until a probe started right after it has completed. A
+        probe that does not end fails the test within its time, saying what the audit
+        trail holds of it: an execution the engine lost, or an outcome the client missed."""
         async with WorkflowClient(self.engine) as client:
             execution_id = await client.start_workflow("probe", {}, "probe", f"flow-{began}")
-            await client.wait_for(execution_id, timeout=300)
+            try:
+                await client.wait_for(execution_id, timeout=PROBE_SECONDS)
+            except TimeoutError:
+                recorded = await client.describe(execution_id)
+                raise AssertionError(
+                    f"probe {execution_id}, started at a broker kill, did not end within"
+                    f" {PROBE_SECONDS} s; PostgreSQL has {recorded!r}"
+                ) from None
         return time.time() - began
 
     def describe(self) -> str:
