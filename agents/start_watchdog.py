@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, cast
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.types import TableT
@@ -22,12 +22,8 @@ from stepstream.infra.metrics import METRICS
 from stepstream.streams.engine import Engine
 from stepstream.streams.events import now_ms
 from stepstream.streams.kafka_access import kafka_access
-from stepstream.streams.pending_starts import (
-    CommitStillness,
-    PendingStart,
-    committed_offsets,
-    starts_past,
-)
+from stepstream.streams.pending_starts import PendingStart, committed_offsets, starts_past
+from stepstream.streams.progress import PartitionProgress, ProgressGuard
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +40,9 @@ class StartWatchdog:
         self.started = started
         self.margin_ms = engine.settings.watchdog_margin_ms
         self.quiet_until: dict[str, int] = {}  # execution id -> when it may be sent again
-        self.stillness = CommitStillness(self.margin_ms)
+        # The progress guard's bookkeeping, with the margin for its bound: a backlog moves
+        # the commit, a lost start holds it for good.
+        self.progress = ProgressGuard(self.margin_ms / 1000)
         self._reader: AIOKafkaConsumer | None = None
         self.resumed = 0
 
@@ -70,10 +68,15 @@ class StartWatchdog:
         admin, _ = await engine.guard.clients()
         reader = await self.reader()
         committed = await committed_offsets(admin, reader, engine.app.conf.id, partitions)
+        ends = await reader.end_offsets(list(committed)) if committed else {}
         now = now_ms()
-        # Only where the commit has stood still: behind a moving one (a backlog) every
-        # start is reached in its turn, and announcing it again would only add to the queue.
-        pending = await starts_past(reader, self.stillness.still(committed, now))
+        # Only where the commit has stood still with starts waiting: behind a moving one (a
+        # backlog) every start is reached in its turn, and announcing it again would only
+        # add to the queue.
+        progress = {tp: PartitionProgress(offset, ends[tp]) for tp, offset in committed.items()}
+        stalls = self.progress.observe(now / 1000, progress)
+        still = {cast(TopicPartition, s.partition): s.committed for s in stalls}
+        pending = await starts_past(reader, still)
         stalled = self.stalled(pending, now)
         old = sum(start.requested_at_ms <= now - self.margin_ms for start in pending)
         if old:  # rare: only behind a stalled partition, or a start that was skipped

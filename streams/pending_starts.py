@@ -2,7 +2,7 @@
 finished with. A start that stays there past a bound with no outcome was skipped (an
 event dropped in the drain path) or waits behind a stalled partition: the start
 watchdog announces it again once the commit has stood still for the bound too
-(`CommitStillness`), and `stepstream stalled` lists it. Only the records past the commit
+(`streams.progress`), and `stepstream stalled` lists it. Only the records past the commit
 are read, so the cost follows what is pending, not the topic's history."""
 
 from __future__ import annotations
@@ -110,29 +110,3 @@ def _pending(tp: TopicPartition, record: Any) -> PendingStart | None:
         record.key,
         record.value,
     )
-
-
-class CommitStillness:
-    """How long each partition's commit has stood still, from looks at it over time.
-
-    A start past a commit that keeps moving is queued behind a backlog the intake is
-    working through, not lost: it is reached in its turn. Only a commit that has not
-    moved for the margin holds a start that nothing else will bring back (an event
-    dropped in the drain path holds its partition's commit for good)."""
-
-    def __init__(self, margin_ms: int) -> None:
-        self.margin_ms = margin_ms
-        self.seen: dict[TopicPartition, tuple[int, int]] = {}  # -> (offset, since when)
-
-    def still(self, committed: dict[TopicPartition, int], now_ms: int) -> dict[TopicPartition, int]:
-        """The partitions of `committed` whose offset has not moved for the margin."""
-        seen: dict[TopicPartition, tuple[int, int]] = {}
-        for tp, offset in committed.items():
-            before = self.seen.get(tp)
-            seen[tp] = before if before is not None and before[0] == offset else (offset, now_ms)
-        self.seen = seen  # partitions no longer looked at are forgotten
-        return {
-            tp: offset
-            for tp, (offset, since) in self.seen.items()
-            if now_ms - since >= self.margin_ms
-        }
